@@ -1,0 +1,119 @@
+"""Export a dataset version to Parquet, JSON lines or a `datasets` folder.
+
+`columns` picks the layout:
+- "canonical": id, prompt, response, answer, tests, domain and meta (meta as a JSON object in JSONL);
+- "prompt-completion": TRL's SFT layout (`prompt`, `completion`; conversational when prompts are messages);
+- "messages": TRL's conversational layout (`messages`, with the response as the last assistant turn);
+- "prompt": for GRPO trainers (TRL, verl): `prompt` plus the reward columns `answer` and `tests`.
+DuckDB streams the shards to the output, so memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from curate.catalog.versions import DatasetVersion
+from curate.errors import BadUsage
+
+FORMATS = ("parquet", "jsonl", "hf")
+LAYOUTS = ("canonical", "prompt-completion", "messages", "prompt")
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    format: str
+    columns: str
+    rows: int
+
+
+def infer_format(to: Path) -> str:
+    suffix = to.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix == "":
+        return "hf"
+    raise BadUsage(f"cannot tell the export format from {to.name!r}",
+                   hint="end the name with .parquet or .jsonl, give a folder name for a datasets folder, or pass --format")
+
+
+def _select_sql(version: DatasetVersion, layout: str, json_meta: bool = True) -> str:
+    files = ", ".join(f"'{f.as_posix()}'" for f in version.files())
+    source = f"read_parquet([{files}])"
+    messages = version.prompt_type == "messages"
+    reply = "{'role': 'assistant', 'content': response}"
+    as_messages = "prompt" if messages else "[{'role': 'user', 'content': prompt}]"
+    if layout == "canonical":
+        return f"SELECT * REPLACE (CAST(meta AS JSON) AS meta) FROM {source}" if json_meta else f"SELECT * FROM {source}"
+    if layout == "prompt-completion":
+        completion = f"CASE WHEN response IS NULL THEN NULL ELSE [{reply}] END" if messages else "response"
+        return f"SELECT id, prompt, {completion} AS completion, answer, tests FROM {source}"
+    if layout == "messages":
+        return (f"SELECT id, CASE WHEN response IS NULL THEN {as_messages} "
+                f"ELSE list_append({as_messages}, {reply}) END AS messages, answer, tests FROM {source}")
+    if layout == "prompt":
+        return f"SELECT id, prompt, answer, tests, domain FROM {source}"
+    raise BadUsage(f"unknown column layout {layout!r}", hint="layouts: " + ", ".join(LAYOUTS))
+
+
+def export_version(
+    version: DatasetVersion,
+    to: str | os.PathLike,
+    *,
+    format: str | None = None,
+    columns: str = "canonical",
+    overwrite: bool = False,
+) -> ExportReport:
+    """Write `version` to `to`; the output appears whole or not at all."""
+    target = Path(to).expanduser()
+    fmt = format or infer_format(target)
+    if fmt not in FORMATS:
+        raise BadUsage(f"unknown export format {fmt!r}", hint="formats: " + ", ".join(FORMATS))
+    if target.exists() and not overwrite:
+        raise BadUsage(f"{target} already exists", hint="choose another path or pass --overwrite")
+    if not version.files():
+        raise BadUsage(f"{version.ref} has no rows to export")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    sql = _select_sql(version, columns, json_meta=fmt == "jsonl")
+    con = duckdb.connect()
+    try:
+        if fmt == "parquet":
+            con.execute(f"COPY ({sql}) TO '{partial.as_posix()}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+        elif fmt == "jsonl":
+            con.execute(f"COPY ({sql}) TO '{partial.as_posix()}' (FORMAT JSON)")
+        else:
+            _write_hf_folder(con, sql, partial)
+        (rows,) = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    os.rename(partial, target)
+    return ExportReport(target, fmt, columns, rows)
+
+
+def _write_hf_folder(con: duckdb.DuckDBPyConnection, sql: str, folder: Path) -> None:
+    """A `datasets.save_to_disk` folder, built through a temporary Parquet file."""
+    import datasets
+
+    scratch = folder.with_name(folder.name + ".scratch")
+    scratch.mkdir()
+    try:
+        parquet = scratch / "data.parquet"
+        con.execute(f"COPY ({sql}) TO '{parquet.as_posix()}' (FORMAT PARQUET)")
+        dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(scratch / "cache"))
+        dataset.save_to_disk(str(folder))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

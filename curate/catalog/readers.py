@@ -1,0 +1,327 @@
+"""Readers: a file, folder or hub id in, a stream of polars frames out.
+
+Every reader yields `Chunk`s of at most a few tens of MB, so ingest memory stays
+bounded whatever the file size. Each chunk knows how to name its rows ("train.jsonl,
+line 12") so that errors and drop reasons point at the source.
+
+JSONL goes through pyarrow's JSON parser block by block (fast, and unlike polars it
+never drops a key it did not see in the first rows). A block it refuses is parsed
+again line by line in Python, which either names the bad line or builds the frame
+with the conflicting field kept as JSON text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import mmap
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from curate.errors import BadInput, BadUsage
+
+BLOCK_BYTES = 32 << 20
+SUFFIX_FORMATS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
+    ".parquet": "parquet", ".pq": "parquet",
+}
+
+
+@dataclass
+class Chunk:
+    frame: pl.DataFrame
+    source: str
+    unit: str  # "line", "row" or "item"
+    positions: np.ndarray  # 1-based position of each row in its source, in `unit`s
+
+    def where(self, index: int) -> str:
+        return f"{self.source}, {self.unit} {int(self.positions[index])}"
+
+
+def open_source(spec: str, *, fmt: str | None = None, split: str | None = None) -> Iterator[Chunk]:
+    """Yield chunks from a file, a folder of files, a `save_to_disk` folder or a hub id."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            return _read_hf_disk(path, split)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIX_FORMATS and p.is_file())
+        if not files:
+            raise BadInput(f"{path} is a folder with no data files",
+                           hint="pass a .jsonl, .json, .csv or .parquet file, or a folder made by save_to_disk")
+        return _chain(files, fmt)
+    if path.exists() or os.path.lexists(path):
+        return _read_file(path, fmt or _detect_format(path))
+    if _looks_like_hub_id(spec):
+        return _read_hub(spec, split)
+    raise BadInput(f"{spec}: no such file or folder", hint="check the path; hub ids look like owner/name")
+
+
+def _chain(files: list[Path], fmt: str | None) -> Iterator[Chunk]:
+    for file in files:
+        yield from _read_file(file, fmt or _detect_format(file))
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts) and not spec.startswith((".", "~")) and "\\" not in spec
+
+
+def _detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    fmt = next((SUFFIX_FORMATS[s] for s in reversed(suffixes) if s in SUFFIX_FORMATS), None)
+    if fmt == "json":
+        # Many ".json" files are JSON lines; look at the first non-blank byte.
+        with _open_binary(path) as fh:
+            head = fh.read(4096).lstrip()
+        fmt = "json" if head.startswith(b"[") else "jsonl"
+    if fmt is None:
+        raise BadInput(f"{path}: cannot tell the format from the name",
+                       hint="name it .jsonl, .json, .csv, .tsv or .parquet, or pass --format")
+    return fmt
+
+
+def _open_binary(path: Path):
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a folder", str(path))
+        return open(path, "rb")
+    except PermissionError as exc:
+        raise BadInput(f"{path}: permission denied, cannot read the file",
+                       hint="check the file's permissions (chmod +r) or copy it somewhere readable") from exc
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def _read_file(path: Path, fmt: str) -> Iterator[Chunk]:
+    readers = {"jsonl": _read_jsonl, "json": _read_json_array, "csv": _read_csv, "tsv": _read_csv,
+               "parquet": _read_parquet}
+    if fmt not in readers:
+        raise BadUsage(f"unknown format {fmt!r}", hint="formats: " + ", ".join(sorted(readers)))
+    if fmt == "tsv":
+        return _read_csv(path, delimiter="\t")
+    return readers[fmt](path)
+
+
+# ---------------------------------------------------------------- JSON lines
+
+def _blocks(fh, size: int) -> Iterator[memoryview | bytes]:
+    """Blocks of whole lines, each about `size` bytes; zero-copy views when the file can be mapped."""
+    try:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (ValueError, OSError):  # a pipe, or an empty file
+        mapped = None
+    if mapped is None:
+        while block := fh.read(size):
+            if not block.endswith(b"\n"):
+                block += fh.readline()
+            yield block
+        return
+    # The map is closed when the last view of it is garbage: parsed frames own their own memory.
+    view = memoryview(mapped)
+    pos, total = 0, len(mapped)
+    while pos < total:
+        end = min(pos + size, total)
+        if end < total:
+            newline = mapped.find(b"\n", end - 1)
+            end = total if newline < 0 else newline + 1
+        yield view[pos:end]
+        pos = end
+
+
+def _read_jsonl(path: Path) -> Iterator[Chunk]:
+    name = path.name
+    line_offset = 0
+    with _open_binary(path) as fh:
+        try:
+            for block in _blocks(fh, BLOCK_BYTES):
+                data = np.frombuffer(block, dtype=np.uint8)
+                newlines = np.flatnonzero(data == 10)
+                lines = _line_numbers(data, newlines, line_offset)
+                frame = _parse_jsonl_block(block, data, name, lines, line_offset)
+                line_offset += len(newlines) + (0 if data[-1] == 10 else 1)
+                del data
+                if frame.height:
+                    yield Chunk(frame, name, "line", lines)
+        except OSError as exc:
+            raise BadInput(f"{path}: read failed ({exc.strerror or exc})") from exc
+
+
+def _check_utf8(block: bytes, name: str, line_offset: int) -> None:
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = line_offset + block.count(b"\n", 0, exc.start) + 1
+        raise BadInput(
+            f"{name}, line {line}: not valid UTF-8 (byte 0x{block[exc.start]:02x})",
+            hint="re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`",
+        ) from None
+
+
+def _line_numbers(data: np.ndarray, newlines: np.ndarray, line_offset: int) -> np.ndarray:
+    """1-based line numbers of the non-blank lines in a block (`newlines`: positions of b"\\n")."""
+    count = len(newlines) + (0 if data[-1] == 10 else 1)
+    starts = np.concatenate(([0], newlines + 1))[:count]
+    if np.all(data[starts[starts < len(data)]] == ord("{")):  # the usual case: every line opens an object
+        return np.arange(line_offset + 1, line_offset + count + 1)
+    lines = bytes(data).split(b"\n")[:count]
+    return np.array([line_offset + i + 1 for i, line in enumerate(lines) if line.strip()], dtype=np.int64)
+
+
+def _parse_jsonl_block(block, data: np.ndarray, name: str, lines: np.ndarray, line_offset: int) -> pl.DataFrame:
+    try:
+        table = pjson.read_json(pa.BufferReader(pa.py_buffer(block)),
+                                read_options=pjson.ReadOptions(block_size=1 << 20))
+        if data.max() >= 128:
+            table.validate(full=True)  # pyarrow parses invalid UTF-8 without complaint
+        return pl.from_arrow(table)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        pass  # find the line, or cope with mixed types, the slow way
+    block = bytes(block)
+    _check_utf8(block, name, line_offset)
+    records = []
+    for number, raw in zip(lines, (line for line in block.split(b"\n") if line.strip())):
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{name}, line {number}: malformed JSON ({exc.msg} at column {exc.colno})",
+                           hint="fix or delete that line; each line must be one JSON object") from None
+        if not isinstance(record, dict):
+            raise BadInput(f"{name}, line {number}: expected a JSON object, got {type(record).__name__}",
+                           hint="each line must be one JSON object such as {\"prompt\": ..., \"response\": ...}")
+        records.append(record)
+    return frame_from_records(records)
+
+
+def frame_from_records(records: list[dict]) -> pl.DataFrame:
+    """A frame from Python dicts; a field whose type varies across rows becomes JSON text."""
+    if not records:
+        return pl.DataFrame()
+    try:
+        return pl.from_arrow(pa.Table.from_pylist(records))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    columns = {}
+    for key in keys:
+        values = [r.get(key) for r in records]
+        try:
+            columns[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[key] = pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v)
+                                     for v in values], pa.string())
+    return pl.from_arrow(pa.table(columns))
+
+
+# ---------------------------------------------------------------- other files
+
+def _read_json_array(path: Path) -> Iterator[Chunk]:
+    with _open_binary(path) as fh:
+        raw = fh.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise BadInput(f"{path.name}, line {line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+                       hint="re-encode the file as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path.name}, line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno})",
+                       hint="fix the JSON; a .json file holds one array of objects (use .jsonl for one object a line)") from None
+    if isinstance(data, dict):
+        data = next((v for v in data.values() if isinstance(v, list)), [data])
+    if not isinstance(data, list):
+        raise BadInput(f"{path.name}: expected a JSON array of objects, got {type(data).__name__}")
+    bad = next((i for i, item in enumerate(data) if not isinstance(item, dict)), None)
+    if bad is not None:
+        raise BadInput(f"{path.name}, item {bad + 1}: expected a JSON object, got {type(data[bad]).__name__}")
+    step = 50_000
+    for start in range(0, len(data), step):
+        part = data[start:start + step]
+        yield Chunk(frame_from_records(part), path.name, "item", np.arange(start + 1, start + len(part) + 1))
+
+
+def _read_csv(path: Path, delimiter: str = ",") -> Iterator[Chunk]:
+    with _open_binary(path) as fh:
+        header = fh.readline()
+    if not header.strip():
+        raise BadInput(f"{path.name}: the file is empty", hint="a CSV file needs a header line and rows")
+    try:
+        names = pcsv.read_csv(io.BytesIO(header), parse_options=pcsv.ParseOptions(delimiter=delimiter)).column_names
+    except pa.ArrowInvalid as exc:
+        raise BadInput(f"{path.name}, line 1: cannot read the CSV header ({exc})") from None
+    convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
+    try:
+        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
+                               parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                               convert_options=convert)
+        row = 0
+        for batch in reader:
+            yield Chunk(pl.from_arrow(batch), path.name, "row", np.arange(row + 1, row + batch.num_rows + 1))
+            row += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        message = str(exc)
+        if "UTF8" in message or "utf8" in message.lower():
+            raise BadInput(f"{path.name}: not valid UTF-8 ({message})", hint="re-encode the file as UTF-8") from None
+        raise BadInput(f"{path.name}: malformed CSV ({message})", hint="check quoting and the number of fields") from None
+
+
+def _read_parquet(path: Path) -> Iterator[Chunk]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInput(f"{path.name}: not a readable Parquet file ({exc})") from None
+    row = 0
+    for batch in parquet.iter_batches(batch_size=65_536):
+        yield Chunk(pl.from_arrow(batch), path.name, "row", np.arange(row + 1, row + batch.num_rows + 1))
+        row += batch.num_rows
+
+
+def _read_hf_disk(path: Path, split: str | None) -> Iterator[Chunk]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises many types here
+        raise BadInput(f"{path}: not a readable `save_to_disk` folder ({exc})") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        split = split or ("train" if "train" in loaded else None)
+        if split not in loaded:
+            raise BadUsage(f"{path} holds splits {sorted(loaded)}", hint="pick one with --split NAME")
+        loaded = loaded[split]
+    table = loaded.with_format("arrow")
+    for start in range(0, len(table), 65_536):
+        batch = table[start:start + 65_536]
+        yield Chunk(pl.from_arrow(batch), path.name, "row", np.arange(start + 1, start + batch.num_rows + 1))
+
+
+def _read_hub(spec: str, split: str | None) -> Iterator[Chunk]:
+    import datasets
+
+    try:
+        stream = datasets.load_dataset(spec, split=split or "train", streaming=True)
+        iterator = iter(stream)
+        first = next(iterator, None)
+    except Exception as exc:  # offline, gated, missing: all surface here
+        raise BadInput(
+            f"{spec}: could not load it from the hub ({type(exc).__name__}: {str(exc)[:300]})",
+            hint="check the id and your network; offline, download the files elsewhere and ingest them by path",
+        ) from None
+    if first is None:
+        return
+    records, row = [first], 0
+    for item in iterator:
+        records.append(item)
+        if len(records) == 10_000:
+            yield Chunk(frame_from_records(records), spec, "row", np.arange(row + 1, row + len(records) + 1))
+            row += len(records)
+            records = []
+    if records:
+        yield Chunk(frame_from_records(records), spec, "row", np.arange(row + 1, row + len(records) + 1))

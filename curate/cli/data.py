@@ -1,0 +1,179 @@
+"""Data commands: ingest, ls, show, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from curate.catalog.export import LAYOUTS, export_version
+from curate.catalog.ingest import IngestOptions, ingest
+from curate.catalog.shapes import parse_map
+from curate.catalog.summary import summarize
+from curate.catalog.versions import list_versions, resolve
+from curate.catalog.workspace import Workspace
+from curate.cli import ui
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+
+
+def ingest_cmd(
+    source: Annotated[str, typer.Argument(help="A .jsonl/.json/.csv/.tsv/.parquet file, a folder, or a hub id.")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Dataset name (default: the file's stem).")] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help="DST=SRC: take a canonical column from SRC.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Set this domain on every row.")] = None,
+    domain_field: Annotated[str | None, typer.Option(help="Take the domain from this column.")] = None,
+    license: Annotated[str | None, typer.Option(help="License of the data, recorded with the version.")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="jsonl, json, csv, tsv or parquet (default: by name).")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of a hub dataset or a DatasetDict folder.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Drop rows without a prompt (recorded) instead of failing.")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Ingest a dataset as a new version: shapes are detected, exact duplicates dropped.
+
+    Examples:
+      curate ingest train.jsonl --name gsm8k
+      curate ingest pool.csv --name pool --map prompt=question --map response=solution --domain math
+    """
+    ws = Workspace.open(workspace)
+    dataset_name = name or Path(source.rstrip("/")).name.split(".")[0]
+    options = IngestOptions(name=dataset_name, mapping=parse_map(map_), domain=domain, domain_field=domain_field,
+                            license=license, format=format, split=split, skip_invalid=skip_invalid)
+    with ui.progress(f"ingesting {source}", quiet=quiet) as update:
+        report = ingest(ws, source, options, progress=update)
+    if quiet:
+        ui.out.print(report.version.ref)
+        return
+    ui.out.print(ui.key_values(f"ingested {report.version.ref}", {
+        "source": source, "shape": report.shape, "rows read": ui.human(report.rows_read),
+        "rows kept": ui.human(report.version.rows), "exact duplicates dropped": ui.human(report.duplicates),
+        "invalid rows dropped": ui.human(report.invalid), "prompt type": report.version.prompt_type,
+        "license": report.version.license, "seconds": report.seconds,
+    }))
+
+
+def ls_cmd(
+    name: Annotated[str | None, typer.Argument(help="Only this dataset's versions.")] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List dataset versions.
+
+    Examples:
+      curate ls
+      curate ls gsm8k
+    """
+    ws = Workspace.open(workspace)
+    versions = list_versions(ws, name)
+    if quiet:
+        for v in versions:
+            ui.out.print(v.ref)
+        return
+    rows = [[v.ref, ui.human(v.rows), v.prompt_type, v.license, v.created_at.strftime("%Y-%m-%d %H:%M")]
+            for v in versions]
+    ui.out.print(ui.table(f"datasets in {ws.root}", ["version", "rows", "prompt", "license", "created"], rows))
+
+
+def show_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
+    samples: Annotated[int, typer.Option(help="Sample rows to print.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Schema, counts by domain, length statistics, lineage and sample rows of a version.
+
+    Examples:
+      curate show gsm8k
+      curate show gsm8k@v1 --samples 5
+    """
+    ws = Workspace.open(workspace)
+    version = resolve(ws, ref)
+    summary = summarize(ws, version, samples=samples)
+    if as_json:
+        payload = {"version": version.ref, "rows": version.rows, "prompt_type": version.prompt_type,
+                   "license": version.license, "content_hash": version.content_hash, "non_null": summary.non_null,
+                   "domains": summary.domains, "lengths": summary.lengths, "drops": summary.drops,
+                   "lineage": summary.lineage, "samples": summary.samples}
+        ui.out.print_json(json.dumps(payload, default=str))
+        return
+    out = ui.out
+    out.print(ui.key_values(version.ref, {
+        "rows": ui.human(version.rows), "shards": version.shards, "prompt type": version.prompt_type,
+        "license": version.license, "content hash": version.content_hash, "created": version.created_at,
+        "path": version.path,
+    }))
+    out.print(ui.table("columns", ["column", "type", "non-null"],
+                       [[c, t, f"{summary.non_null.get(c, 0):,}/{version.rows:,}"] for c, t in version.columns.items()]))
+    out.print(ui.table("domains", ["domain", "rows"], [[d if d is not None else "(none)", f"{n:,}"]
+                                                       for d, n in summary.domains]))
+    out.print(ui.table("lengths (characters)", ["column", "min", "median", "mean", "p95", "max"],
+                       [[c, *(ui.human(s[k]) for k in ("min", "median", "mean", "p95", "max"))]
+                        for c, s in summary.lengths.items()]))
+    for step in summary.lineage:
+        out.print(ui.key_values(f"lineage step {step['step']}: {step['op']}", {
+            "inputs": ", ".join(step["inputs"]), "strategy": step["strategy"],
+            "params": json.dumps({k: v for k, v in step["params"].items() if v not in (None, {}, [], False)}),
+            "model": step["model_id"] and f"{step['model_id']} ({step['model_hash']})",
+            "rows": f"{step['rows_in']:,} -> {step['rows_out']:,}", "dropped": json.dumps(step["drop_counts"]),
+            "seed": step["seed"], "code": step["code_version"], "when": step["created_at"],
+            "seconds": step["duration_s"],
+        }))
+    if summary.drops:
+        out.print(ui.table("dropped examples", ["reason", "count"], [[r, f"{n:,}"] for r, n in summary.drops.items()]))
+    for i, row in enumerate(summary.samples):
+        out.print(ui.key_values(f"sample {i + 1}", {k: _clip(v) for k, v in row.items()}))
+
+
+def _clip(value, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} chars)"
+
+
+def export_cmd(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
+    to: Annotated[Path, typer.Option("--to", help="Output: FILE.parquet, FILE.jsonl, or a folder (datasets).")],
+    format: Annotated[str | None, typer.Option("--format", help="parquet, jsonl or hf (default: by --to).")] = None,
+    columns: Annotated[str, typer.Option(help="Layout: " + ", ".join(LAYOUTS) + ".")] = "canonical",
+    trl: Annotated[bool, typer.Option("--trl", help="Same as --columns prompt-completion.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a version to Parquet, JSONL or a datasets folder, optionally in TRL's columns.
+
+    Examples:
+      curate export gsm8k --to gsm8k.parquet
+      curate export gsm8k@v2 --to sft.jsonl --trl
+      curate export prompts --to grpo.parquet --columns prompt
+    """
+    ws = Workspace.open(workspace)
+    version = resolve(ws, ref)
+    report = export_version(version, to, format=format, columns="prompt-completion" if trl else columns,
+                            overwrite=overwrite)
+    if quiet:
+        ui.out.print(str(report.path))
+        return
+    ui.out.print(ui.key_values(f"exported {version.ref}", {"to": report.path, "format": report.format,
+                                                          "columns": report.columns, "rows": f"{report.rows:,}"}))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_cmd)
+    app.command("ls")(ls_cmd)
+    app.command("show")(show_cmd)
+    app.command("export")(export_cmd)

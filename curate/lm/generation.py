@@ -1,0 +1,131 @@
+"""Generation backends behind one protocol: `generate(prompts, n, sampling) -> completions`.
+
+`hf` runs transformers' `generate` in left-padded batches with the KV cache. Other
+backends (vLLM, OpenAI-compatible servers) implement the same protocol elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from curate.lm.loading import LM
+from curate.lm.templates import Prompt, render_prompt
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k cut
+    max_new_tokens: int = 256
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+    prompt_index: int = 0
+    sample_index: int = 0
+    prompt_ids: list[int] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+class GenerationBackend(Protocol):
+    name: str
+
+    def generate(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams) -> list[list[Completion]]:
+        """`n` completions for each prompt, in prompt order."""
+        ...
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    positions = [text.find(s) for s in stops if s and s in text]
+    if not positions:
+        return text, False
+    return text[: min(positions)], True
+
+
+class HFBackend:
+    """Batched sampling with transformers' `generate`."""
+
+    name = "hf"
+
+    def __init__(self, lm: LM, batch_size: int = 16, template: str = "auto"):
+        self.lm = lm
+        self.batch_size = batch_size
+        self.template = template
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        tokenizer = self.lm.tokenizer
+        text = render_prompt(prompt, tokenizer, self.template)
+        bos = getattr(tokenizer, "bos_token", None)
+        return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams) -> list[list[Completion]]:
+        encoded = [self.encode(p) for p in prompts]
+        results: list[list[Completion]] = [[] for _ in prompts]
+        per_batch = max(1, self.batch_size // max(n, 1))
+        with torch.random.fork_rng(devices=[self.lm.device] if self.lm.device.type == "cuda" else []):
+            torch.manual_seed(sampling.seed)
+            order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+            for start in range(0, len(order), per_batch):
+                batch = order[start:start + per_batch]
+                for index, completions in zip(batch, self._generate_batch([encoded[i] for i in batch], n, sampling)):
+                    for sample, completion in enumerate(completions):
+                        completion.prompt_index, completion.sample_index = index, sample
+                    results[index] = completions
+        return results
+
+    def _generate_batch(self, batch: list[list[int]], n: int, sampling: SamplingParams) -> list[list[Completion]]:
+        tokenizer, model = self.lm.tokenizer, self.lm.model
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        greedy = sampling.temperature <= 0
+        kwargs = dict(do_sample=not greedy, max_new_tokens=sampling.max_new_tokens, num_return_sequences=n,
+                      pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
+        elif n > 1:
+            raise ValueError("greedy decoding (temperature 0) with n > 1 gives n identical completions")
+        output = model.generate(input_ids=input_ids.to(self.lm.device), attention_mask=mask.to(self.lm.device),
+                                **kwargs)
+        new_tokens = output[:, width:].tolist()
+        out: list[list[Completion]] = []
+        for row, ids in enumerate(batch):
+            group = []
+            for tokens in new_tokens[row * n:(row + 1) * n]:
+                group.append(self._completion(tokens, ids, sampling))
+            out.append(group)
+        return out
+
+    def _completion(self, tokens: list[int], prompt_ids: list[int], sampling: SamplingParams) -> Completion:
+        eos = self.lm.tokenizer.eos_token_id
+        finish = "length"
+        if eos in tokens:
+            tokens = tokens[: tokens.index(eos) + 1]
+            finish = "stop"
+        else:
+            pad = self.lm.tokenizer.pad_token_id
+            while tokens and pad is not None and tokens[-1] == pad and pad != eos:
+                tokens = tokens[:-1]
+        text = self.lm.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
+        text, stopped = _cut_at_stop(text, sampling.stop)
+        if stopped:
+            finish = "stop"
+        return Completion(text, tokens, finish, prompt_ids=list(prompt_ids))

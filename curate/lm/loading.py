@@ -1,0 +1,113 @@
+"""Load a causal LM and its tokenizer from a hub id or a local `save_pretrained` folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import xxhash
+
+from curate.errors import ModelLoadError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+@dataclass
+class LM:
+    """A loaded model with what callers need to cache results against it."""
+
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    name: str
+    model_hash: str
+    device: torch.device
+
+    @property
+    def max_length(self) -> int:
+        limit = getattr(self.model.config, "max_position_embeddings", None) or 4096
+        return int(min(limit, 1 << 20))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}", hint="use auto, float32, bfloat16 or float16") from None
+
+
+def fingerprint(path: Path) -> str:
+    """A cheap, stable identity for a model folder: its config plus the size, head and tail of each weight file."""
+    hasher = xxhash.xxh3_128()
+    config = path / "config.json"
+    if config.exists():
+        hasher.update(config.read_bytes())
+    for file in sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES):
+        size = file.stat().st_size
+        hasher.update(f"{file.name}:{size}".encode())
+        with open(file, "rb") as fh:
+            hasher.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                hasher.update(fh.read())
+    return hasher.hexdigest()
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/") and name.count("/") > 1
+
+
+def load(model: str, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False) -> LM:
+    """Load `model` (hub id or folder) for inference, in eval mode, on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model).expanduser()
+    local = path.exists()
+    if not local and _looks_like_path(model):
+        raise ModelLoadError(f"model folder {model} does not exist",
+                             hint="pass a folder made by save_pretrained, a hub id, or --model proxy")
+    if local and not path.is_dir():
+        raise ModelLoadError(f"{model} is a file, not a model folder",
+                             hint="pass the folder that holds config.json and the weights")
+    target = device_obj = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_obj)
+    source = str(path) if local else model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        network = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for bad folders
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        hint = ("a model folder needs config.json, the weights and tokenizer files (save_pretrained writes them)"
+                if local else "check the id; offline, pass a local folder or use --model proxy")
+        raise ModelLoadError(f"could not load model {model}: {reason}", hint=hint) from exc
+    network.to(target).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if local:
+        model_hash = fingerprint(path)
+    else:
+        commit = getattr(network.config, "_commit_hash", None)
+        model_hash = xxhash.xxh3_128_hexdigest(f"{model}@{commit}".encode())
+    return LM(network, tokenizer, model, model_hash, device_obj)
+
+
+def describe(lm: LM) -> dict[str, Any]:
+    config = lm.model.config
+    return {"model": lm.name, "hash": lm.model_hash, "type": getattr(config, "model_type", None),
+            "params": sum(p.numel() for p in lm.model.parameters()), "device": str(lm.device),
+            "dtype": str(next(lm.model.parameters()).dtype).replace("torch.", ""),
+            "config": json.loads(config.to_json_string())}

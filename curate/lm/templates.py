@@ -1,0 +1,90 @@
+"""Turn a prompt (text or chat messages) and a response into token ids.
+
+The template is the model's chat template when it has one ("chat"), else a plain
+layout ("plain"): a text prompt followed by a newline; messages as "Role: content"
+lines ending in "Assistant:". Prompt and response are tokenized separately so that
+the response tokens, and any per-token mask over them, have exact boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from curate.errors import BadUsage
+
+TEMPLATES = ("auto", "chat", "plain")
+Prompt = str | Sequence[dict[str, Any]]
+
+
+@dataclass
+class Encoded:
+    prompt_ids: list[int]
+    response_ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids) + len(self.response_ids)
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.prompt_ids + self.response_ids
+
+
+def as_messages(prompt: Prompt) -> list[dict[str, Any]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"] or ""} for m in prompt]
+
+
+def render_prompt(prompt: Prompt, tokenizer: Any, template: str = "auto") -> str:
+    """The text the model sees before the response."""
+    if template not in TEMPLATES:
+        raise BadUsage(f"unknown template {template!r}", hint="templates: " + ", ".join(TEMPLATES))
+    if template == "chat" or (template == "auto" and getattr(tokenizer, "chat_template", None)):
+        if not getattr(tokenizer, "chat_template", None):
+            raise BadUsage("--template chat: this tokenizer has no chat template", hint="use --template plain")
+        return tokenizer.apply_chat_template(as_messages(prompt), tokenize=False, add_generation_prompt=True)
+    if isinstance(prompt, str):
+        return prompt + "\n"
+    lines = [f"{m['role'].capitalize()}: {m['content'] or ''}" for m in prompt]
+    return "\n".join(lines) + "\nAssistant: "
+
+
+def _starts_with_bos(text: str, tokenizer: Any) -> bool:
+    bos = getattr(tokenizer, "bos_token", None)
+    return bool(bos) and text.startswith(bos)
+
+
+def encode_pair(
+    prompt: Prompt,
+    response: str | None,
+    tokenizer: Any,
+    template: str = "auto",
+    add_eos: bool = True,
+    max_length: int | None = None,
+) -> Encoded:
+    """Token ids of the rendered prompt (with BOS, if the tokenizer uses one) and of the response."""
+    text = render_prompt(prompt, tokenizer, template)
+    prompt_ids = tokenizer(text, add_special_tokens=not _starts_with_bos(text, tokenizer))["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] if response else []
+    if add_eos and response is not None and tokenizer.eos_token_id is not None:
+        response_ids = response_ids + [tokenizer.eos_token_id]
+    if max_length is not None and len(prompt_ids) + len(response_ids) > max_length:
+        # Too long: the response keeps at least half the room; the prompt loses its start.
+        response_ids = response_ids[: max_length - min(len(prompt_ids), max_length // 2)]
+        prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]
+    return Encoded(list(prompt_ids), list(response_ids))
+
+
+def encode_pairs(
+    prompts: Sequence[Prompt],
+    responses: Sequence[str | None],
+    tokenizer: Any,
+    template: str = "auto",
+    add_eos: bool = True,
+    max_length: int | None = None,
+) -> list[Encoded]:
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    return [encode_pair(p, r, tokenizer, template, add_eos, max_length) for p, r in zip(prompts, responses)]

@@ -1,0 +1,171 @@
+"""The proxy model behind `--model proxy`: a small Llama trained on the dataset itself.
+
+Selection with a small model trained on the pool (the small-proxy idea of S2L, Yang
+et al. 2024, and DSIR, Xie et al. 2023) works on a fresh machine with no download.
+The proxy uses a byte-level tokenizer, trains as a plain language model on a sample
+of the dataset (prompt and response, rendered with the plain template), and is cached
+in the workspace under the dataset's content hash and the training config, so a
+second selection on the same data reuses it. The result is an ordinary HF model
+folder that `curate.lm.load` opens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+import xxhash
+
+from curate.catalog.versions import DatasetVersion
+from curate.catalog.workspace import Workspace
+from curate.lm import byte_tokenizer
+from curate.lm.templates import render_prompt
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    intermediate_size: int = 384
+    seq_len: int = 256
+    max_positions: int = 4096
+    max_examples: int = 20_000
+    steps: int = 300
+    batch_tokens: int = 4096
+    lr: float = 3e-3
+    warmup: int = 20
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def key(self) -> str:
+        return xxhash.xxh3_64_hexdigest(json.dumps(asdict(self), sort_keys=True).encode())
+
+
+class _PlainTemplate:
+    chat_template = None
+
+
+def example_text(prompt, response: str | None) -> str:
+    """The proxy's view of one example: the plain-template prompt, then the response."""
+    return render_prompt(prompt, _PlainTemplate(), "plain") + (response or "")
+
+
+def sample_texts(version: DatasetVersion, limit: int, seed: int) -> list[str]:
+    """Up to `limit` examples, chosen uniformly at random (by seed), as proxy training text."""
+    rows = version.rows
+    scan = version.scan().select("prompt", "response")
+    if rows > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+        scan = scan.with_row_index("_row").filter(pl.col("_row").is_in(pl.Series(keep, dtype=pl.UInt32).implode()))
+    frame = scan.collect()
+    return [example_text(p, r) for p, r in zip(frame["prompt"].to_list(), frame["response"].to_list())]
+
+
+def _token_stream(texts: list[str]) -> torch.Tensor:
+    ids: list[int] = []
+    for text in texts:
+        ids.extend(byte_tokenizer.byte_ids(text))
+        ids.append(byte_tokenizer.EOS)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def _lr(step: int, config: ProxyConfig) -> float:
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_model(config: ProxyConfig):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaConfig(
+        vocab_size=byte_tokenizer.VOCAB_SIZE, hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size, num_hidden_layers=config.layers,
+        num_attention_heads=config.heads, num_key_value_heads=config.heads,
+        max_position_embeddings=config.max_positions, tie_word_embeddings=True,
+        bos_token_id=byte_tokenizer.BOS, eos_token_id=byte_tokenizer.EOS, pad_token_id=byte_tokenizer.PAD,
+    )
+    torch.manual_seed(config.seed)
+    return LlamaForCausalLM(llama)
+
+
+def train_proxy(
+    texts: list[str], folder: Path, config: ProxyConfig, progress: Callable[[int, float], None] | None = None
+) -> dict:
+    """Train a proxy on `texts` and save it (model and tokenizer) to `folder`."""
+    start = time.perf_counter()
+    stream = _token_stream(texts)
+    seq = min(config.seq_len, max(8, len(stream) - 1))
+    starts = len(stream) - seq - 1
+    rows = max(1, config.batch_tokens // seq)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = build_model(config)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    losses = []
+    for step in range(config.steps):
+        offsets = torch.randint(0, max(1, starts + 1), (rows,), generator=generator)
+        batch = torch.stack([stream[o:o + seq + 1] for o in offsets.tolist()])
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(step, config)
+        logits = model(input_ids=batch[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if progress:
+            progress(step + 1, losses[-1])
+    model.eval()
+    model.save_pretrained(str(folder))
+    byte_tokenizer.save(folder)
+    tail = losses[-max(1, len(losses) // 10):]
+    stats = {"examples": len(texts), "tokens": int(len(stream)), "steps": config.steps,
+             "first_loss": losses[0], "final_loss": float(np.mean(tail)),
+             "seconds": round(time.perf_counter() - start, 2), "config": asdict(config)}
+    (folder / "proxy.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def proxy_folder(ws: Workspace, version: DatasetVersion, config: ProxyConfig) -> Path:
+    return ws.models_dir / f"proxy-{version.content_hash[:16]}-{config.key()[:8]}"
+
+
+def ensure_proxy(
+    ws: Workspace,
+    version: DatasetVersion,
+    config: ProxyConfig | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[Path, dict]:
+    """The proxy for `version`: from the cache, or trained now and cached. Returns (folder, stats)."""
+    config = config or ProxyConfig()
+    folder = proxy_folder(ws, version, config)
+    if (folder / "proxy.json").exists():
+        return folder, {**json.loads((folder / "proxy.json").read_text()), "cached": True}
+    with ws.staging("proxy") as staging:
+        texts = sample_texts(version, config.max_examples, config.seed)
+        stats = train_proxy(texts, staging / "model", config, progress)
+        stats["dataset"] = version.ref
+        (staging / "model" / "proxy.json").write_text(json.dumps(stats, indent=2))
+        try:
+            os.rename(staging / "model", folder)
+        except OSError:  # another process cached the same proxy first
+            if not (folder / "proxy.json").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(staging / "model", folder)
+    return folder, {**stats, "cached": False}
