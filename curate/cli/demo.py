@@ -9,7 +9,6 @@ import typer
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
-from curate.demo import run_demo
 
 
 def demo_cmd(
@@ -27,6 +26,8 @@ def demo_cmd(
       curate demo
       curate demo --rows 5000 --workspace /tmp/demo-ws
     """
+    from curate.demo import run_demo  # imports torch: keep `curate --help` fast
+
     ws = Workspace.open(workspace)
     say = (lambda _: None) if quiet else (lambda text: ui.err.print(f"[dim]•[/] {text}"))
     with ui.progress("demo", quiet=quiet) as update:

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 import xxhash
 
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace
 from curate.lm import byte_tokenizer
-from curate.lm.templates import render_prompt
+from curate.lm.templates import render_prompt  # torch is imported where a model is built: the CLI starts fast
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,9 @@ def sample_texts(version: DatasetVersion, limit: int, seed: int) -> list[str]:
     return [example_text(p, r) for p, r in zip(frame["prompt"].to_list(), frame["response"].to_list())]
 
 
-def _token_stream(texts: list[str]) -> torch.Tensor:
+def _token_stream(texts: list[str]):
+    import torch
+
     ids: list[int] = []
     for text in texts:
         ids.extend(byte_tokenizer.byte_ids(text))
@@ -87,6 +88,7 @@ def _lr(step: int, config: ProxyConfig) -> float:
 
 
 def build_model(config: ProxyConfig):
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     llama = LlamaConfig(
@@ -104,6 +106,8 @@ def train_proxy(
     texts: list[str], folder: Path, config: ProxyConfig, progress: Callable[[int, float], None] | None = None
 ) -> dict:
     """Train a proxy on `texts` and save it (model and tokenizer) to `folder`."""
+    import torch
+
     start = time.perf_counter()
     stream = _token_stream(texts)
     seq = min(config.seq_len, max(8, len(stream) - 1))

@@ -1,0 +1,127 @@
+"""The `curate` command end to end, through a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_jsonl
+
+
+def run(*args: str, ws: Path | None = None, check: int | None = 0) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "curate.cli.app", *args]
+    if ws is not None:
+        command += ["--workspace", str(ws)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if check is not None:
+        assert result.returncode == check, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def pool(tmp_path) -> Path:
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i:,}",
+             "domain": "add" if i % 2 else "double", "level": i % 3} for i in range(1, 400)]
+    rows.append(dict(rows[0]))  # an exact duplicate
+    return write_jsonl(tmp_path / "pool.jsonl", rows)
+
+
+def test_ingest_show_ls_export(tmp_path, pool):
+    ws = tmp_path / "ws"
+    out = run("ingest", str(pool), "--name", "pool", "--license", "MIT", ws=ws).stdout
+    assert "pool@v1" in out and "gsm8k" in out
+    shown = json.loads(run("show", "pool", "--json", ws=ws).stdout)
+    assert shown["rows"] == 399 and shown["license"] == "MIT"
+    assert shown["non_null"]["answer"] == 399
+    assert dict((d, n) for d, n in shown["domains"]) == {"add": 200, "double": 199}
+    assert shown["lineage"][0]["drop_counts"] == {"duplicate": 1}
+    assert shown["samples"][0]["answer"] == "2"
+    assert run("ls", "--quiet", ws=ws).stdout.split() == ["pool@v1"]
+    table = run("show", "pool@v1", ws=ws).stdout
+    for section in ("columns", "domains", "lengths", "lineage", "sample 1"):
+        assert section in table
+    target = tmp_path / "out.jsonl"
+    run("export", "pool", "--to", str(target), "--trl", ws=ws)
+    first = json.loads(target.read_text().splitlines()[0])
+    assert set(first) >= {"prompt", "completion", "answer"}
+    assert len(target.read_text().splitlines()) == 399
+
+
+def test_user_errors_have_no_traceback_and_exit_1(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a"}\n{"prompt": "b"\n')
+    result = run("ingest", str(bad), ws=tmp_path / "ws", check=1)
+    assert "bad.jsonl, line 2" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops}\n")
+    result = run("ingest", str(bad), "--debug", ws=tmp_path / "ws", check=1)
+    assert "Traceback" in result.stderr and "bad.jsonl, line 1" in result.stderr
+
+
+def test_missing_prompt_lists_columns_and_suggests_map(tmp_path):
+    source = write_jsonl(tmp_path / "odd.jsonl", [{"q": "x", "a": "y"}])
+    result = run("ingest", str(source), ws=tmp_path / "ws", check=1)
+    assert "q, a" in result.stderr and "--map prompt=" in result.stderr
+    mapped = run("ingest", str(source), "--map", "prompt=q", "--map", "response=a", ws=tmp_path / "ws")
+    assert "odd@v1" in mapped.stdout
+
+
+def test_bad_usage_exits_2(tmp_path):
+    assert run("ingest", check=2).returncode == 2
+    assert run("show", "bad@name@x", ws=tmp_path / "ws", check=2).returncode == 2
+    assert run("no-such-command", check=2).returncode == 2
+
+
+def test_unknown_dataset_names_what_exists(tmp_path, pool):
+    ws = tmp_path / "ws"
+    run("ingest", str(pool), "--name", "pool", ws=ws)
+    result = run("show", "poool", ws=ws, check=1)
+    assert "poool" in result.stderr and "pool" in result.stderr.split("hint:")[1]
+    result = run("show", "pool@v7", ws=ws, check=1)
+    assert "v1" in result.stderr
+
+
+def test_config_file_sets_defaults_and_flags_win(tmp_path, pool):
+    ws = tmp_path / "ws"
+    config = tmp_path / "ingest.yaml"
+    config.write_text(f"name: fromconfig\nlicense: CC-BY-4.0\nworkspace: {ws}\n")
+    run("ingest", str(pool), "--config", str(config))
+    assert json.loads(run("show", "fromconfig", "--json", ws=ws).stdout)["license"] == "CC-BY-4.0"
+    run("ingest", str(pool), "--config", str(config), "--name", "fromflag")
+    assert run("ls", "-q", ws=ws).stdout.split() == ["fromconfig@v1", "fromflag@v1"]
+    config.write_text("nmae: typo\n")
+    result = run("ingest", str(pool), "--config", str(config), check=2)
+    assert "nmae" in result.stderr and "name" in result.stderr
+
+
+def test_workspace_from_environment(tmp_path, pool, monkeypatch):
+    monkeypatch.setenv("CURATE_WORKSPACE", str(tmp_path / "envws"))
+    run("ingest", str(pool), "--name", "viaenv")
+    assert (tmp_path / "envws" / "catalog.duckdb").exists()
+    assert run("ls", "-q").stdout.split() == ["viaenv@v1"]
+
+
+def test_version_and_help():
+    assert run("--version").stdout.startswith("curate ")
+    help_text = run("--help").stdout
+    for command in ("ingest", "ls", "show", "export", "demo", "train"):
+        assert command in help_text
+
+
+@pytest.mark.slow
+def test_demo_runs_offline(tmp_path):
+    ws = tmp_path / "ws"
+    result = run("demo", "--rows", "400", "--proxy-steps", "20", ws=ws)
+    assert "curate demo" in result.stdout
+    shown = json.loads(run("show", "demo", "--json", ws=ws).stdout)
+    assert shown["rows"] == 381 and shown["lineage"][0]["drop_counts"] == {"duplicate": 19}
+    assert shown["non_null"]["answer"] == shown["rows"]
+    assert len(list((ws / "models").glob("proxy-*/proxy.json"))) == 1

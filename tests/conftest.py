@@ -1,0 +1,64 @@
+"""Shared fixtures: a fresh workspace, the ../shared folder (skipped when absent), a tiny model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CURATE_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture
+def ws(tmp_path):
+    from curate.catalog.workspace import Workspace
+
+    return Workspace.open(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """../shared (datasets and the stories260K model); tests that need it skip cleanly without it."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"{SHARED} is absent")
+    return SHARED
+
+
+def shared_file(shared: Path, relative: str) -> Path:
+    path = shared / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stories_model(shared) -> Path:
+    return shared_file(shared, "models/stories260K")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer Llama with the byte tokenizer, built by the tests themselves."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from curate.lm import byte_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=byte_tokenizer.VOCAB_SIZE, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                         tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    byte_tokenizer.save(folder)
+    return folder
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
