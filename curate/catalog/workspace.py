@@ -175,3 +175,14 @@ class Workspace:
             if not any(name_dir.iterdir()):
                 name_dir.rmdir()
         return removed
+
+
+def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """The result of `sql` as a polars frame (across DuckDB versions)."""
+    import polars as pl
+
+    relation = con.sql(sql, params=params or None)
+    if relation is None:  # a statement that returns no rows
+        return pl.DataFrame()
+    fetch = getattr(relation, "to_arrow_table", None) or getattr(relation, "arrow")
+    return pl.from_arrow(fetch())

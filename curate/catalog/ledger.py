@@ -1,0 +1,147 @@
+"""The prompt ledger: every rollout, and per-prompt statistics that outlive training runs.
+
+`record_rollouts` is idempotent: a rollout's id is derived from (model key, run, step,
+prompt, sample index), rows already in the catalog are skipped, and the statistics are
+updated from the newly inserted rows only, in the same transaction. A run killed
+mid-step and resumed therefore neither loses nor double-counts rollouts.
+
+Per prompt and model key the ledger keeps attempts, successes, reward sum and sum of
+squares (so mean and variance), a Beta posterior over the pass rate, and the streak
+of consecutive sampled groups whose rewards were all equal (GRESO's zero-variance
+history). The posterior follows MoPPS (Qu et al. 2025): per update
+alpha <- decay * alpha + successes, beta <- decay * beta + failures, from a Beta(1, 1)
+prior; decay = 1 keeps plain counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+import polars as pl
+import xxhash
+
+from curate.catalog.workspace import Workspace, query_frame
+
+PRIOR = 1.0
+STATS_COLUMNS = ("prompt_id", "model_key", "attempts", "successes", "reward_sum", "reward_sq_sum", "reward_mean",
+                 "reward_var", "alpha", "beta", "last_seen", "last_step", "zero_var_streak")
+
+
+@dataclass
+class Rollout:
+    prompt_id: str
+    model_key: str
+    completion: str
+    reward: float | None
+    length: int
+    truncated: bool = False
+    run: str | None = None
+    step: int | None = None
+    sample_idx: int = 0
+    dataset: str | None = None
+
+    @property
+    def rollout_id(self) -> str:
+        key = f"{self.model_key}\x1f{self.run}\x1f{self.step}\x1f{self.prompt_id}\x1f{self.sample_idx}"
+        return xxhash.xxh3_128_hexdigest(key.encode())
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def record_rollouts(
+    ws: Workspace, rollouts: Sequence[Rollout], success_threshold: float = 0.5, decay: float = 1.0
+) -> int:
+    """Insert the rollouts not yet recorded and update `prompt_stats` from them; returns how many were new.
+
+    Rollouts of one prompt at one step form a group: its rewards update the statistics once,
+    and an all-equal group extends that prompt's zero-variance streak (any other group resets it).
+    A reward of None is stored but counts in no statistic.
+    """
+    if not rollouts:
+        return 0
+    now = _now()
+    frame = pl.DataFrame([{**asdict(r), "rollout_id": r.rollout_id} for r in rollouts],
+                         schema_overrides={"reward": pl.Float64, "step": pl.Int64, "run": pl.String,
+                                           "dataset": pl.String})
+    frame = frame.unique("rollout_id", keep="first", maintain_order=True)
+    with ws.transaction() as con:
+        con.register("_incoming", frame.to_arrow())
+        fresh = query_frame(con, "SELECT * FROM _incoming WHERE rollout_id NOT IN (SELECT rollout_id FROM rollouts)")
+        con.unregister("_incoming")
+        if fresh.height == 0:
+            return 0
+        rows = fresh.select("rollout_id", "prompt_id", "dataset", "model_key", "run", "step", "sample_idx",
+                            "completion", "reward", "length", "truncated", pl.lit(now).alias("created_at"))
+        con.register("_fresh", rows.to_arrow())
+        con.execute("INSERT INTO rollouts SELECT * FROM _fresh")
+        con.unregister("_fresh")
+        keys = fresh.select("prompt_id", "model_key").unique()
+        con.register("_keys", keys.to_arrow())
+        old = query_frame(con, "SELECT s.* FROM prompt_stats s JOIN _keys k USING (prompt_id, model_key)")
+        con.unregister("_keys")
+        updated = _update_stats(old, fresh, success_threshold, decay, now)
+        con.register("_stats", updated.select(STATS_COLUMNS).to_arrow())
+        con.execute("DELETE FROM prompt_stats WHERE (prompt_id, model_key) IN (SELECT prompt_id, model_key FROM _stats)")
+        con.execute("INSERT INTO prompt_stats SELECT * FROM _stats")
+        con.unregister("_stats")
+    return fresh.height
+
+
+def _update_stats(old: pl.DataFrame, fresh: pl.DataFrame, threshold: float, decay: float,
+                  now: datetime) -> pl.DataFrame:
+    state = {(r["prompt_id"], r["model_key"]): r for r in old.to_dicts()}
+    groups = (fresh.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan())
+              .group_by("prompt_id", "model_key", "step", maintain_order=True)
+              .agg(pl.col("reward"))
+              .sort("step", nulls_last=False, maintain_order=True))
+    for group in groups.iter_rows(named=True):
+        key = (group["prompt_id"], group["model_key"])
+        row = state.get(key) or {"prompt_id": key[0], "model_key": key[1], "attempts": 0, "successes": 0.0,
+                                 "reward_sum": 0.0, "reward_sq_sum": 0.0, "alpha": PRIOR, "beta": PRIOR,
+                                 "last_step": None, "zero_var_streak": 0}
+        rewards = group["reward"]
+        wins = sum(1.0 for r in rewards if r >= threshold)
+        row["attempts"] += len(rewards)
+        row["successes"] += wins
+        row["reward_sum"] += sum(rewards)
+        row["reward_sq_sum"] += sum(r * r for r in rewards)
+        row["alpha"] = decay * row["alpha"] + wins
+        row["beta"] = decay * row["beta"] + (len(rewards) - wins)
+        row["zero_var_streak"] = row["zero_var_streak"] + 1 if max(rewards) == min(rewards) else 0
+        row["last_step"] = group["step"] if group["step"] is not None else row["last_step"]
+        row["last_seen"] = now
+        state[key] = row
+    for key in {(p, m) for p, m in fresh.select("prompt_id", "model_key").iter_rows()} - set(state):
+        state[key] = {"prompt_id": key[0], "model_key": key[1], "attempts": 0, "successes": 0.0, "reward_sum": 0.0,
+                      "reward_sq_sum": 0.0, "alpha": PRIOR, "beta": PRIOR, "last_step": None, "zero_var_streak": 0,
+                      "last_seen": now}
+    out = []
+    for row in state.values():
+        n = row["attempts"]
+        mean = row["reward_sum"] / n if n else None
+        var = max(0.0, row["reward_sq_sum"] / n - mean * mean) if n else None
+        out.append({**row, "reward_mean": mean, "reward_var": var, "last_seen": row.get("last_seen", now)})
+    return pl.DataFrame(out, schema_overrides={"last_step": pl.Int64, "reward_mean": pl.Float64,
+                                               "reward_var": pl.Float64, "successes": pl.Float64})
+
+
+def read_stats(ws: Workspace, model_key: str | None = None) -> pl.DataFrame:
+    """The ledger's per-prompt statistics (all model keys unless one is given)."""
+    with ws.catalog() as con:
+        if model_key is None:
+            return query_frame(con, "SELECT * FROM prompt_stats ORDER BY prompt_id, model_key")
+        return query_frame(con, "SELECT * FROM prompt_stats WHERE model_key = ? ORDER BY prompt_id", [model_key])
+
+
+def read_rollouts(ws: Workspace, model_key: str | None = None, run: str | None = None) -> pl.DataFrame:
+    sql, params = "SELECT * FROM rollouts WHERE 1=1", []
+    if model_key is not None:
+        sql, params = sql + " AND model_key = ?", params + [model_key]
+    if run is not None:
+        sql, params = sql + " AND run = ?", params + [run]
+    with ws.catalog() as con:
+        return query_frame(con, sql + " ORDER BY run, step, prompt_id, sample_idx", params)
