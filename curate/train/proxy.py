@@ -173,3 +173,17 @@ def ensure_proxy(
                 shutil.rmtree(folder, ignore_errors=True)
                 os.rename(staging / "model", folder)
     return folder, {**stats, "cached": False}
+
+
+def resolve_model(
+    ws: Workspace,
+    version: DatasetVersion,
+    model: str,
+    config: ProxyConfig | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> str:
+    """What `--model` names, as something `curate.lm.load` opens: "proxy" becomes the dataset's cached proxy."""
+    if model == "proxy":
+        folder, _ = ensure_proxy(ws, version, config, progress)
+        return str(folder)
+    return model
