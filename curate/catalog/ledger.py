@@ -8,9 +8,10 @@ mid-step and resumed therefore neither loses nor double-counts rollouts.
 Per prompt and model key the ledger keeps attempts, successes, reward sum and sum of
 squares (so mean and variance), a Beta posterior over the pass rate, and the streak
 of consecutive sampled groups whose rewards were all equal (GRESO's zero-variance
-history). The posterior follows MoPPS (Qu et al. 2025): per update
-alpha <- decay * alpha + successes, beta <- decay * beta + failures, from a Beta(1, 1)
-prior; decay = 1 keeps plain counts.
+history). The posterior follows MoPPS (Qu et al. 2025, arXiv 2507.04632): per update
+alpha <- decay * alpha + (1 - decay) * alpha0 + successes, and likewise beta with the
+failures, from a Beta(alpha0=1, beta0=1) prior: old evidence fades toward the prior as
+the policy moves; decay = 1 keeps plain counts.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def _update_stats(old: pl.DataFrame, fresh: pl.DataFrame, threshold: float, deca
         row["successes"] += wins
         row["reward_sum"] += sum(rewards)
         row["reward_sq_sum"] += sum(r * r for r in rewards)
-        row["alpha"] = decay * row["alpha"] + wins
-        row["beta"] = decay * row["beta"] + (len(rewards) - wins)
+        row["alpha"] = decay * row["alpha"] + (1 - decay) * PRIOR + wins
+        row["beta"] = decay * row["beta"] + (1 - decay) * PRIOR + (len(rewards) - wins)
         row["zero_var_streak"] = row["zero_var_streak"] + 1 if max(rewards) == min(rewards) else 0
         row["last_step"] = group["step"] if group["step"] is not None else row["last_step"]
         row["last_seen"] = now
