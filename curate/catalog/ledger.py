@@ -27,7 +27,7 @@ from curate.catalog.workspace import Workspace, query_frame
 
 PRIOR = 1.0
 STATS_COLUMNS = ("prompt_id", "model_key", "attempts", "successes", "reward_sum", "reward_sq_sum", "reward_mean",
-                 "reward_var", "alpha", "beta", "last_seen", "last_step", "zero_var_streak")
+                 "reward_var", "alpha", "beta", "last_seen", "last_step", "zero_var_streak", "last_group_mean")
 
 
 @dataclass
@@ -103,7 +103,7 @@ def _update_stats(old: pl.DataFrame, fresh: pl.DataFrame, threshold: float, deca
         key = (group["prompt_id"], group["model_key"])
         row = state.get(key) or {"prompt_id": key[0], "model_key": key[1], "attempts": 0, "successes": 0.0,
                                  "reward_sum": 0.0, "reward_sq_sum": 0.0, "alpha": PRIOR, "beta": PRIOR,
-                                 "last_step": None, "zero_var_streak": 0}
+                                 "last_step": None, "zero_var_streak": 0, "last_group_mean": None}
         rewards = group["reward"]
         wins = sum(1.0 for r in rewards if r >= threshold)
         row["attempts"] += len(rewards)
@@ -113,13 +113,14 @@ def _update_stats(old: pl.DataFrame, fresh: pl.DataFrame, threshold: float, deca
         row["alpha"] = decay * row["alpha"] + (1 - decay) * PRIOR + wins
         row["beta"] = decay * row["beta"] + (1 - decay) * PRIOR + (len(rewards) - wins)
         row["zero_var_streak"] = row["zero_var_streak"] + 1 if max(rewards) == min(rewards) else 0
+        row["last_group_mean"] = sum(rewards) / len(rewards)
         row["last_step"] = group["step"] if group["step"] is not None else row["last_step"]
         row["last_seen"] = now
         state[key] = row
     for key in {(p, m) for p, m in fresh.select("prompt_id", "model_key").iter_rows()} - set(state):
         state[key] = {"prompt_id": key[0], "model_key": key[1], "attempts": 0, "successes": 0.0, "reward_sum": 0.0,
                       "reward_sq_sum": 0.0, "alpha": PRIOR, "beta": PRIOR, "last_step": None, "zero_var_streak": 0,
-                      "last_seen": now}
+                      "last_seen": now, "last_group_mean": None}
     out = []
     for row in state.values():
         n = row["attempts"]
@@ -127,7 +128,8 @@ def _update_stats(old: pl.DataFrame, fresh: pl.DataFrame, threshold: float, deca
         var = max(0.0, row["reward_sq_sum"] / n - mean * mean) if n else None
         out.append({**row, "reward_mean": mean, "reward_var": var, "last_seen": row.get("last_seen", now)})
     return pl.DataFrame(out, schema_overrides={"last_step": pl.Int64, "reward_mean": pl.Float64,
-                                               "reward_var": pl.Float64, "successes": pl.Float64})
+                                               "reward_var": pl.Float64, "successes": pl.Float64,
+                                               "last_group_mean": pl.Float64, "zero_var_streak": pl.Int32})
 
 
 def read_stats(ws: Workspace, model_key: str | None = None) -> pl.DataFrame:

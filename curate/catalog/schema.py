@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS prompt_stats (
     last_seen TIMESTAMP,
     last_step BIGINT,
     zero_var_streak INTEGER NOT NULL,
+    last_group_mean DOUBLE,         -- mean reward of the latest group: tells all-right from all-wrong streaks
     PRIMARY KEY (prompt_id, model_key)
 );
 """
