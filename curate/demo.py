@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from curate.catalog.ingest import IngestOptions, IngestReport, ingest
 from curate.catalog.workspace import Workspace
@@ -148,7 +147,3 @@ def run_demo(
     return DemoReport(pool_file, report, planted, stats, float(losses[:n_clean].mean()),
                       float(losses[n_clean:].mean()) if len(losses) > n_clean else float("nan"),
                       round(time.perf_counter() - start, 1))
-
-
-def pool_frame(pool: list[dict]) -> pl.DataFrame:
-    return pl.DataFrame(pool)

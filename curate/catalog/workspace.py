@@ -184,5 +184,5 @@ def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = 
     relation = con.sql(sql, params=params or None)
     if relation is None:  # a statement that returns no rows
         return pl.DataFrame()
-    fetch = getattr(relation, "to_arrow_table", None) or getattr(relation, "arrow")
+    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
     return pl.from_arrow(fetch())
