@@ -1,0 +1,198 @@
+"""Verifiable rewards with TRL's keyword contract.
+
+A reward function is called as `reward(prompts=..., completions=..., **columns)` and
+returns one `float | None` per completion (TRL's `GRPOTrainer` contract): `prompts[i]`
+and `completions[i]` are the i-th pair (text, or message lists for chat data, the
+completion then being `[{"role": "assistant", "content": ...}]`), and every other
+dataset column (`answer`, `tests`, `domain`, ...) arrives as a keyword with one value
+per completion, as does `completion_ids`. `None` means "cannot score this one": the
+trainer leaves it out of the group statistics and gives it zero advantage.
+
+Built in (`get_reward(name)`):
+- `math`: 1.0 when the completion's final number equals the `answer` column (see
+  `curate.train.answers`: commas, units, `\\boxed{}`, `####`, fractions; non-numeric
+  references go to math-verify), else 0.0; None when the example has no answer.
+- `exact`: 1.0 when the completion, whitespace-normalised, equals `answer`.
+- `format`: 1.0 when the completion states a final answer in a recognised form
+  (`\\boxed{...}`, a `#### N` line, "The answer is N").
+- `code`: runs the completion's code (the last fenced block, else the whole text) followed
+  by the example's `tests` in `curate.train.sandbox`; 1.0 when it exits cleanly.
+
+`get_reward("module:function")` imports a user function. `CheckedReward` wraps any of
+them: it checks one finite number or None per completion, raises a clear error
+otherwise, and counts the Nones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from curate.errors import BadUsage, CurateError
+from curate.train import answers
+from curate.train.sandbox import Limits, run_many
+
+RewardFunc = Callable[..., list]
+FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
+FORMAT_RE = re.compile(r"(\\boxed\s*\{.+\}|####\s*\S+|answer\s*(?:is|:)\s*\S+)", re.IGNORECASE | re.DOTALL)
+
+
+class RewardError(CurateError):
+    """A reward function broke the contract (wrong count, wrong type, missing column)."""
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: itself, or the content of its last message."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content") or "")
+    if isinstance(completion, dict):
+        return str(completion.get("content") or "")
+    return str(completion)
+
+
+def _column(columns: dict, name: str, n: int, reward: str) -> list:
+    values = columns.get(name)
+    if values is None:
+        raise RewardError(f"reward {reward!r} needs the column {name!r}, which this dataset lacks",
+                          hint=f"ingest the data with --map {name}=COLUMN, or pick another --reward")
+    if len(values) != n:
+        raise RewardError(f"column {name!r} has {len(values)} values for {n} completions")
+    return list(values)
+
+
+def math_reward(prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
+    """1.0 when the final answer matches the `answer` column (numeric, else symbolic)."""
+    refs = _column(columns, "answer", len(completions), "math")
+    return [None if ref is None or not str(ref).strip() else float(answers.is_correct(str(ref), completion_text(c)))
+            for c, ref in zip(completions, refs)]
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).strip().lower()
+
+
+def exact_reward(prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
+    """1.0 when the whitespace-normalised, case-folded completion equals `answer`."""
+    refs = _column(columns, "answer", len(completions), "exact")
+    return [None if ref is None else float(_normalise(completion_text(c)) == _normalise(str(ref)))
+            for c, ref in zip(completions, refs)]
+
+
+def format_reward(prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
+    """1.0 when the completion states a final answer as `\\boxed{..}`, `#### N` or "the answer is N"."""
+    return [float(bool(FORMAT_RE.search(completion_text(c)))) for c in completions]
+
+
+def extract_code(text: str) -> str:
+    """The last fenced code block (a python one when there is one), else the whole text."""
+    blocks = FENCE_RE.findall(text)
+    if not blocks:
+        return text
+    python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3")]
+    return (python or [body for _, body in blocks])[-1]
+
+
+@dataclass
+class CodeReward:
+    """Runs each completion's code plus the example's `tests` column in the sandbox."""
+
+    limits: Limits = field(default_factory=Limits)
+    workers: int | None = None
+    name: str = "code"
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
+        tests = _column(columns, "tests", len(completions), "code")
+        programs, slots = [], []
+        for i, (completion, test) in enumerate(zip(completions, tests)):
+            if test is None or not str(test).strip():
+                continue
+            programs.append(extract_code(completion_text(completion)).rstrip() + "\n\n" + str(test) + "\n")
+            slots.append(i)
+        out: list[float | None] = [None] * len(completions)
+        for i, result in zip(slots, run_many(programs, self.limits, self.workers)):
+            out[i] = 1.0 if result.passed else 0.0
+        return out
+
+
+code_reward = CodeReward()
+BUILTINS: dict[str, RewardFunc] = {"math": math_reward, "exact": exact_reward, "format": format_reward,
+                                   "code": code_reward}
+
+
+def get_reward(spec: str) -> RewardFunc:
+    """A built-in reward by name (math, exact, format, code) or a user function as `module:function`."""
+    spec = spec.strip()
+    if spec in BUILTINS:
+        return BUILTINS[spec]
+    if ":" not in spec:
+        raise BadUsage(f"unknown reward {spec!r}",
+                       hint="use one of " + ", ".join(BUILTINS) + ", or module:function for your own")
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BadUsage(f"--reward {spec}: cannot import module {module_name!r} ({exc})",
+                       hint="make the module importable (on PYTHONPATH, or installed) and name it as module:function") from exc
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise BadUsage(f"--reward {spec}: module {module_name!r} has no function {attr!r}",
+                       hint="functions there: " + ", ".join(sorted(n for n, v in vars(module).items()
+                                                                     if callable(v) and not n.startswith("_"))))
+    return func
+
+
+def reward_name(func: RewardFunc) -> str:
+    return getattr(func, "__name__", None) or getattr(func, "name", None) or type(func).__name__
+
+
+@dataclass
+class CheckedReward:
+    """A reward function whose every output is checked: one finite number or None per completion."""
+
+    func: RewardFunc
+    name: str = ""
+    calls: int = 0
+    values: int = 0
+    nones: int = 0
+
+    def __post_init__(self) -> None:
+        self.name = self.name or reward_name(self.func)
+        if inspect.isclass(self.func):
+            raise BadUsage(f"reward {self.name!r} is a class, not a function", hint="pass an instance or a function")
+
+    def __call__(self, prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
+        out = self.func(prompts=prompts, completions=completions, **columns)
+        self.calls += 1
+        if out is None or isinstance(out, (str, bytes)) or not hasattr(out, "__len__"):
+            raise RewardError(f"reward {self.name!r} returned {type(out).__name__}, not a list",
+                              hint="return a list with one float (or None) per completion")
+        out = list(out)
+        if len(out) != len(completions):
+            raise RewardError(f"reward {self.name!r} returned {len(out)} values for {len(completions)} completions",
+                              hint="return exactly one float (or None to skip) per completion, in order")
+        checked: list[float | None] = []
+        for index, value in enumerate(out):
+            if value is None:
+                checked.append(None)
+                continue
+            if isinstance(value, bool):
+                value = float(value)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise RewardError(f"reward {self.name!r} returned {value!r} (a {type(value).__name__}) for "
+                                  f"completion {index}", hint="rewards must be numbers or None") from None
+            checked.append(None if math.isnan(number) else number)
+            if math.isinf(number):
+                raise RewardError(f"reward {self.name!r} returned {number} for completion {index}",
+                                  hint="rewards must be finite; return None to skip a completion")
+        self.values += len(checked)
+        self.nones += sum(v is None for v in checked)
+        return checked
