@@ -1,0 +1,400 @@
+"""GRPO with verifiable rewards, readable top to bottom (in the spirit of nanoGPT and GRPO-Zero).
+
+Each step:
+    1. draw `prompts_per_step` prompts and sample G completions of each (the `hf` backend,
+       or any GenerationBackend passed in);
+    2. score them with the reward functions (TRL's contract) and write every rollout to
+       the prompt ledger (`curate.catalog.ledger`), which curricula read;
+    3. dynamic sampling (DAPO): a `group_filter` drops groups whose rewards are all equal and
+       more prompts are drawn, up to `max_refills` rounds; at the cap a warning is raised
+       and the step trains on what it has;
+    4. PODS: a `down_sampler` keeps m of the n completions of each group (max variance);
+    5. group-normalised advantages (`scale_rewards` group | batch | none);
+    6. `num_iterations` (mu) optimizer steps on the batch: the clipped surrogate with
+       `epsilon`/`epsilon_high`, k3-KL to the frozen reference with weight `beta`, truncated
+       completions masked, aggregated as `loss_type` grpo | bnpo | dr_grpo | dapo exactly as
+       TRL 1.16 (`curate.train.losses`); old log-probs are taken before the first update;
+    7. optionally a CHORD-style SFT term on the prompts' expert responses:
+       loss = (1 - mu_t) * L_GRPO + mu_t * L_SFT, mu_t following `sft_schedule`
+       (Zhang et al. 2025, arXiv 2508.11408).
+
+The filter and the down-sampler are plain callables (defaults: the pure functions in
+`curate.selectors.rollout_variance`); this module imports no selector class (DESIGN §2).
+Groups that cannot move the weights (every advantage 0 and beta = 0, or every token
+masked) are not run through the model: their gradient is exactly zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xxhash
+
+from curate.catalog.ledger import record_rollouts
+from curate.catalog.versions import DatasetVersion
+from curate.catalog.workspace import Workspace
+from curate.errors import BadUsage
+from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
+from curate.lm.loading import load
+from curate.lm.templates import TEMPLATES, encode_pair
+from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
+from curate.train.data import describe, load_prompts, stream_slice
+from curate.train.grpo_batch import backward_batch, fill_old_and_ref_logps
+from curate.train.logprobs import response_logprobs
+from curate.train.losses import LOSS_TYPES, SCALE_REWARDS, group_advantages, sft_token_loss
+from curate.train.metrics import MetricsLogger
+from curate.train.optim import add_lora, adamw, check_lr_settings, lr_at, set_lr
+from curate.train.rewards import CheckedReward, RewardFunc, get_reward
+from curate.train.rollouts import Group, generate_groups, ledger_rollouts, reward_matrix, score_groups
+
+GroupFilter = Callable[[np.ndarray], np.ndarray]  # [groups, G] rewards -> [groups] bool: keep
+DownSampler = Callable[[np.ndarray, int], np.ndarray]  # ([groups, n] rewards, m) -> [groups, m] indices
+
+
+@dataclass
+class GRPOConfig:
+    steps: int = 100  # rollout rounds; each makes num_iterations optimizer steps
+    prompts_per_step: int = 8
+    num_generations: int = 8  # G (PODS: n, the completions sampled per prompt)
+    pods_m: int | None = None  # PODS: train on m of the n completions of each prompt
+    max_prompt_length: int | None = 512  # longer prompts (or ones leaving no room to complete) are skipped
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    generation_batch_size: int | None = None  # sequences per generate call (None: all at once)
+    lr: float = 1e-6
+    warmup: int = 0
+    min_lr_ratio: float = 0.0
+    lr_schedule: str = "constant"
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    batch_tokens: int = 16384  # tokens per forward/backward chunk
+    loss_type: str = "dapo"  # grpo | bnpo | dr_grpo | dapo (TRL's default is dapo)
+    scale_rewards: str = "group"  # group | batch | none
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # None: epsilon (DAPO suggests 0.28)
+    beta: float = 0.0  # KL weight to the reference (k3); 0 loads no reference
+    kl_bias_correction: bool = True  # KL times the ratio (TRL's use_bias_correction_kl default)
+    num_iterations: int = 1  # mu: optimizer steps per batch of rollouts
+    mask_truncated_completions: bool = True
+    dynamic_sampling: bool = False  # drop zero-variance groups and refill
+    max_refills: int = 3  # extra sampling rounds per step at most
+    sft_weight: float = 0.0  # CHORD mu at step 0 (0 disables the SFT term)
+    sft_weight_end: float | None = None  # mu at the last step (None: constant)
+    sft_schedule: str = "constant"  # constant | linear | cosine
+    sft_loss: str = "nll"  # nll | phi (CHORD-phi token weights)
+    reward_weights: tuple[float, ...] | None = None
+    template: str = "auto"
+    seed: int = 0
+    save_every: int = 50
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: str = "all-linear"
+    dtype: str = "auto"
+    device: str = "auto"
+    model_key: str | None = None  # ledger key (None: the starting model's hash)
+    run_name: str | None = None  # ledger run name (None: made once per OUT folder)
+
+    def check(self) -> None:
+        """Raise BadUsage naming the first bad field and how to fix it."""
+        for name in ("steps", "prompts_per_step", "max_completion_length", "batch_tokens", "num_iterations"):
+            if getattr(self, name) < 1:
+                raise BadUsage(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise BadUsage(f"num_generations must be >= 2 (GRPO compares completions), got {self.num_generations}",
+                           hint="e.g. --num-generations 8")
+        if self.pods_m is not None and not 2 <= self.pods_m < self.num_generations:
+            raise BadUsage(f"pods_m must be in 2..{self.num_generations - 1} (below num_generations), got {self.pods_m}")
+        if self.loss_type not in LOSS_TYPES:
+            raise BadUsage(f"unknown loss_type {self.loss_type!r}", hint="--loss-type " + "|".join(LOSS_TYPES))
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise BadUsage(f"unknown scale_rewards {self.scale_rewards!r}", hint="--scale-rewards group|batch|none")
+        if self.epsilon < 0 or (self.epsilon_high is not None and self.epsilon_high < 0) or self.beta < 0:
+            raise BadUsage("epsilon, epsilon_high and beta must be >= 0")
+        if self.temperature <= 0:
+            raise BadUsage(f"temperature must be > 0 for sampling, got {self.temperature}")
+        if not 0 <= self.sft_weight <= 1 or not 0 <= (self.sft_weight_end or 0) <= 1:
+            raise BadUsage("sft_weight and sft_weight_end must be in [0, 1]")
+        if self.sft_schedule not in ("constant", "linear", "cosine") or self.sft_loss not in ("nll", "phi"):
+            raise BadUsage("sft_schedule must be constant|linear|cosine and sft_loss nll|phi")
+        if self.template not in TEMPLATES:
+            raise BadUsage(f"unknown template {self.template!r}", hint="templates: " + ", ".join(TEMPLATES))
+        if self.max_refills < 0 or self.save_every < 0:
+            raise BadUsage("max_refills and save_every must be >= 0")
+        check_lr_settings(self.lr, self.warmup, self.min_lr_ratio, self.lr_schedule)
+
+
+RESUME_FIXED = ("prompts_per_step", "num_generations", "pods_m", "seed", "template", "lora", "lora_r",
+                "lora_alpha", "lora_targets", "dtype", "loss_type", "scale_rewards", "beta", "num_iterations")
+
+
+def sft_weight_at(step: int, config: GRPOConfig) -> float:
+    """CHORD's mu for this step: constant, or decaying from sft_weight to sft_weight_end."""
+    end = config.sft_weight if config.sft_weight_end is None else config.sft_weight_end
+    progress = step / max(1, config.steps - 1)
+    if config.sft_schedule == "linear":
+        return config.sft_weight + (end - config.sft_weight) * progress
+    if config.sft_schedule == "cosine":
+        return end + (config.sft_weight - end) * 0.5 * (1 + math.cos(math.pi * progress))
+    return config.sft_weight
+
+
+class DynamicSamplingWarning(UserWarning):
+    """Dynamic sampling hit its refill cap with fewer informative groups than asked for."""
+
+
+def train_grpo(
+    model: str,
+    data: DatasetVersion | list[dict],
+    out_dir: Path,
+    config: GRPOConfig,
+    reward: str | RewardFunc | Sequence[str | RewardFunc] = "math",
+    *,
+    ws: Workspace | None = None,
+    resume: bool = False,
+    progress: Callable[[int, dict], None] | None = None,
+    group_filter: GroupFilter | None = None,
+    down_sampler: DownSampler | None = None,
+    backend: GenerationBackend | None = None,
+) -> dict[str, Any]:
+    """Train `model` with GRPO on the prompts of `data`; save the model folder to `out_dir`; return statistics."""
+    from curate.selectors import rollout_variance  # pure functions only: the default filter and down-sampler
+
+    start_time = time.perf_counter()
+    config.check()
+    out_dir = Path(out_dir)
+    checkpoint = check_out_dir(out_dir, resume)
+    if checkpoint is not None:
+        changed = [k for k in RESUME_FIXED if k in checkpoint.config and checkpoint.config[k] != getattr(config, k)]
+        if changed:
+            raise BadUsage("--resume with different settings: " + ", ".join(changed),
+                           hint="resume with the checkpoint's settings (OUT/checkpoint/state.json), or a new --out")
+    torch.manual_seed(config.seed)
+
+    # Rewards, filters, model, reference, prompts.
+    specs = [reward] if isinstance(reward, str) or callable(reward) else list(reward)
+    rewards = [CheckedReward(get_reward(s), name=s if ":" not in s else "") if isinstance(s, str) else CheckedReward(s)
+               for s in specs]
+    weights = list(config.reward_weights) if config.reward_weights is not None else [1.0] * len(rewards)
+    if len(weights) != len(rewards):
+        raise BadUsage(f"{len(weights)} reward weights for {len(rewards)} rewards",
+                       hint="give one --reward-weight per --reward")
+    if config.dynamic_sampling and group_filter is None:
+        group_filter = rollout_variance.nonzero_variance_groups
+    if down_sampler is not None and config.pods_m is None:
+        raise BadUsage("a down-sampler needs pods_m, the number of completions to keep", hint="--pods-m M")
+    if config.pods_m is not None and down_sampler is None:
+        down_sampler = rollout_variance.max_variance_down_sample
+
+    lm = load(model, dtype=config.dtype, device=config.device)
+    tokenizer, device = lm.tokenizer, lm.device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    room = lm.max_length - config.max_completion_length  # prompts must leave room for the completion
+    if room < 1:
+        raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's whole context "
+                       f"({lm.max_length} tokens)", hint="lower --max-completion-length")
+    rows, counts = load_prompts(data, tokenizer, config.template, min(config.max_prompt_length or room, room))
+    if config.sft_weight > 0 and not counts["with_response"]:
+        raise BadUsage("--sft-weight needs expert responses, but no prompt in the data has one",
+                       hint="ingest data with a response column, or set --sft-weight 0")
+    reference = copy.deepcopy(lm.model).eval().requires_grad_(False) if config.beta and not config.lora else None
+    network = add_lora(lm.model, config.lora_r, config.lora_alpha, config.lora_dropout,
+                       config.lora_targets) if config.lora else lm.model
+    optimizer = adamw(network, config.lr, config.weight_decay)
+    backend = backend or HFBackend(dataclasses.replace(lm, model=network),
+                                   batch_size=config.generation_batch_size or
+                                   config.prompts_per_step * config.num_generations, template=config.template)
+    n = config.num_generations
+    g_train = config.pods_m or n
+
+    # Resume state: the step, where the prompt stream is, the run's ledger name.
+    start, cursor, tokens_seen = 0, 0, 0
+    run_name = config.run_name or f"{out_dir.name}-{xxhash.xxh3_64_hexdigest(f'{out_dir.resolve()}{time.time()}'.encode())[:8]}"
+    if checkpoint is not None:
+        restore(checkpoint, network, optimizer)
+        start = checkpoint.step
+        cursor = int(checkpoint.state["cursor"])
+        tokens_seen = int(checkpoint.state.get("tokens", 0))
+        run_name = checkpoint.state["run"]
+    model_key = config.model_key or lm.model_hash
+    dataset_ref = data.ref if isinstance(data, DatasetVersion) else None
+    logger = MetricsLogger(out_dir, resume_step=start if checkpoint else None)
+    run_config = asdict(config)
+    history: list[float] = []
+
+    for step in range(start, config.steps):
+        t0 = time.perf_counter()
+
+        # 1-3. Rollouts, rewards, ledger; dynamic sampling refills until enough groups vary.
+        network.eval()
+        if hasattr(backend, "sync_weights"):  # e.g. a vLLM engine that holds its own copy of the weights
+            backend.sync_weights(network)
+        sampled: list[Group] = []
+        kept: list[Group] = []
+        rounds, capped, generation_time = 0, False, 0.0
+        while True:
+            picks = stream_slice(len(rows), config.seed, cursor, config.prompts_per_step)
+            cursor += config.prompts_per_step
+            sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+                                      max_new_tokens=config.max_completion_length,
+                                      seed=config.seed * 1_000_003 + step * 1009 + rounds)
+            tg = time.perf_counter()
+            groups = generate_groups(backend, [rows[i] for i in picks], n, sampling,
+                                     first_draw=rounds * config.prompts_per_step)
+            generation_time += time.perf_counter() - tg
+            score_groups(groups, rewards, weights)
+            if ws is not None:
+                record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref))
+            sampled.extend(groups)
+            if group_filter is None:
+                kept = groups
+                break
+            keep = np.asarray(group_filter(reward_matrix(groups)), dtype=bool)
+            kept.extend([g for g, k in zip(groups, keep) if k][: config.prompts_per_step - len(kept)])
+            if len(kept) >= config.prompts_per_step:
+                break
+            if rounds >= config.max_refills:
+                capped = True
+                warnings.warn(f"step {step + 1}: dynamic sampling kept {len(kept)} of {config.prompts_per_step} "
+                              f"groups after {rounds + 1} rounds (max_refills={config.max_refills}); training on "
+                              f"{'those' if kept else 'nothing this step'}", DynamicSamplingWarning, stacklevel=2)
+                break
+            rounds += 1
+        network.train()
+
+        # 4-5. PODS down-sampling, then advantages within each training group.
+        if down_sampler is not None and kept:
+            picked = np.asarray(down_sampler(reward_matrix(kept), g_train))
+            kept = [[group[int(i)] for i in idx] for group, idx in zip(kept, picked)]
+        if kept:
+            batch_rewards = torch.tensor([e.reward for group in kept for e in group], dtype=torch.float32)
+            advantages, _ = group_advantages(batch_rewards, len(kept[0]), config.scale_rewards)
+            for episode, advantage in zip((e for group in kept for e in group), advantages.tolist()):
+                episode.advantage = advantage
+
+        # 6-7. mu optimizer steps over the batch (plus the SFT term on expert responses).
+        sft_w = sft_weight_at(step, config) if config.sft_weight > 0 else 0.0
+        stats = _optimise(network, reference, optimizer, kept, config, step, sft_w, tokenizer, pad_id, device)
+
+        # Metrics (TRL's names), checkpoint.
+        seconds = time.perf_counter() - t0
+        all_episodes = [e for group in sampled for e in group]
+        all_rewards = np.array([e.reward for e in all_episodes], dtype=np.float64)
+        lengths = np.array([len(e) for e in all_episodes], dtype=np.float64)
+        truncated = np.array([e.truncated for e in all_episodes], dtype=bool)
+        group_std = np.array([np.nanstd(r) if np.sum(~np.isnan(r)) > 1 else 0.0 for r in reward_matrix(sampled)])
+        completion_tokens = int(lengths.sum())
+        tokens_seen += completion_tokens + sum(len(g[0].prompt_ids) * len(g) for g in sampled)
+        metrics = {"reward": float(np.nanmean(all_rewards)) if np.any(~np.isnan(all_rewards)) else math.nan,
+                   "reward_std": float(np.nanstd(all_rewards, ddof=1)) if np.sum(~np.isnan(all_rewards)) > 1 else 0.0,
+                   "frac_reward_zero_std": float(np.mean(np.isclose(group_std, 0.0))),
+                   **{f"rewards/{func.name}/mean": _nanmean([e.rewards[k] for e in all_episodes])
+                      for k, func in enumerate(rewards)},
+                   **{f"rewards/{func.name}/none": sum(e.rewards[k] is None for e in all_episodes)
+                      for k, func in enumerate(rewards)},
+                   "completions/mean_length": float(lengths.mean()), "completions/min_length": float(lengths.min()),
+                   "completions/max_length": float(lengths.max()), "completions/clipped_ratio": float(truncated.mean()),
+                   "num_tokens": tokens_seen, "tokens_per_second": completion_tokens / max(seconds, 1e-9),
+                   "rollout_tokens_per_second": completion_tokens / max(generation_time, 1e-9),
+                   "step_time": seconds, "generation_time": generation_time,
+                   "groups/sampled": len(sampled), "groups/trained": len(kept),
+                   "completions/trained": sum(len(g) for g in kept), **stats}
+        if group_filter is not None:
+            metrics.update({"dynamic_sampling/rounds": rounds + 1, "dynamic_sampling/capped": int(capped)})
+        if sft_w:
+            metrics["sft_weight"] = sft_w
+        history.append(metrics["reward"])
+        logger.log(step + 1, metrics)
+        if progress is not None:
+            progress(step + 1, metrics)
+        state = {"cursor": cursor, "run": run_name, "tokens": tokens_seen}
+        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+            save_checkpoint(out_dir, network, optimizer, step + 1, run_config, state)
+
+    save_checkpoint(out_dir, network, optimizer, config.steps, run_config,
+                    {"cursor": cursor, "run": run_name, "tokens": tokens_seen})
+    save_model_folder(network, tokenizer, out_dir)
+    logger.close()
+    window = max(1, len(history) // 4)
+    return {"model": model, "data": describe(data), "out_dir": str(out_dir), "steps": config.steps,
+            "resumed_from": start if checkpoint else None, "run": run_name, "model_key": model_key,
+            "rewards": [r.name for r in rewards], "reward_first": _nanmean(history[:window]),
+            "reward_last": _nanmean(history[-window:]), "reward_nones": sum(r.nones for r in rewards),
+            "prompts": len(rows), "prompts_too_long": counts["too_long"], "tokens": tokens_seen,
+            "seconds": round(time.perf_counter() - start_time, 2)}
+
+
+def _nanmean(values: Sequence[float | None]) -> float:
+    clean = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(clean)) if clean else math.nan
+
+
+def _optimise(network: Any, reference: Any, optimizer: torch.optim.Optimizer, groups: list[Group],
+              config: GRPOConfig, step: int, sft_w: float, tokenizer: Any, pad_id: int,
+              device: torch.device) -> dict[str, float]:
+    """`num_iterations` optimizer steps on the batch; returns the loss-side metrics."""
+    if not groups:
+        return {}
+    if config.num_iterations > 1 or config.beta:
+        fill_old_and_ref_logps(network, reference, groups, config, pad_id, device)
+    experts = _expert_items(groups, tokenizer, config) if sft_w > 0 else []
+    expert_tokens = sum(len(r) for _, r in experts)
+    totals: dict[str, float] = {}
+    for iteration in range(config.num_iterations):
+        optimizer_step = step * config.num_iterations + iteration
+        set_lr(optimizer, lr_at(optimizer_step, config.steps * config.num_iterations, config.lr, config.warmup,
+                                config.min_lr_ratio, config.lr_schedule))
+        sums = backward_batch(network, groups, config, pad_id, device, scale=1.0 - sft_w)
+        if experts:  # CHORD: sft_w * token-mean SFT loss over the expert responses of this batch's prompts
+            sums["sft_loss"] = 0.0
+            for start in range(0, len(experts), 8):
+                part = experts[start:start + 8]
+                logps = torch.cat(response_logprobs(network, part, pad_id, device, 1.0))
+                sft = sft_token_loss(logps, config.sft_loss).sum() / max(1, expert_tokens)
+                (sft_w * sft).backward()
+                sums["sft_loss"] += sft.item()
+        sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(network.parameters(),
+                                                                 config.grad_clip or float("inf")))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for key, value in sums.items():
+            totals[key] = totals.get(key, 0.0) + value
+    iters, tokens = config.num_iterations, max(1.0, totals["tokens"])
+    stats = {"loss": totals["loss"] / iters, "grad_norm": totals["grad_norm"] / iters,
+             "learning_rate": optimizer.param_groups[0]["lr"], "entropy": totals["entropy"] / tokens,
+             "clip_ratio/low_mean": totals["clip_low"] / tokens, "clip_ratio/high_mean": totals["clip_high"] / tokens,
+             "clip_ratio/region_mean": totals["clip_region"] / tokens,
+             "chunks/trained": totals["chunks_trained"] / iters, "chunks/total": totals["chunks_total"] / iters}
+    if config.beta:
+        stats["kl"] = totals["kl"] / tokens
+    if experts:
+        stats["sft_loss"] = totals["sft_loss"] / iters
+    return stats
+
+
+def _expert_items(groups: list[Group], tokenizer: Any, config: GRPOConfig) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) of the batch prompts that carry an expert response, each prompt once."""
+    seen, items = set(), []
+    for group in groups:
+        row = group[0].row
+        if row.get("response") and row["id"] not in seen:
+            seen.add(row["id"])
+            limit = (config.max_prompt_length or 0) + config.max_completion_length
+            encoded = encode_pair(row["prompt"], row["response"], tokenizer, config.template, add_eos=True,
+                                  max_length=limit)
+            if encoded.response_ids:
+                items.append((encoded.prompt_ids, encoded.response_ids))
+    return items

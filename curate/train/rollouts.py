@@ -1,0 +1,91 @@
+"""GRPO rollouts: sample G completions per prompt, score them, and write them to the prompt ledger.
+
+An `Episode` (as in GRPO-Zero) is one completion of one prompt with everything the
+update needs: token ids, whether it was truncated, its rewards and, later, its
+advantage. Completions come from any `curate.lm.generation.GenerationBackend` (the `hf`
+backend by default); rewards are called once per batch with TRL's keyword contract.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from curate.catalog.ledger import Rollout
+from curate.lm.generation import GenerationBackend, SamplingParams
+from curate.train.losses import combine_rewards
+from curate.train.rewards import CheckedReward
+
+HIDDEN_COLUMNS = ("prompt", "prompt_len")
+
+
+@dataclass
+class Episode:
+    row: dict  # the prompt's dataset row (id, prompt, answer, tests, ...)
+    draw: int  # position of this prompt among the step's draws (makes ledger ids unique)
+    sample_idx: int  # which of the group's completions
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    text: str
+    truncated: bool
+    rewards: list[float | None] = field(default_factory=list)  # one per reward function
+    reward: float = math.nan  # weighted sum; NaN when no function could score it
+    advantage: float = 0.0
+    old_logps: torch.Tensor | None = None  # per completion token, under the policy that sampled it (mu > 1)
+    ref_logps: torch.Tensor | None = None  # per completion token, under the frozen reference (beta > 0)
+
+    def __len__(self) -> int:
+        return len(self.completion_ids)
+
+
+Group = list[Episode]
+
+
+def generate_groups(backend: GenerationBackend, rows: Sequence[dict], n: int, sampling: SamplingParams,
+                    first_draw: int = 0) -> list[Group]:
+    """n completions for each row's prompt, as one group of Episodes per row."""
+    completions = backend.generate([row["prompt"] for row in rows], n, sampling)
+    groups = []
+    for offset, (row, samples) in enumerate(zip(rows, completions)):
+        groups.append([Episode(row, first_draw + offset, j, list(c.prompt_ids), list(c.token_ids), c.text,
+                               c.truncated) for j, c in enumerate(samples)])
+    return groups
+
+
+def score_groups(groups: Sequence[Group], rewards: Sequence[CheckedReward], weights: Sequence[float]) -> None:
+    """Call every reward function once over all episodes and fill in `rewards` and `reward`."""
+    episodes = [e for group in groups for e in group]
+    if not episodes:
+        return
+    prompts = [e.row["prompt"] for e in episodes]
+    completions: list[Any] = [e.text if isinstance(e.row["prompt"], str) else [{"role": "assistant", "content": e.text}]
+                              for e in episodes]
+    keys = sorted({k for e in episodes for k in e.row if k not in HIDDEN_COLUMNS})
+    columns = {k: [e.row.get(k) for e in episodes] for k in keys}
+    columns["completion_ids"] = [e.completion_ids for e in episodes]
+    per_func = [func(prompts, completions, **columns) for func in rewards]
+    table = torch.tensor([[math.nan if v is None else v for v in values] for values in per_func],
+                         dtype=torch.float32).T
+    combined = combine_rewards(table, torch.tensor(list(weights), dtype=torch.float32))
+    for i, episode in enumerate(episodes):
+        episode.rewards = [values[i] for values in per_func]
+        episode.reward = float(combined[i])
+
+
+def reward_matrix(groups: Sequence[Group]) -> np.ndarray:
+    """[groups, G] combined rewards (NaN where unscored)."""
+    return np.array([[e.reward for e in group] for group in groups], dtype=np.float64).reshape(len(groups), -1)
+
+
+def ledger_rollouts(groups: Sequence[Group], model_key: str, run: str, step: int, n: int,
+                    dataset: str | None) -> list[Rollout]:
+    """The ledger's view of the episodes; ids are (run, step, prompt, draw * n + sample), so reruns dedupe."""
+    return [Rollout(prompt_id=str(e.row["id"]), model_key=model_key, completion=e.text,
+                    reward=None if math.isnan(e.reward) else e.reward, length=len(e.completion_ids),
+                    truncated=e.truncated, run=run, step=step, sample_idx=e.draw * n + e.sample_idx, dataset=dataset)
+            for group in groups for e in group]
