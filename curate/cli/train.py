@@ -1,8 +1,13 @@
-"""Training commands: `curate train proxy` (SFT and GRPO join this group)."""
+"""Training commands: `curate train proxy`, `curate train sft`, `curate train grpo`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +17,69 @@ from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
 from curate.train.proxy import ProxyConfig, ensure_proxy
 
-train_app = typer.Typer(help="Train models: the proxy (SFT and GRPO come with the trainer).", no_args_is_help=True)
+train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True)
+
+RefArg = Annotated[str, typer.Argument(help="Training data: NAME or NAME@vN (a selection's output works too).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id to start from; `proxy` uses "
+                                                               "the dataset's small proxy model.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder: checkpoints, metrics.jsonl and the "
+                                                                 "final model (default: WS/runs/NAME-KIND).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")]
+StepsOpt = Annotated[int | None, typer.Option(help="Optimizer steps (GRPO: rollout rounds).")]
+LrOpt = Annotated[float | None, typer.Option(help="Peak learning rate.")]
+WarmupOpt = Annotated[int | None, typer.Option(help="Linear warmup steps.")]
+ScheduleOpt = Annotated[str | None, typer.Option(help="LR schedule after warmup: cosine, linear or constant.")]
+BatchTokensOpt = Annotated[int | None, typer.Option(help="Tokens per forward/backward micro-batch.")]
+TemplateOpt = Annotated[str | None, typer.Option(help="Prompt template: auto, chat or plain.")]
+SaveEveryOpt = Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: only at the end).")]
+LoraOpt = Annotated[bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters (peft) instead of all "
+                                                                       "weights; they are merged into the output.")]
+LoraROpt = Annotated[int | None, typer.Option(help="LoRA rank.")]
+LoraAlphaOpt = Annotated[int | None, typer.Option(help="LoRA alpha.")]
+DtypeOpt = Annotated[str | None, typer.Option(help="auto (bf16 on a capable GPU, else float32), float32, bfloat16.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
+
+
+def _set(**values: Any) -> dict[str, Any]:
+    """The options the user gave (None means: keep the config's default)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kind: str, quiet: bool):
+    """The workspace, the dataset version, the model as a loadable path (`proxy` resolved), the output folder."""
+    from curate.train.proxy import resolve_model
+
+    ws = Workspace.open(workspace)
+    version = resolve(ws, ref)
+    with ui.progress(f"proxy model for {version.ref}", total=ProxyConfig.steps,
+                     quiet=quiet or model != "proxy") as update:
+        model_path = resolve_model(ws, version, model, progress=lambda step, loss: update(step))
+    return ws, version, model_path, out or ws.root / "runs" / f"{version.name}-{kind}"
+
+
+@contextlib.contextmanager
+def _warnings_to_console(quiet: bool) -> Iterator[None]:
+    """Library warnings (dynamic sampling at its cap, ...) as one yellow line each."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not quiet and category.__module__.startswith("curate"):
+            ui.err.print(f"[yellow]warning:[/] {message}")
+
+    warnings.showwarning = show
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", module="(transformers|torch|peft|accelerate|trl)")
+            yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
 
 
 @train_app.command("proxy")
@@ -44,6 +111,157 @@ def proxy_cmd(
         "folder": folder, "cached": stats.get("cached", False), "examples": f"{stats['examples']:,}",
         "tokens": f"{stats['tokens']:,}", "loss": f"{stats['first_loss']:.3f} -> {stats['final_loss']:.3f}",
         "seconds": stats["seconds"],
+    }))
+
+
+@train_app.command("sft")
+def sft_cmd(
+    ref: RefArg,
+    model: ModelOpt,
+    out: OutOpt = None,
+    steps: StepsOpt = None,
+    lr: LrOpt = None,
+    batch_tokens: BatchTokensOpt = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
+    warmup: WarmupOpt = None,
+    lr_schedule: ScheduleOpt = None,
+    loss: Annotated[str | None, typer.Option(help="nll (cross-entropy) or dft (Dynamic Fine-Tuning).")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Truncate prompt + response to this many tokens.")] = None,
+    template: TemplateOpt = None,
+    save_every: SaveEveryOpt = None,
+    lora: LoraOpt = None,
+    lora_r: LoraROpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    resume: ResumeOpt = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Supervised fine-tuning on a dataset version: loss on response tokens only (token masks honoured).
+
+    The output folder holds the model (a Hugging Face folder `curate.lm.load` and vLLM open),
+    `checkpoint/` (model, optimizer, step, config) and `metrics.jsonl`.
+
+    Examples:
+      curate train sft gsm8k --model Qwen/Qwen2.5-0.5B --out runs/sft --steps 500 --lr 1e-5
+      curate train sft gsm8k-clean@v2 --model ./base --loss dft --lora --lora-r 32
+      curate train sft gsm8k --model proxy --steps 50 --out runs/tiny
+      curate train sft gsm8k --model ./base --out runs/sft --steps 1000 --resume
+    """
+    from curate.train.sft import SFTConfig, train_sft  # imports torch: keep `curate --help` fast
+
+    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "sft", quiet)
+    cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, warmup=warmup,
+                           lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
+                           save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
+                           device=device), seed=seed)
+    with _warnings_to_console(quiet), ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet) as update:
+        stats = train_sft(model_path, version, out_dir, cfg, resume=resume,
+                          progress=lambda s, m: update(s, description=f"sft on {version.ref}  loss {m['loss']:.4f}"))
+    if quiet:
+        ui.out.print(str(out_dir))
+        return
+    ui.out.print(ui.key_values(f"sft on {version.ref}", {
+        "model": model_path, "output": out_dir, "steps": stats["steps"], "resumed from": stats["resumed_from"],
+        "examples": ui.human(stats["examples"]), "no response (skipped)": stats["skipped_no_response"],
+        "truncated": stats["truncated"], "masked tokens": ui.human(stats["masked_tokens"]),
+        "trained tokens": ui.human(stats["tokens"]),
+        "loss": f"{_fmt(stats['first_loss'])} -> {_fmt(stats['final_loss'])}", "seconds": stats["seconds"],
+    }))
+
+
+@train_app.command("grpo")
+def grpo_cmd(
+    ref: RefArg,
+    model: ModelOpt,
+    reward: Annotated[list[str], typer.Option("--reward", "-r", help="math, exact, format, code, or "
+                                                                     "module:function; repeat to add rewards.")],
+    reward_weight: Annotated[list[float] | None, typer.Option(help="One weight per --reward (default 1 each).")] = None,
+    out: OutOpt = None,
+    steps: StepsOpt = None,
+    prompts_per_step: Annotated[int | None, typer.Option(help="Prompts sampled per step.")] = None,
+    num_generations: Annotated[int | None, typer.Option("--num-generations", "-G", help="Completions per prompt.")] = None,
+    pods_m: Annotated[int | None, typer.Option(help="PODS: train on the M max-variance completions of each group.")] = None,
+    max_prompt_length: Annotated[int | None, typer.Option(help="Skip prompts longer than this.")] = None,
+    max_completion_length: Annotated[int | None, typer.Option(help="Tokens per completion at most.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling.")] = None,
+    lr: LrOpt = None,
+    warmup: WarmupOpt = None,
+    lr_schedule: ScheduleOpt = None,
+    loss_type: Annotated[str | None, typer.Option(help="grpo, bnpo, dr_grpo or dapo (as TRL defines them).")] = None,
+    scale_rewards: Annotated[str | None, typer.Option(help="Advantage scaling: group, batch or none.")] = None,
+    epsilon: Annotated[float | None, typer.Option(help="Lower clip range of the ratio.")] = None,
+    epsilon_high: Annotated[float | None, typer.Option(help="Upper clip range (DAPO clip-higher: 0.28).")] = None,
+    beta: Annotated[float | None, typer.Option(help="KL weight to the starting model (k3); 0: no reference.")] = None,
+    num_iterations: Annotated[int | None, typer.Option(help="mu: optimizer steps per batch of rollouts.")] = None,
+    mask_truncated: Annotated[bool | None, typer.Option("--mask-truncated/--no-mask-truncated",
+                                                        help="Leave truncated completions out of the loss.")] = None,
+    dynamic_sampling: Annotated[bool | None, typer.Option("--dynamic-sampling/--no-dynamic-sampling",
+                                                          help="Drop zero-variance groups and refill (DAPO).")] = None,
+    max_refills: Annotated[int | None, typer.Option(help="Dynamic sampling: extra rounds per step at most.")] = None,
+    sft_weight: Annotated[float | None, typer.Option(help="CHORD: weight of an SFT term on expert responses.")] = None,
+    sft_weight_end: Annotated[float | None, typer.Option(help="CHORD: the SFT weight at the last step.")] = None,
+    sft_schedule: Annotated[str | None, typer.Option(help="CHORD: constant, linear or cosine.")] = None,
+    batch_tokens: BatchTokensOpt = None,
+    template: TemplateOpt = None,
+    save_every: SaveEveryOpt = None,
+    lora: LoraOpt = None,
+    lora_r: LoraROpt = None,
+    lora_alpha: LoraAlphaOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    resume: ResumeOpt = False,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """GRPO with verifiable rewards on a dataset's prompts; every rollout goes to the prompt ledger.
+
+    Examples:
+      curate train grpo gsm8k --model runs/sft --reward math --out runs/grpo --steps 200
+      curate train grpo gsm8k --model ./sft --reward math --reward format --reward-weight 1 --reward-weight 0.2
+      curate train grpo mbpp --model ./coder --reward code -G 16 --pods-m 4 --dynamic-sampling
+      curate train grpo gsm8k --model ./sft --reward mylib.rewards:score --loss-type dr_grpo --scale-rewards none
+      curate train grpo gsm8k --model ./sft --reward math --sft-weight 0.5 --sft-weight-end 0.05 --sft-schedule cosine
+    """
+    from curate.train.grpo import GRPOConfig, train_grpo  # imports torch: keep `curate --help` fast
+
+    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "grpo", quiet)
+    cfg = GRPOConfig(**_set(steps=steps, prompts_per_step=prompts_per_step, num_generations=num_generations,
+                            pods_m=pods_m, max_prompt_length=max_prompt_length,
+                            max_completion_length=max_completion_length, temperature=temperature, top_p=top_p, lr=lr,
+                            warmup=warmup, lr_schedule=lr_schedule, loss_type=loss_type, scale_rewards=scale_rewards,
+                            epsilon=epsilon, epsilon_high=epsilon_high, beta=beta, num_iterations=num_iterations,
+                            mask_truncated_completions=mask_truncated, dynamic_sampling=dynamic_sampling,
+                            max_refills=max_refills, sft_weight=sft_weight, sft_weight_end=sft_weight_end,
+                            sft_schedule=sft_schedule, batch_tokens=batch_tokens, template=template,
+                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
+                            device=device, reward_weights=tuple(reward_weight) if reward_weight else None),
+                     seed=seed)
+
+    def show(step: int, metrics: dict) -> None:
+        update(step, description=f"grpo on {version.ref}  reward {_fmt(metrics['reward'])}")
+
+    with _warnings_to_console(quiet), ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet) as update:
+        stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
+                           progress=show)
+    if quiet:
+        ui.out.print(str(out_dir))
+        return
+    ui.out.print(ui.key_values(f"grpo on {version.ref}", {
+        "model": model_path, "output": out_dir, "steps": stats["steps"], "resumed from": stats["resumed_from"],
+        "rewards": ", ".join(stats["rewards"]), "prompts": ui.human(stats["prompts"]),
+        "prompts too long (skipped)": stats["prompts_too_long"],
+        "mean reward, first -> last quarter": f"{_fmt(stats['reward_first'])} -> {_fmt(stats['reward_last'])}",
+        "unscored completions (None)": stats["reward_nones"], "ledger run": stats["run"],
+        "ledger model key": stats["model_key"], "tokens": ui.human(stats["tokens"]), "seconds": stats["seconds"],
     }))
 
 
