@@ -33,6 +33,11 @@ class ExportReport:
     rows: int
 
 
+def sql_string(text: str) -> str:
+    """A SQL string literal (paths go into COPY statements, which take no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def infer_format(to: Path) -> str:
     suffix = to.suffix.lower()
     if suffix in (".parquet", ".pq"):
@@ -46,7 +51,7 @@ def infer_format(to: Path) -> str:
 
 
 def _select_sql(version: DatasetVersion, layout: str, json_meta: bool = True) -> str:
-    files = ", ".join(f"'{f.as_posix()}'" for f in version.files())
+    files = ", ".join(sql_string(f.as_posix()) for f in version.files())
     source = f"read_parquet([{files}])"
     messages = version.prompt_type == "messages"
     reply = "{'role': 'assistant', 'content': response}"
@@ -87,9 +92,9 @@ def export_version(
     con = duckdb.connect()
     try:
         if fmt == "parquet":
-            con.execute(f"COPY ({sql}) TO '{partial.as_posix()}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+            con.execute(f"COPY ({sql}) TO {sql_string(partial.as_posix())} (FORMAT PARQUET, COMPRESSION ZSTD)")
         elif fmt == "jsonl":
-            con.execute(f"COPY ({sql}) TO '{partial.as_posix()}' (FORMAT JSON)")
+            con.execute(f"COPY ({sql}) TO {sql_string(partial.as_posix())} (FORMAT JSON)")
         else:
             _write_hf_folder(con, sql, partial)
         (rows,) = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
@@ -112,7 +117,7 @@ def _write_hf_folder(con: duckdb.DuckDBPyConnection, sql: str, folder: Path) -> 
     scratch.mkdir()
     try:
         parquet = scratch / "data.parquet"
-        con.execute(f"COPY ({sql}) TO '{parquet.as_posix()}' (FORMAT PARQUET)")
+        con.execute(f"COPY ({sql}) TO {sql_string(parquet.as_posix())} (FORMAT PARQUET)")
         dataset = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(scratch / "cache"))
         dataset.save_to_disk(str(folder))
     finally:

@@ -79,14 +79,29 @@ def _detect_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     fmt = next((SUFFIX_FORMATS[s] for s in reversed(suffixes) if s in SUFFIX_FORMATS), None)
     if fmt == "json":
-        # Many ".json" files are JSON lines; look at the first non-blank byte.
-        with _open_binary(path) as fh:
-            head = fh.read(4096).lstrip()
-        fmt = "json" if head.startswith(b"[") else "jsonl"
+        fmt = _json_or_lines(path)
     if fmt is None:
         raise BadInput(f"{path}: cannot tell the format from the name",
                        hint="name it .jsonl, .json, .csv, .tsv or .parquet, or pass --format")
     return fmt
+
+
+def _json_or_lines(path: Path) -> str:
+    """Many ".json" files are JSON lines. A file is one JSON document when it starts with "[",
+    or when its first line is not a whole JSON value by itself (a pretty-printed object);
+    a one-line object is a document only if it is the file's only line."""
+    with _open_binary(path) as fh:
+        first = fh.readline()
+        while first and not first.strip():
+            first = fh.readline()
+        more = any(line.strip() for line in fh)
+    if first.lstrip().startswith(b"["):
+        return "json"
+    try:
+        json.loads(first)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "json"
+    return "jsonl" if more else "json"
 
 
 def _open_binary(path: Path):
@@ -182,7 +197,8 @@ def _parse_jsonl_block(block, data: np.ndarray, name: str, lines: np.ndarray, li
                                 read_options=pjson.ReadOptions(block_size=1 << 20))
         if data.max() >= 128:
             table.validate(full=True)  # pyarrow parses invalid UTF-8 without complaint
-        return pl.from_arrow(table)
+        if table.num_rows == len(lines):  # otherwise an object spans lines, or a line holds two
+            return pl.from_arrow(table)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         pass  # find the line, or cope with mixed types, the slow way
     block = bytes(block)
@@ -269,8 +285,20 @@ def _read_csv(path: Path, delimiter: str = ",") -> Iterator[Chunk]:
     except pa.ArrowInvalid as exc:
         message = str(exc)
         if "UTF8" in message or "utf8" in message.lower():
-            raise BadInput(f"{path.name}: not valid UTF-8 ({message})", hint="re-encode the file as UTF-8") from None
+            line = _first_invalid_utf8_line(path)
+            where = f"{path.name}, line {line}" if line else path.name
+            raise BadInput(f"{where}: not valid UTF-8", hint="re-encode the file as UTF-8") from None
         raise BadInput(f"{path.name}: malformed CSV ({message})", hint="check quoting and the number of fields") from None
+
+
+def _first_invalid_utf8_line(path: Path) -> int | None:
+    with _open_binary(path) as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _read_parquet(path: Path) -> Iterator[Chunk]:

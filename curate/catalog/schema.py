@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS datasets (
     shards INTEGER NOT NULL,
     prompt_type VARCHAR NOT NULL,   -- 'text' or 'messages'
     columns VARCHAR NOT NULL,       -- JSON {column: dtype}
-    content_hash VARCHAR NOT NULL,  -- xxh3-128 over the ordered ids
+    content_hash VARCHAR NOT NULL,  -- xxh3-128 over the ordered rows (every column)
     license VARCHAR,
     created_at TIMESTAMP NOT NULL,
     PRIMARY KEY (name, version)

@@ -37,6 +37,8 @@ class Shape:
     prompt_type: str = "text"                       # "text" or "messages"
     prepare: Callable[[pl.DataFrame], pl.DataFrame] | None = None
     notes: list[str] = field(default_factory=list)
+    consumed_fields: dict[str, set[str]] = field(default_factory=dict)  # struct column -> fields used by a.b paths
+    meta: str | None = None                         # a source column that already is curate's meta (re-ingest)
 
 
 def _fields(frame: pl.DataFrame, column: str) -> set[str]:
@@ -122,14 +124,18 @@ def detect(frame: pl.DataFrame) -> Shape | None:
     cols = set(frame.columns)
     answer_col = _first(frame, ANSWER_ALIASES)
 
+    if {"id", "prompt", "meta"} <= cols and "response" in cols:
+        return _curate_export(frame)
     if {"chosen", "rejected"} <= cols:
         return _dpo(frame)
     if "messages" in cols and _is_messages(frame, "messages"):
         prompt, response = _split_last_assistant(_with_system(_messages_from("messages", False), frame))
-        return Shape("openai-messages", {"prompt": prompt, "response": response}, {"messages", "system"}, "messages")
+        return Shape("openai-messages", {"prompt": prompt, "response": response},
+                     _chat_consumed(frame, "messages", {"role", "content"}), "messages")
     if "conversations" in cols and _is_sharegpt(frame, "conversations"):
         prompt, response = _split_last_assistant(_with_system(_messages_from("conversations", True), frame))
-        return Shape("sharegpt", {"prompt": prompt, "response": response}, {"conversations", "system"}, "messages")
+        return Shape("sharegpt", {"prompt": prompt, "response": response},
+                     _chat_consumed(frame, "conversations", {"from", "value"}), "messages")
     if {"question", "answer"} <= cols and frame.schema["answer"] == pl.String and \
             frame.select(pl.col("answer").str.contains("####").any()).item():
         return Shape("gsm8k", {"prompt": _text(pl.col("question")), "response": pl.col("answer"),
@@ -162,8 +168,37 @@ def detect(frame: pl.DataFrame) -> Shape | None:
     if answer_col and answer_col != response_col:
         columns["answer"] = _text(pl.col(answer_col))
         consumed.add(answer_col)
+    if "tests" in frame.columns:
+        columns["tests"] = _tests_text(frame, "tests")
+        consumed.add("tests")
     name = "prompt-response" if response_col else "prompt-only"
     return Shape(name, columns, consumed, prompt_type)
+
+
+def _chat_consumed(frame: pl.DataFrame, column: str, known: set[str]) -> set[str]:
+    """The chat column is consumed unless its messages carry more than role and content
+    (name, tool_calls, ...): then it also stays in meta, so nothing is lost."""
+    return {"system"} | ({column} if _fields(frame, column) <= known else set())
+
+
+def _tests_text(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """Tests as text: a list of asserts becomes one assert per line."""
+    if isinstance(frame.schema[column], pl.List):
+        return pl.col(column).cast(pl.List(pl.String)).list.join("\n")
+    return _text(pl.col(column))
+
+
+def _curate_export(frame: pl.DataFrame) -> Shape:
+    """curate's own canonical layout (an export being ingested again): every column maps back."""
+    columns = {"prompt": _messages_from("prompt", False) if _is_messages(frame, "prompt") else _text(pl.col("prompt")),
+               "response": _text(pl.col("response")), "id": _text(pl.col("id"))}
+    for name in ("answer", "domain"):
+        if name in frame.columns:
+            columns[name] = _text(pl.col(name))
+    if "tests" in frame.columns:
+        columns["tests"] = _tests_text(frame, "tests")
+    consumed = {"id", "prompt", "response", "answer", "tests", "domain", "meta"}
+    return Shape("curate", columns, consumed, "messages" if _is_messages(frame, "prompt") else "text", meta="meta")
 
 
 def _dpo(frame: pl.DataFrame) -> Shape:
@@ -258,7 +293,7 @@ def override(shape: Shape | None, frame: pl.DataFrame, mapping: dict[str, str]) 
         shape = Shape("mapped", {}, set())
     else:
         shape = Shape(shape.name + "+map", dict(shape.columns), set(shape.consumed), shape.prompt_type,
-                      shape.prepare, list(shape.notes))
+                      shape.prepare, list(shape.notes), dict(shape.consumed_fields), shape.meta)
     for dst, src in mapping.items():
         expr = source_expr(frame, src)
         if expr is None:
@@ -272,8 +307,18 @@ def override(shape: Shape | None, frame: pl.DataFrame, mapping: dict[str, str]) 
             shape.columns["prompt"] = _text(expr)
             shape.prompt_type = "text"
         elif dst == "tests" and isinstance(frame.schema[head], pl.List) and "." not in src:
-            shape.columns["tests"] = pl.col(head).list.join("\n")
+            shape.columns["tests"] = _tests_text(frame, head)
         else:
             shape.columns[dst] = _text(expr)
-        shape.consumed.add(head)
+        consume_path(shape, src)
     return shape
+
+
+def consume_path(shape: Shape, path: str) -> None:
+    """Mark what a source path uses: a whole column, or one field of a struct column (its other
+    fields stay in meta). Deeper paths leave the column in meta whole: nothing is lost."""
+    head, *rest = path.split(".")
+    if not rest:
+        shape.consumed.add(head)
+    elif len(rest) == 1:
+        shape.consumed_fields.setdefault(head, set()).add(rest[0])

@@ -14,13 +14,14 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import polars_hash  # noqa: F401  (nchash namespace)
 import pyarrow.parquet as pq
 import xxhash
 
@@ -42,7 +43,7 @@ class DatasetRef:
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise BadUsage(
             f"invalid dataset name {name!r}",
             hint="use letters, digits, '_', '.' or '-' (at most 100), starting with a letter or digit",
@@ -52,7 +53,7 @@ def check_name(name: str) -> str:
 
 def parse_ref(text: str) -> DatasetRef:
     """`name`, `name@latest`, `name@v3` or `name@3`."""
-    match = REF_PATTERN.match(text.strip())
+    match = REF_PATTERN.fullmatch(text.strip())
     if not match:
         raise BadUsage(f"invalid dataset reference {text!r}", hint="write NAME or NAME@vN, e.g. gsm8k@v2")
     version = match["version"]
@@ -121,6 +122,11 @@ class StagedShards:
     schema: dict[str, str]
 
 
+def row_hashes(frame: pl.DataFrame) -> pl.Series:
+    """xxh3-64 of each row's JSON (every column, in order): the content hash sees all the data."""
+    return frame.select(pl.struct(pl.all()).struct.json_encode().nchash.xxh3_64()).to_series()
+
+
 class ShardWriter:
     """Writes canonical frames into Parquet shards of at most `rows_per_shard` rows.
 
@@ -147,7 +153,7 @@ class ShardWriter:
             self.schema = frame.schema
         elif frame.schema != self.schema:
             frame = self._conform(frame)
-        self._hasher.update(frame.select(pl.col("id").str.join("\n"))[0, 0].encode() + b"\n")
+        self._hasher.update(row_hashes(frame).to_numpy().tobytes())
         self._pending.append(frame)
         self._pending_rows += frame.height
         while self._pending_rows >= self.rows_per_shard:
@@ -205,10 +211,13 @@ def commit_version(
     prompt_type: str,
     license: str | None = None,
     drops: pl.DataFrame | None = None,
+    on_commit: Callable[[Any, int], None] | None = None,
 ) -> DatasetVersion:
     """Make `staged` the next version of `name`, atomically.
 
     `drops` has columns step, id, reason, detail: one row per example an operation dropped.
+    `on_commit(con, version)` runs inside the same transaction, for rows other tables keep
+    about the new version (e.g. `selections`).
     """
     check_name(name)
     with ws.catalog() as con:
@@ -237,6 +246,8 @@ def commit_version(
                 con.register("_drops", frame.to_arrow())
                 con.execute("INSERT INTO drops SELECT * FROM _drops")
                 con.unregister("_drops")
+            if on_commit is not None:
+                on_commit(con, version)
             con.commit()
         except BaseException:
             con.rollback()

@@ -182,8 +182,6 @@ def test_reingesting_a_canonical_export_gives_identical_ids(ws, text_version, ch
         assert again.content_hash == version.content_hash
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: re-ingesting curate's own canonical JSONL does not restore it: `tests` and "
-                                       "`id` go into meta and the exported `meta` object is nested as meta['meta']")
 def test_reingesting_a_canonical_export_restores_tests_and_meta(ws, tmp_path):
     rows = [{"text": "Write f.", "code": "def f(): return 1", "test_list": ["assert f() == 1"], "task_id": 3}]
     version = ingest_rows(ws, tmp_path, rows, name="code").version
@@ -192,9 +190,6 @@ def test_reingesting_a_canonical_export_restores_tests_and_meta(ws, tmp_path):
     assert rows_of(again) == rows_of(version)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: export._select_sql/export_version paste file paths into DuckDB SQL inside "
-                                       "'...' without escaping, so a workspace or target path containing a single "
-                                       "quote fails with a duckdb ParserException")
 @pytest.mark.parametrize("where", ["workspace", "target"])
 def test_export_paths_with_a_single_quote(tmp_path, where):
     from curate.catalog.workspace import Workspace

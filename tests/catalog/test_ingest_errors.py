@@ -195,8 +195,6 @@ def test_non_utf8_csv_is_refused_naming_the_file(populated, tmp_path):
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: readers._read_csv reports invalid UTF-8 in a CSV/TSV without any line or "
-                                       "row number (only pyarrow's 'In CSV column #0: ... invalid UTF8 data')")
 @pytest.mark.parametrize(("filename", "sep"), [("latin.csv", ","), ("latin.tsv", "\t")])
 def test_non_utf8_csv_names_the_line(ws, tmp_path, filename, sep):
     content = f"prompt{sep}response\na{sep}b\nx{sep}y\n".encode() + b"caf\xe9" + f"{sep}c\n".encode()
@@ -300,9 +298,6 @@ def test_failure_in_a_later_block_leaves_no_staging_folder(populated, tmp_path, 
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a JSON object spread over several lines of a .jsonl file is parsed by "
-                                       "pyarrow into fewer rows than lines; ingest then dies with a polars ShapeError "
-                                       "instead of a BadInput naming the line")
 def test_pretty_printed_object_in_jsonl_gives_a_clear_error(populated, tmp_path):
     ws, unchanged = populated
     try:
@@ -314,9 +309,6 @@ def test_pretty_printed_object_in_jsonl_gives_a_clear_error(populated, tmp_path)
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: two JSON objects on one line of a .jsonl file become two rows for one line "
-                                       "number; ingest dies with a polars InvalidOperationError (Series _pos length "
-                                       "mismatch) instead of a BadInput naming the line")
 def test_two_objects_on_one_line_give_a_clear_error(populated, tmp_path):
     ws, unchanged = populated
     try:
@@ -328,9 +320,6 @@ def test_two_objects_on_one_line_give_a_clear_error(populated, tmp_path):
     unchanged()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a Parquet source with a binary column makes polars' struct.json_encode "
-                                       "panic ('Writing BinaryView to JSON'); a pyo3 PanicException (a BaseException) "
-                                       "escapes ingest instead of a BadInput or the bytes being kept in meta")
 def test_binary_column_in_parquet_does_not_crash(populated, tmp_path):
     import polars as pl
 

@@ -247,8 +247,6 @@ def test_domain_field_that_does_not_exist_lists_columns(ws, tmp_path):
     assert "subject" in str(info.value) and "prompt, topic" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a dotted --map/--domain-field path consumes the whole struct column, "
-                                       "so its sibling fields vanish instead of staying in meta")
 def test_struct_path_mapping_keeps_sibling_fields_in_meta(ws, tmp_path):
     rows = [{"q": {"text": "t", "difficulty": 3}, "info": {"domain": "math", "grade": "hard"}}]
     version = ingest_rows(ws, tmp_path, rows, mapping={"prompt": "q.text"}, domain_field="info.domain").version
@@ -258,8 +256,6 @@ def test_struct_path_mapping_keeps_sibling_fields_in_meta(ws, tmp_path):
     assert "difficulty" in meta and "grade" in meta, meta
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a generic prompt/response source's `tests` column is not mapped to the "
-                                       "canonical tests column (domain and answer are); it lands in meta")
 def test_tests_column_of_a_generic_source_becomes_canonical_tests(ws, tmp_path):
     rows = [{"prompt": "Write f.", "response": "def f(): return 1", "tests": "assert f() == 1"}]
     row = rows_of(ingest_rows(ws, tmp_path, rows).version)[0]
@@ -304,9 +300,6 @@ def test_format_json_array(ws, tmp_path):
     _check_pairs(_ingest(ws, path))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: readers._detect_format sends every .json file whose first byte is not "
-                                       "'[' to the JSON-lines reader, so _read_json_array's {key: [rows]} branch is "
-                                       "unreachable and the rows are never found")
 def test_format_json_object_holding_a_list(ws, tmp_path):
     path = tmp_path / "data.json"
     path.write_text(json.dumps({"version": 1, "data": _frame().to_dicts()}))

@@ -35,8 +35,6 @@ def test_invalid_names(name):
     assert "letters, digits" in info.value.hint
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: versions.NAME_PATTERN ends in '$' and is applied with .match, so a name "
-                                       "with a trailing newline ('abc\\n') passes check_name and becomes a folder name")
 def test_name_with_trailing_newline_is_invalid():
     with pytest.raises(BadUsage):
         check_name("abc\n")
@@ -194,9 +192,6 @@ def test_content_hash_depends_on_row_order(ws, tmp_path):
     assert forward.content_hash != backward.content_hash
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ShardWriter hashes the `id` column, so with --map id=COL the content_hash "
-                                       "no longer depends on the content; train/proxy.py caches proxies by it and would "
-                                       "reuse a proxy trained on other texts")
 def test_content_hash_differs_for_different_content_under_the_same_mapped_ids(ws, tmp_path):
     first = ingest_rows(ws, tmp_path, [{"uid": "1", "prompt": "a"}], name="a", mapping={"id": "uid"}).version
     second = ingest_rows(ws, tmp_path, [{"uid": "1", "prompt": "totally different"}], name="b",
