@@ -1,0 +1,230 @@
+"""What a selector reads: the rows of a pool, streamed, and on demand a model or the workspace.
+
+A `Pool` is a dataset version (or an in-memory frame) restricted to some ids in some order.
+Rows are streamed from the shards a batch at a time in storage order, each tagged with
+`_pos`, its position in the pool; selectors put what they compute at that position, so
+nothing but the id column and per-example numbers is ever held for the whole pool.
+
+`subset(ids)` makes the next step's pool in a chain: it shares the source, the loaded models,
+the embedding cache and the score cache of its parent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.catalog.versions import DatasetVersion
+from curate.errors import BadInput, BadUsage
+
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class _Shared:
+    """Resources a pool and its subsets have in common."""
+
+    version: DatasetVersion | None
+    frame: pl.DataFrame | None
+    ws: Any  # Workspace | None
+    root_ids: pl.Series
+    models: dict[str, Any] = field(default_factory=dict)
+    model_paths: dict[str, str] = field(default_factory=dict)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Pool:
+    shared: _Shared
+    root_pos: np.ndarray  # pool position -> row in the source
+    model: str = "proxy"
+    seed: int = 0
+    template: str = "auto"
+    batch_rows: int = 4096
+    progress: Progress | None = None
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def from_version(cls, version: DatasetVersion, ws=None, **options: Any) -> Pool:
+        ids = version.scan().select("id").collect()["id"]
+        return cls(_Shared(version, None, ws, ids), np.arange(len(ids), dtype=np.int64), **options)
+
+    @classmethod
+    def from_rows(cls, rows: pl.DataFrame | Sequence[dict], **options: Any) -> Pool:
+        """A pool over rows in memory (Python API and tests); an `id` column is made if absent."""
+        frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(list(rows))
+        if "prompt" not in frame.columns:
+            raise BadInput("rows need a prompt column", hint="columns: " + ", ".join(frame.columns))
+        for column in ("response",):
+            if column not in frame.columns:
+                frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+        if "id" not in frame.columns:
+            from curate.catalog.ids import content_id_expr
+
+            frame = frame.with_columns(content_id_expr().alias("id"))
+        return cls(_Shared(None, frame, None, frame["id"].cast(pl.String)), np.arange(frame.height, dtype=np.int64),
+                   **options)
+
+    def subset(self, ids: pl.Series | Sequence[str]) -> Pool:
+        """The rows with these ids, in this order (ids must belong to the pool)."""
+        wanted = pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).with_row_index("_order")
+        mine = pl.DataFrame({"id": self.ids, "_root": self.root_pos})
+        joined = wanted.join(mine, on="id", how="left").sort("_order")
+        if joined["_root"].null_count():
+            raise ValueError("subset ids must come from the pool")
+        return Pool(self.shared, joined["_root"].to_numpy().astype(np.int64), self.model, self.seed, self.template,
+                    self.batch_rows, self.progress)
+
+    # -- what it holds -------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return len(self.root_pos)
+
+    @property
+    def ids(self) -> pl.Series:
+        return self.shared.root_ids.gather(self.root_pos)
+
+    @property
+    def version(self) -> DatasetVersion | None:
+        return self.shared.version
+
+    @property
+    def ws(self):
+        return self.shared.ws
+
+    @property
+    def label(self) -> str:
+        return self.version.ref if self.version is not None else "the rows"
+
+    def columns(self) -> list[str]:
+        if self.version is not None:
+            return list(self.version.columns)
+        return list(self.shared.frame.columns)
+
+    def iter_frames(self, columns: Sequence[str], mask: np.ndarray | None = None) -> Iterator[pl.DataFrame]:
+        """The pool's rows (only those where `mask` is set), `columns` plus `_pos`, in storage order."""
+        lookup = np.full(len(self.shared.root_ids), -1, dtype=np.int64)
+        positions = np.arange(self.rows, dtype=np.int64)
+        if mask is not None:
+            positions = positions[mask]
+        lookup[self.root_pos[positions]] = positions
+        columns = list(dict.fromkeys(columns))
+        offset = 0
+        for batch in self._source_batches(columns):
+            pos = lookup[offset:offset + batch.height]
+            offset += batch.height
+            keep = pos >= 0
+            if keep.any():
+                yield batch.with_columns(pl.Series("_pos", pos)).filter(pl.Series(keep))
+
+    def _source_batches(self, columns: list[str]) -> Iterator[pl.DataFrame]:
+        if self.version is not None:
+            yield from self.version.iter_batches(self.batch_rows, columns=columns)
+        else:
+            frame = self.shared.frame.select(columns)
+            for start in range(0, frame.height, self.batch_rows):
+                yield frame.slice(start, self.batch_rows)
+
+    def column(self, name: str) -> pl.Series:
+        """One column for the whole pool, in pool order (for small columns such as lengths)."""
+        values: list[pl.Series] = []
+        positions: list[np.ndarray] = []
+        for frame in self.iter_frames([name]):
+            values.append(frame[name])
+            positions.append(frame["_pos"].to_numpy())
+        if not values:
+            return pl.Series(name, [])
+        series = pl.concat(values)
+        order = np.argsort(np.concatenate(positions), kind="stable")
+        return series.gather(order)
+
+    def missing_responses(self) -> np.ndarray:
+        response = self.column("response")
+        return (response.is_null() | (response.str.strip_chars() == "")).to_numpy()
+
+    def say(self, what: str, done: int, total: int | None = None) -> None:
+        if self.progress:
+            self.progress(what, done, total)
+
+    # -- models ----------------------------------------------------------------------------
+    def model_path(self, spec: str | None = None) -> str:
+        """What `spec` (default: the pool's model) names: "proxy" becomes the dataset's cached proxy."""
+        spec = spec or self.model
+        if spec not in self.shared.model_paths:
+            if spec == "proxy":
+                if self.version is None or self.ws is None:
+                    raise BadUsage("--model proxy needs a dataset in a workspace",
+                                   hint="pass a model folder or hub id for rows in memory")
+                from curate.train.proxy import resolve_model
+
+                resolved = resolve_model(self.ws, self.version, "proxy",
+                                         progress=lambda step, loss: self.say("training the proxy model", step, None))
+            else:
+                resolved = spec
+            self.shared.model_paths[spec] = resolved
+        return self.shared.model_paths[spec]
+
+    def lm(self, spec: str | None = None):
+        """The loaded model (float32 on CPU, the accelerator when there is one), loaded once per pool chain."""
+        path = self.model_path(spec)
+        if path not in self.shared.models:
+            from curate.lm.loading import load
+
+            self.shared.models[path] = load(path, dtype="float32" if not _has_cuda() else "auto")
+        return self.shared.models[path]
+
+    def model_hash(self, spec: str | None = None) -> str:
+        """The model's identity, without loading it when it is a local folder."""
+        path = self.model_path(spec)
+        folder = Path(path).expanduser()
+        if folder.is_dir():
+            from curate.lm.loading import fingerprint
+
+            return fingerprint(folder)
+        return self.lm(spec).model_hash
+
+    # -- caches ----------------------------------------------------------------------------
+    def embeddings_cache(self) -> dict[str, np.ndarray]:
+        return self.shared.embeddings
+
+    def cached_scores(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values, found) by pool position from the catalog's scores table."""
+        values = np.full(self.rows, np.nan)
+        found = np.zeros(self.rows, dtype=bool)
+        if self.ws is None or self.version is None:
+            return values, found
+        from curate.catalog.scores import load_scores
+
+        frame = load_scores(self.ws, self.version.ref, key)
+        if frame.height == 0:
+            return values, found
+        positions = pl.DataFrame({"id": self.ids}).with_row_index("_p").join(frame, on="id", how="inner")
+        index = positions["_p"].to_numpy()
+        values[index] = positions["value"].to_numpy()
+        found[index] = True
+        return values, found
+
+    def store_scores(self, key: str, scorer: str, model_hash: str | None, params: dict, positions: np.ndarray,
+                     values: np.ndarray, token_values: list[np.ndarray] | None = None) -> None:
+        if self.ws is None or self.version is None or len(positions) == 0:
+            return
+        from curate.catalog.scores import store_scores
+
+        ids = self.ids.gather(positions)
+        tokens = None
+        if token_values is not None:
+            tokens = pl.DataFrame({"id": ids, "values": pl.Series([np.asarray(v, dtype=np.float32) for v in token_values],
+                                                                   dtype=pl.List(pl.Float32))})
+        store_scores(self.ws, self.version.ref, key, scorer, model_hash, params,
+                     pl.DataFrame({"id": ids, "value": np.asarray(values, dtype=np.float64)}), tokens)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
