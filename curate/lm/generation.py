@@ -60,14 +60,20 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, lm: LM, batch_size: int = 16, template: str = "auto"):
+    def __init__(self, lm: LM, batch_size: int = 16, template: str = "auto", stop_early: bool = False,
+                 stop_token_ids: Sequence[int] = ()):
         self.lm = lm
         self.batch_size = batch_size
         self.template = template
+        self.stop_early = stop_early  # end each sequence at its first stop string instead of at max_new_tokens
+        self.stop_token_ids = tuple(stop_token_ids)  # tokens that end a sequence like EOS does
 
     def encode(self, prompt: Prompt) -> list[int]:
         tokenizer = self.lm.tokenizer
-        text = render_prompt(prompt, tokenizer, self.template)
+        if self.template == "raw":  # completion style: a text prompt is the model's input as it is
+            text = prompt if isinstance(prompt, str) else render_prompt(prompt, tokenizer, "plain")
+        else:
+            text = render_prompt(prompt, tokenizer, self.template)
         bos = getattr(tokenizer, "bos_token", None)
         return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
 
@@ -103,6 +109,10 @@ class HFBackend:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or None)
         elif n > 1:
             raise ValueError("greedy decoding (temperature 0) with n > 1 gives n identical completions")
+        if self.stop_early and sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
+        if self.stop_token_ids:
+            kwargs.update(eos_token_id=[tokenizer.eos_token_id, *self.stop_token_ids])
         output = model.generate(input_ids=input_ids.to(self.lm.device), attention_mask=mask.to(self.lm.device),
                                 **kwargs)
         new_tokens = output[:, width:].tolist()
@@ -117,14 +127,16 @@ class HFBackend:
     def _completion(self, tokens: list[int], prompt_ids: list[int], sampling: SamplingParams) -> Completion:
         eos = self.lm.tokenizer.eos_token_id
         finish = "length"
-        if eos in tokens:
-            tokens = tokens[: tokens.index(eos) + 1]
+        ends = [i for i, t in enumerate(tokens) if t == eos or t in self.stop_token_ids]
+        if ends:
+            tokens = tokens[: ends[0] + 1]
             finish = "stop"
         else:
             pad = self.lm.tokenizer.pad_token_id
             while tokens and pad is not None and tokens[-1] == pad and pad != eos:
                 tokens = tokens[:-1]
-        text = self.lm.tokenizer.decode([t for t in tokens if t != eos], skip_special_tokens=True)
+        text = self.lm.tokenizer.decode([t for t in tokens if t != eos and t not in self.stop_token_ids],
+                                        skip_special_tokens=True)
         text, stopped = _cut_at_stop(text, sampling.stop)
         if stopped:
             finish = "stop"

@@ -1,0 +1,123 @@
+"""The `vllm` backend: offline batched generation with vLLM's `LLM` engine (GPU, optional extra).
+
+Install it with `pip install 'curate[vllm]'`. vLLM is imported when the backend is made,
+never at import time, so curate works without it; asking for it when it is missing is a
+clear `CurateError` saying how to install it, or to serve the model with `vllm serve` and
+use `--backend openai`.
+
+Prompts are rendered with the same templates as the `hf` backend (the tokenizer's chat
+template for `chat`, text as it is for `raw`) and handed to vLLM as token ids, so both
+backends see identical inputs. Every prompt gets its own `SamplingParams` whose seed comes
+from the base seed and the prompt's content: a prompt's samples do not depend on the
+batch it was sent in, which is what lets an interrupted run resume from its cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from curate.errors import BadUsage, CurateError
+from curate.lm.backends import BackendIdentity, canonical, derive_seed, resolve_template
+from curate.lm.generation import Completion, SamplingParams
+from curate.lm.templates import Prompt, render_prompt
+
+
+class VLLMMissing(CurateError):
+    """vLLM is not installed."""
+
+
+def import_vllm() -> Any:
+    try:
+        return importlib.import_module("vllm")
+    except ImportError as exc:
+        raise VLLMMissing(
+            f"--backend vllm needs the vllm package, which is not installed ({exc})",
+            hint="pip install 'curate[vllm]' on a machine with a GPU, or serve the model with `vllm serve MODEL` "
+                 "and use --backend openai --base-url http://HOST:8000/v1",
+        ) from None
+
+
+def sampling_params(vllm: Any, sampling: SamplingParams, n: int, seed: int) -> Any:
+    """curate's `SamplingParams` as vLLM's (top_k 0, "no cut", is -1 there)."""
+    return vllm.SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+                               top_k=sampling.top_k if sampling.top_k > 0 else -1,
+                               max_tokens=sampling.max_new_tokens, seed=seed,
+                               stop=list(sampling.stop) or None)
+
+
+def _model_hash(model: str, revision: str | None) -> str:
+    path = Path(model).expanduser()
+    if path.is_dir():
+        from curate.lm.loading import fingerprint
+
+        return fingerprint(path)
+    return xxhash.xxh3_128_hexdigest(f"{model}@{revision}".encode())
+
+
+class VLLMBackend:
+    """Batched sampling with vLLM."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, *, template: str = "auto", dtype: str = "auto", tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
+                 revision: str | None = None, trust_remote_code: bool = False, chunk: int = 1024):
+        self.vllm = import_vllm()
+        kwargs: dict[str, Any] = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+                                      gpu_memory_utilization=gpu_memory_utilization,
+                                      trust_remote_code=trust_remote_code)
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        if revision:
+            kwargs["revision"] = revision
+        try:
+            self.llm = self.vllm.LLM(**kwargs)
+        except (OSError, ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise CurateError(f"vllm could not load {model}: {reason}",
+                              hint="check the model id or folder, --dtype and the GPU memory") from exc
+        self.tokenizer = self.llm.get_tokenizer()
+        self.template = resolve_template(template, self.tokenizer)
+        self._chunk = chunk
+        self.identity = BackendIdentity(backend="vllm", model=model, model_hash=_model_hash(model, revision),
+                                        revision=revision, template=self.template)
+
+    def chunk_size(self, n: int) -> int:
+        return max(1, self._chunk // max(n, 1))
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        if self.template == "raw":
+            text = prompt if isinstance(prompt, str) else render_prompt(prompt, self.tokenizer, "plain")
+        else:
+            text = render_prompt(prompt, self.tokenizer, self.template)
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return list(self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"])
+
+    def generate(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams) -> list[list[Completion]]:
+        if n < 1:
+            raise BadUsage(f"n must be at least 1, not {n}")
+        if sampling.temperature <= 0 and n > 1:
+            raise BadUsage(f"greedy decoding (temperature 0) with n={n} gives {n} identical completions",
+                           hint="raise --temperature or ask for one sample")
+        if not prompts:
+            return []
+        encoded = [self.encode(p) for p in prompts]
+        params = [sampling_params(self.vllm, sampling, n, derive_seed(sampling.seed, "vllm", canonical(p)))
+                  for p in prompts]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params, use_tqdm=False)
+        if len(outputs) != len(prompts):
+            raise CurateError(f"vllm returned {len(outputs)} outputs for {len(prompts)} prompts")
+        results = []
+        for index, (ids, output) in enumerate(zip(encoded, outputs)):
+            group = []
+            for sample, choice in enumerate(output.outputs):
+                finish = choice.finish_reason or "stop"
+                group.append(Completion(choice.text, list(choice.token_ids), "length" if finish == "length" else "stop",
+                                        prompt_index=index, sample_index=sample, prompt_ids=list(ids)))
+            results.append(group)
+        return results

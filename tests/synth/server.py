@@ -1,0 +1,180 @@
+"""A real HTTP server on localhost that speaks the OpenAI completions and chat-completions API.
+
+`FakeOpenAI` runs `http.server.ThreadingHTTPServer` in a thread on an ephemeral port. What it
+answers comes from a `responder(body) -> list[str]` (one text per choice); scripted failures
+(`fail`: a list of HTTP statuses, or "malformed", "not-json", "sleep:SECONDS" actions, used in
+order before normal answers), a per-request delay, and a record of every request (time, body,
+headers, in-flight count) let tests observe retries, backoff, timeouts and the concurrency limit.
+It can also run standalone (`python -m tests.synth.server PORT_FILE LOG_FILE`) for subprocess tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+WORDS = ("summarize", "describe", "explain", "compare", "list", "rewrite", "classify", "translate", "suggest",
+         "evaluate", "plan", "outline", "the", "following", "recipe", "poem", "email", "argument", "story", "budget",
+         "schedule", "review", "article", "question", "tweet", "letter", "method", "habit", "river", "planet",
+         "garden", "market", "engine", "history", "music", "winter", "coffee", "bridge", "forest", "language")
+
+
+def prompt_text(body: dict) -> str:
+    if "messages" in body:
+        return "\n".join(str(m.get("content", "")) for m in body["messages"])
+    return str(body.get("prompt", ""))
+
+
+def words(key: str, count: int) -> str:
+    rng = random.Random(hashlib.sha256(key.encode()).hexdigest())
+    return " ".join(rng.choice(WORDS) for _ in range(count))
+
+
+def canned(body: dict) -> list[str]:
+    """Deterministic text that follows the self-instruct formats, varied by prompt, seed and choice."""
+    text = prompt_text(body)
+    out = []
+    for choice in range(int(body.get("n", 1))):
+        key = f"{text}\x1f{body.get('seed')}\x1f{choice}"
+        if text.rstrip().endswith("Is it classification?"):
+            out.append(" No")
+        elif text.rstrip().endswith("."):  # instruction generation: continue the numbered list
+            first = words(key + "a", 8).capitalize()
+            second = words(key + "b", 9).capitalize()
+            out.append(f" {first}.\n10. {second}.\n\n")
+        else:
+            out.append(f"Output: {words(key + 'o', 12)}.")
+    return out
+
+
+@dataclass
+class Record:
+    time: float
+    path: str
+    body: dict
+    headers: dict
+    in_flight: int
+
+
+@dataclass
+class FakeOpenAI:
+    responder: Callable[[dict], list[str]] = canned
+    fail: list[Any] = field(default_factory=list)  # scripted actions, consumed in order
+    delay: float = 0.0
+    finish_reason: str = "stop"
+    max_choices: int | None = None  # answer with at most this many choices (a server that ignores n)
+    log: Path | None = None  # append one JSON line per answered request (subprocess tests)
+    records: list[Record] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802
+                server._handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: bytes,
+              headers: dict[str, str] | None = None) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        try:
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length) or b"{}")
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.records.append(Record(time.monotonic(), handler.path, body, dict(handler.headers), self.in_flight))
+            action = self.fail.pop(0) if self.fail else None
+        try:
+            if isinstance(action, str) and action.startswith("sleep:"):
+                time.sleep(float(action.split(":", 1)[1]))
+                action = None
+            if self.delay:
+                time.sleep(self.delay)
+            if isinstance(action, int):
+                headers = {"Retry-After": "0"} if action == 503 else None
+                message = json.dumps({"error": {"message": f"scripted {action}"}}).encode()
+                self._send(handler, action, message, headers)
+                return
+            if action == "not-json":
+                self._send(handler, 200, b"<html>gateway</html>")
+                return
+            if action == "malformed":
+                self._send(handler, 200, json.dumps({"id": "x", "object": "text_completion"}).encode())
+                return
+            if action == "no-content":
+                self._send(handler, 200, json.dumps({"choices": [{"index": 0, "message": {"role": "assistant"}}]}).encode())
+                return
+            texts = self.responder(body)
+            if self.max_choices is not None:
+                texts = texts[:self.max_choices]
+            chat = handler.path.endswith("/chat/completions")
+            choices = [{"index": i, "finish_reason": self.finish_reason,
+                        **({"message": {"role": "assistant", "content": t}} if chat else {"text": t})}
+                       for i, t in enumerate(texts)]
+            payload = {"id": "cmpl-test", "object": "chat.completion" if chat else "text_completion",
+                       "model": body.get("model"), "choices": choices,
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+            self._send(handler, 200, json.dumps(payload).encode())
+            if self.log is not None:
+                with self.lock, open(self.log, "a") as fh:
+                    fh.write(json.dumps({"prompt": prompt_text(body), "seed": body.get("seed"),
+                                         "n": body.get("n")}) + "\n")
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def main() -> None:
+    """Serve canned answers until killed; write the base URL to argv[1], log requests to argv[2]."""
+    port_file, log_file = Path(sys.argv[1]), Path(sys.argv[2])
+    delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    server = FakeOpenAI(delay=delay, log=log_file).start()
+    port_file.write_text(server.url)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
