@@ -12,6 +12,7 @@ from rich.text import Text
 
 from curate import __version__
 from curate.cli import data, demo, train
+from curate.cli import select as select_commands
 from curate.cli.ui import err
 from curate.errors import CurateError
 
@@ -46,6 +47,7 @@ def _root(
 data.register(app)
 train.register(app)
 demo.register(app)
+select_commands.register(app)
 
 
 def _quiet_libraries() -> None:

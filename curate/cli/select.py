@@ -1,0 +1,140 @@
+"""Selection commands: `curate select` (a new curated version) and `curate score` (scores only)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from curate.catalog.workspace import Workspace
+from curate.cli import ui
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, parse_key_values
+from curate.errors import BadUsage
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id; `proxy` trains (once) a small "
+                                                               "model on the dataset itself.")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="STEP.NAME=VALUE (or NAME=VALUE for every "
+                                                                          "step that has it), e.g. fisher.dim=32.")]
+TemplateOpt = Annotated[str, typer.Option(help="Prompt template: auto, chat or plain.")]
+
+
+def _shortcuts(params: dict[str, str], **values) -> dict[str, str]:
+    """Named options (--threshold, --dim, ...) as bare --param keys; explicit --param wins."""
+    for key, value in values.items():
+        if value is not None and key not in params:
+            params[key] = str(value)
+    return params
+
+
+def _progress(update):
+    return lambda what, done, total: update(done, total=total, description=what)
+
+
+def select_cmd(
+    ref: Annotated[str, typer.Argument(help="Dataset to select from: NAME or NAME@vN.")],
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order: dedup,fisher. "
+                                                                   "See docs/selectors.md.")],
+    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500), a fraction "
+                                                                      "(0.1) or a percentage (10%).")] = None,
+    model: ModelOpt = "proxy",
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-STRATEGY).")] = None,
+    param: ParamOpt = None,
+    threshold: Annotated[float | None, typer.Option(help="dedup: cosine at or above which rows are near-duplicates.")] = None,
+    dim: Annotated[int | None, typer.Option(help="fisher: random projection of the hidden states to DIM.")] = None,
+    ratio: Annotated[float | None, typer.Option(help="token-clean: fraction of response tokens kept.")] = None,
+    ref_model: Annotated[str | None, typer.Option(help="token-clean: the reference model (default: warm up the "
+                                                       "base on a small slice).")] = None,
+    template: TemplateOpt = "auto",
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Select a subset (or clean tokens) with one strategy or a chain; the result is a new dataset version.
+
+    Examples:
+      curate select gsm8k --strategy fisher --budget 500
+      curate select gsm8k --strategy dedup,fisher --budget 5% --threshold 0.97 --out gsm8k-small
+      curate select gsm8k --strategy ifd --budget 1000 --model ./my-model
+      curate select gsm8k --strategy token-clean --ratio 0.6 --ref-model ./warm-model
+      curate select pool --strategy dedup,fisher --budget 2000 --param fisher.dim=32 --param dedup.threshold=0.9
+    """
+    from curate.selectors.pipeline import run_select  # imports numpy/polars-heavy code: keep --help fast
+
+    ws = Workspace.open(workspace)
+    params = _shortcuts(parse_key_values(param, "--param"), threshold=threshold, dim=dim, ratio=ratio,
+                        ref_model=ref_model)
+    with ui.progress(f"selecting from {ref}", quiet=quiet) as update:
+        report = run_select(ws, ref, strategy, budget=budget, model=model, out=out, params=params, seed=seed,
+                            template=template, progress=_progress(update))
+    if quiet:
+        ui.out.print(report.version.ref)
+        return
+    rows = []
+    for step in report.steps:
+        dropped = ", ".join(f"{reason} {count:,}" for reason, count in step.drop_counts.items()) or "-"
+        rows.append([step.strategy, "-" if step.budget is None else f"{step.budget:,}", f"{step.rows_in:,}",
+                     f"{step.rows_out:,}", dropped, f"{step.seconds:.1f}"])
+    ui.out.print(ui.table(f"{report.source.ref} -> {report.version.ref}",
+                          ["step", "budget", "rows in", "kept", "dropped (by reason)", "seconds"], rows))
+    details = {"output": report.version.ref, "kept": f"{report.version.rows:,} of {report.source.rows:,}",
+               "dropped": f"{report.source.rows - report.version.rows:,}", "seconds": report.seconds}
+    models = {s.model_id for s in report.steps if s.model_id}
+    if models:
+        details["model"] = ", ".join(sorted(models))
+    for step in report.steps:
+        shown = {k: v for k, v in step.stats.items() if k in ("kept_fraction", "logdet", "gain_evaluations",
+                                                               "cached_scores", "covering_radius", "reference")}
+        if shown:
+            details[f"{step.strategy} details"] = json.dumps(shown, default=lambda v: round(v, 4))
+    ui.out.print(ui.key_values("selection", details))
+    ui.out.print(f"next: curate show {report.version.ref}   ·   curate export {report.version.ref} --to out.jsonl --trl")
+
+
+def score_cmd(
+    ref: Annotated[str, typer.Argument(help="Dataset to score: NAME or NAME@vN.")],
+    scorer: Annotated[str, typer.Option("--scorer", "-s", help="ifd, perplexity, length, random, fisher, dedup or "
+                                                               "token-clean.")],
+    model: ModelOpt = "proxy",
+    param: ParamOpt = None,
+    template: TemplateOpt = "auto",
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score every example and store the scores in the catalog, without selecting.
+
+    A later `curate select` with the same dataset version, scorer, model and parameters
+    reuses them instead of running the model again.
+
+    Examples:
+      curate score gsm8k --scorer ifd
+      curate score gsm8k@v1 --scorer perplexity --model ./my-model
+      curate score gsm8k --scorer token-clean --param ref_model=./warm-model
+    """
+    from curate.selectors.pipeline import run_score
+
+    if "," in scorer:
+        raise BadUsage("--scorer takes one scorer", hint="run `curate score` once per scorer")
+    ws = Workspace.open(workspace)
+    with ui.progress(f"scoring {ref}", quiet=quiet) as update:
+        report = run_score(ws, ref, scorer, model=model, params=parse_key_values(param, "--param"), seed=seed,
+                           template=template, progress=_progress(update))
+    if quiet:
+        ui.out.print(report.scorer_key)
+        return
+    summary = {k: f"{v:.6g}" for k, v in report.summary.items()}
+    ui.out.print(ui.key_values(f"{report.scorer} scores of {report.source.ref}", {
+        "scorer key": report.scorer_key, "rows": f"{report.rows:,}", "scored": f"{report.scored:,}",
+        "NaN (excluded when selecting)": f"{report.nan:,}", "reused from the catalog": f"{report.cached:,}",
+        **summary, "seconds": report.seconds,
+    }))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("select")(select_cmd)
+    app.command("score")(score_cmd)
