@@ -12,7 +12,9 @@ from rich.text import Text
 
 from curate import __version__
 from curate.cli import data, demo, train
+from curate.cli import rl
 from curate.cli import select as select_commands
+from curate.cli import synth as synth_commands
 from curate.cli.ui import err
 from curate.errors import CurateError
 
@@ -48,6 +50,8 @@ data.register(app)
 train.register(app)
 demo.register(app)
 select_commands.register(app)
+synth_commands.register(app)
+rl.register(app)
 
 
 def _quiet_libraries() -> None:

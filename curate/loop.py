@@ -1,0 +1,281 @@
+"""The closed loop (`curate loop`): the curriculum picks prompts from the ledger, GRPO trains
+on them, and the fresh rollouts flow back into the ledger to steer the next pick.
+
+Each round:
+    1. select prompts from the ledger with the strategy (thompson | band | greso | adarft |
+       uniform; `curate.selectors.difficulty.pick_prompts`);
+    2-5. `train_grpo` rolls them out, scores them, writes every rollout to the ledger, applies
+       dynamic sampling / PODS, and runs the GRPO steps;
+    6. evaluate the new model on a held-out split (greedy decoding, the same reward);
+    7. append a row to the run's metrics and update the curriculum's own state (GRESO's
+       exploration probabilities, AdaRFT's target difficulty).
+
+Resume after a crash (even SIGKILL): the loop's state (`loop.json`) is replaced atomically
+after each round; a round's prompt selection is saved before its rollouts start; GRPO
+checkpoints every step and names its ledger rows by (run, step, prompt, sample), so a
+resumed round regenerates the interrupted step under the same ids and the ledger skips
+what it already has. Nothing is counted twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.catalog.versions import DatasetVersion, resolve
+from curate.catalog.workspace import Workspace, query_frame
+from curate.errors import BadUsage
+from curate.selectors import difficulty_rules as rules
+from curate.selectors.difficulty import MODES, CurriculumParams, ledger_view, pick_prompts
+from curate.selectors.random_sample import hash_uniform
+
+STATE = "loop.json"
+
+
+@dataclass
+class LoopConfig:
+    rounds: int = 5
+    strategy: str = "thompson"  # thompson | band | greso | adarft | uniform
+    prompts_per_round: int = 16  # B: prompts per GRPO step
+    steps_per_round: int = 2
+    num_generations: int = 8
+    max_completion_length: int = 128
+    temperature: float = 1.0
+    lr: float = 1e-5
+    loss_type: str = "dapo"
+    beta: float = 0.0
+    dynamic_sampling: bool | None = None  # None: on for greso (GRESO skips on top of dynamic sampling)
+    max_refills: int = 2
+    pods_m: int | None = None
+    eval_fraction: float = 0.1  # share of the prompts held out (by a hash of their id)
+    eval_size: int = 32  # at most this many held-out prompts are evaluated each round
+    lo: float = 0.1  # band
+    hi: float = 0.9
+    target: float = 0.5  # thompson: target pass rate
+    floor: float = 0.05  # greso
+    greso_target_easy: float = 0.1
+    greso_target_hard: float = 0.1
+    adarft_target: float = 0.5  # adarft: starting target difficulty
+    adarft_eta: float = 0.5
+    adarft_alpha: float = 2.0
+    adarft_beta: float = 0.5
+    model_key: str | None = None  # ledger key (default: the starting model's hash)
+    template: str = "auto"
+    dtype: str = "auto"
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.strategy not in MODES:
+            raise BadUsage(f"unknown loop strategy {self.strategy!r}", hint="--strategy " + "|".join(MODES))
+        for name in ("rounds", "prompts_per_round", "steps_per_round", "eval_size"):
+            if getattr(self, name) < 1:
+                raise BadUsage(f"--{name.replace('_', '-')} must be >= 1")
+        if not 0 < self.eval_fraction < 1:
+            raise BadUsage("--eval-fraction must be in (0, 1)")
+
+    @property
+    def uses_dynamic_sampling(self) -> bool:
+        return self.strategy == "greso" if self.dynamic_sampling is None else self.dynamic_sampling
+
+
+@dataclass
+class LoopReport:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    eval_before: float
+    resumed_from: int
+    model: str
+    seconds: float
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def split_heldout(ids: pl.Series, fraction: float, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train positions, held-out positions): the held-out prompts are those with the smallest id hashes."""
+    u = hash_uniform(ids, seed)
+    heldout = np.flatnonzero(u < fraction)
+    heldout = heldout[np.argsort(u[heldout], kind="stable")][:size]
+    train = np.setdiff1d(np.arange(len(ids)), heldout)
+    if len(train) == 0 or len(heldout) == 0:
+        raise BadUsage(f"cannot split {len(ids)} prompts into train and held-out parts",
+                       hint="use a larger dataset or change --eval-fraction")
+    return train, heldout
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(payload, indent=1, default=str))
+    os.replace(temp, path)
+
+
+def _rows_by_id(version: DatasetVersion, ids: list[str]) -> list[dict]:
+    frame = (version.scan().filter(pl.col("id").is_in(pl.Series(ids, dtype=pl.String).implode()))
+             .select([c for c in ("id", "prompt", "response", "answer", "tests", "domain") if c in version.columns])
+             .collect())
+    by_id = {row["id"]: row for row in frame.to_dicts()}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def evaluate(model: str, rows: list[dict], reward: str, max_tokens: int, template: str, dtype: str) -> float:
+    """Mean reward of greedy completions on `rows` (None rewards excluded)."""
+    from curate.lm.generation import HFBackend, SamplingParams
+    from curate.lm.loading import load
+    from curate.train.rewards import get_reward
+
+    lm = load(model, dtype=dtype)
+    backend = HFBackend(lm, batch_size=32, template=template)
+    outputs = backend.generate([r["prompt"] for r in rows], 1, SamplingParams(temperature=0, max_new_tokens=max_tokens))
+    completions = [group[0].text for group in outputs]
+    columns = {k: [r.get(k) for r in rows] for k in ("answer", "tests", "domain", "response", "id")}
+    values = get_reward(reward)(prompts=[r["prompt"] for r in rows], completions=completions, **columns)
+    scored = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(scored)) if scored else math.nan
+
+
+def _round_shares(ws: Workspace, model_key: str, run: str, k: int) -> tuple[float, float, int]:
+    """Shares of this round's sampled groups that were all right / all wrong, and the rollouts it spent."""
+    with ws.catalog() as con:
+        frame = query_frame(con, "SELECT step, prompt_id, sample_idx // ? AS draw, min(reward) AS lo, "
+                                 "max(reward) AS hi, count(*) AS n FROM rollouts WHERE model_key = ? AND run = ? "
+                                 "GROUP BY ALL", [k, model_key, run])
+    if frame.height == 0:
+        return 0.0, 0.0, 0
+    easy = float(((frame["lo"] == frame["hi"]) & (frame["lo"] >= 0.5)).mean())
+    hard = float(((frame["lo"] == frame["hi"]) & (frame["hi"] < 0.5)).mean())
+    return easy, hard, int(frame["n"].sum())
+
+
+def run_loop(
+    ws: Workspace,
+    ref: str,
+    model: str,
+    out_dir: Path,
+    config: LoopConfig,
+    reward: str = "math",
+    resume: bool = False,
+    say: Callable[[str], None] = lambda _: None,
+    on_round: Callable[[dict], None] | None = None,
+) -> LoopReport:
+    """Run (or resume) the closed loop for `config.rounds` rounds; returns every round's metrics row."""
+    from curate.lm.loading import fingerprint, load
+    from curate.train.grpo import GRPOConfig, train_grpo
+    from curate.train.metrics import read_metrics
+    from curate.train.proxy import resolve_model
+
+    began = time.perf_counter()
+    config.check()
+    out_dir = Path(out_dir)
+    state_path = out_dir / STATE
+    version = resolve(ws, ref)
+    if state_path.exists() and not resume:
+        raise BadUsage(f"{out_dir} already holds a loop", hint="pass --resume to continue it, or choose another --out")
+    if resume and not state_path.exists():
+        raise BadUsage(f"--resume: {out_dir} holds no loop state ({STATE})", hint="start without --resume")
+    ids = version.scan().select("id").collect()["id"]
+    train_pos, heldout_pos = split_heldout(ids, config.eval_fraction, config.eval_size, config.seed)
+    train_ids, heldout_ids = ids.gather(train_pos), ids.gather(heldout_pos)
+    heldout_rows = _rows_by_id(version, heldout_ids.to_list())
+
+    if resume:
+        state = json.loads(state_path.read_text())
+        fixed = ("strategy", "prompts_per_round", "num_generations", "seed", "eval_fraction", "eval_size")
+        changed = [k for k in fixed if state["config"].get(k) != getattr(config, k)]
+        if changed or state["dataset"] != version.ref:
+            raise BadUsage("--resume with different settings: " + ", ".join(changed or ["dataset"]),
+                           hint=f"resume with the settings in {state_path}")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        base = resolve_model(ws, version, model)
+        folder = Path(base).expanduser()
+        model_key = config.model_key or (fingerprint(folder) if folder.is_dir() else load(base).model_hash)
+        say(f"evaluating the starting model on {len(heldout_rows)} held-out prompts")
+        eval_before = evaluate(base, heldout_rows, reward, config.max_completion_length, config.template, config.dtype)
+        state = {"config": asdict(config), "dataset": version.ref, "base_model": base, "model": base,
+                 "model_key": model_key, "run": f"loop-{os.urandom(4).hex()}", "eval_before": eval_before,
+                 "curriculum": {"p_easy": 0.5, "p_hard": 0.5, "adarft_target": config.adarft_target},
+                 "rounds": [], "rollouts": 0}
+        _write_json(state_path, state)
+    resumed_from = len(state["rounds"])
+    state["config"]["rounds"] = config.rounds
+
+    for round_no in range(len(state["rounds"]) + 1, config.rounds + 1):
+        t0 = time.perf_counter()
+        round_dir = out_dir / f"round-{round_no:03d}"
+        round_dir.mkdir(exist_ok=True)
+        run = f"{state['run']}-r{round_no}"
+        curriculum = state["curriculum"]
+
+        # 1. The round's prompts, saved before any rollout so a resumed round trains on the same ones.
+        selection_path = round_dir / "selection.json"
+        if selection_path.exists():
+            chosen = json.loads(selection_path.read_text())["ids"]
+        else:
+            want = config.prompts_per_round * ((1 + config.max_refills) if config.uses_dynamic_sampling else 1)
+            view = ledger_view(ws, train_ids, state["model_key"])
+            params = CurriculumParams(config.lo, config.hi, True, config.target, config.floor, curriculum["p_easy"],
+                                      curriculum["p_hard"], curriculum["adarft_target"])
+            rng = np.random.default_rng([config.seed, round_no])
+            order, _ = pick_prompts(config.strategy, view, min(want, len(train_ids)), params, rng)
+            if len(order) < config.prompts_per_round:  # a filter left too few: top up at random
+                rest = np.setdiff1d(np.arange(len(train_ids)), order)
+                order = np.concatenate([order, rng.permutation(rest)[: config.prompts_per_round - len(order)]])
+            chosen = train_ids.gather(order).to_list()
+            _write_json(selection_path, {"ids": chosen, "strategy": config.strategy, "curriculum": curriculum})
+        rows = _rows_by_id(version, chosen)
+
+        # 2-5. Rollouts, rewards, ledger, dynamic sampling / PODS, GRPO steps.
+        grpo_dir = round_dir / "grpo"
+        grpo = GRPOConfig(steps=config.steps_per_round, prompts_per_step=min(config.prompts_per_round, len(rows)),
+                          num_generations=config.num_generations, pods_m=config.pods_m,
+                          max_completion_length=config.max_completion_length, temperature=config.temperature,
+                          lr=config.lr, loss_type=config.loss_type, beta=config.beta,
+                          dynamic_sampling=config.uses_dynamic_sampling, max_refills=config.max_refills,
+                          template=config.template, seed=config.seed + round_no, save_every=1,
+                          model_key=state["model_key"], run_name=run, dtype=config.dtype)
+        resume_round = (grpo_dir / "checkpoint").exists()
+        say(f"round {round_no}/{config.rounds}: GRPO on {len(rows)} prompts ({config.strategy})"
+            + (" — resuming" if resume_round else ""))
+        stats = train_grpo(state["model"], rows, grpo_dir, grpo, reward, ws=ws, resume=resume_round)
+
+        # 6. Held-out evaluation of the new model.
+        eval_reward = evaluate(str(grpo_dir), heldout_rows, reward, config.max_completion_length, config.template,
+                               config.dtype)
+
+        # 7. The round's row and the curriculum's state.
+        metrics = read_metrics(grpo_dir)
+        easy, hard, spent = _round_shares(ws, state["model_key"], run, config.num_generations)
+        if config.strategy == "greso":
+            new = rules.greso_update(rules.GresoState(curriculum["p_easy"], curriculum["p_hard"]), easy, hard,
+                                     config.greso_target_easy, config.greso_target_hard)
+            curriculum = {**curriculum, "p_easy": new.p_easy, "p_hard": new.p_hard}
+        train_reward = float(np.nanmean([m["reward"] for m in metrics])) if metrics else math.nan
+        if config.strategy == "adarft" and not math.isnan(train_reward):
+            curriculum = {**curriculum, "adarft_target": rules.adarft_update(
+                curriculum["adarft_target"], train_reward, config.adarft_eta, config.adarft_alpha, config.adarft_beta)}
+        state["rollouts"] = state.get("rollouts", 0) + spent
+        row = {"round": round_no, "strategy": config.strategy, "prompts": len(rows), "rollouts": spent,
+               "rollouts_total": state["rollouts"], "train_reward": train_reward,
+               "frac_reward_zero_std": float(np.mean([m["frac_reward_zero_std"] for m in metrics])) if metrics else None,
+               "all_right_share": easy, "all_wrong_share": hard, "eval_reward": eval_reward,
+               "grpo_seconds": stats["seconds"], "seconds": round(time.perf_counter() - t0, 2), **curriculum}
+        state["rounds"].append(row)
+        state["curriculum"] = curriculum
+        state["model"] = str(grpo_dir)
+        _write_json(state_path, state)
+        (out_dir / "metrics.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in state["rounds"]))
+        if on_round:
+            on_round(row)
+    return LoopReport(out_dir, state["rounds"], state["eval_before"], resumed_from, state["model"],
+                      round(time.perf_counter() - began, 2), state)
+
+
+def loop_config_fields() -> list[str]:
+    return [f.name for f in fields(LoopConfig)]

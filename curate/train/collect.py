@@ -1,0 +1,110 @@
+"""Fill the prompt ledger: k rollouts of every prompt of a dataset under one model (`curate rollouts`).
+
+Prompts already sampled under the model key are skipped unless `refresh` is set, and
+each chunk of prompts is written to the ledger in one transaction with ids that depend
+only on (model key, round, prompt, sample), so a run killed midway and started again
+continues where it stopped without paying twice or counting anything twice. A refresh
+is a new round: its rollouts get new ids and add to the statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from curate.catalog.ledger import record_rollouts
+from curate.catalog.versions import DatasetVersion
+from curate.catalog.workspace import Workspace, query_frame
+from curate.errors import BadUsage
+from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
+from curate.lm.loading import load
+from curate.selectors.rollout_variance import nonzero_variance_groups
+from curate.train.data import load_prompts
+from curate.train.rewards import CheckedReward, get_reward
+from curate.train.rollouts import generate_groups, ledger_rollouts, reward_matrix, score_groups
+
+RUN = "collect"
+
+
+@dataclass
+class CollectConfig:
+    k: int = 8
+    max_completion_length: int = 256
+    max_prompt_length: int | None = 1024
+    temperature: float = 1.0
+    top_p: float = 1.0
+    prompts_per_batch: int = 16
+    template: str = "auto"
+    refresh: bool = False
+    model_key: str | None = None  # default: the model's hash
+    seed: int = 0
+    dtype: str = "auto"
+    device: str = "auto"
+
+
+def sampled_prompts(ws: Workspace, model_key: str) -> tuple[set[str], int]:
+    """Prompt ids with any rollout under `model_key` (from this command or a training run), and the
+    latest round of this command."""
+    with ws.catalog() as con:
+        frame = query_frame(con, "SELECT prompt_id, max(CASE WHEN run = ? THEN step END) AS round FROM rollouts "
+                                 "WHERE model_key = ? GROUP BY prompt_id", [RUN, model_key])
+    if frame.height == 0:
+        return set(), -1
+    last = frame["round"].max()
+    return set(frame["prompt_id"].to_list()), -1 if last is None else int(last)
+
+
+def collect_rollouts(
+    ws: Workspace,
+    data: DatasetVersion,
+    model: str,
+    reward: str,
+    config: CollectConfig,
+    progress: Callable[[int, int], None] | None = None,
+    backend: GenerationBackend | None = None,
+) -> dict:
+    """Sample, score and record k rollouts for each prompt not yet in the ledger (all of them with refresh)."""
+    if config.k < 1 or config.prompts_per_batch < 1:
+        raise BadUsage("-k and --prompts-per-batch must be >= 1")
+    start = time.perf_counter()
+    scorer = CheckedReward(get_reward(reward), name=reward if ":" not in reward else "")
+    lm = load(model, dtype=config.dtype, device=config.device)
+    model_key = config.model_key or lm.model_hash
+    backend = backend or HFBackend(lm, batch_size=config.prompts_per_batch * config.k, template=config.template)
+    room = lm.max_length - config.max_completion_length
+    if room < 1:
+        raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's context ({lm.max_length})",
+                       hint="lower --max-completion-length")
+    rows, counts = load_prompts(data, lm.tokenizer, config.template, min(config.max_prompt_length or room, room))
+    done, last_round = sampled_prompts(ws, model_key)
+    round_ = last_round + 1 if config.refresh else max(last_round, 0)
+    todo = rows if config.refresh else [r for r in rows if str(r["id"]) not in done]
+    written, rewards = 0, []
+    flat_groups = mixed_groups = 0
+    for begin in range(0, len(todo), config.prompts_per_batch):
+        chunk = todo[begin:begin + config.prompts_per_batch]
+        sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p,
+                                  max_new_tokens=config.max_completion_length,
+                                  seed=config.seed * 1_000_003 + round_ * 7919 + begin)
+        groups = generate_groups(backend, chunk, config.k, sampling)
+        for group in groups:  # ids depend on the prompt, not on its place in the chunk
+            for episode in group:
+                episode.draw = 0
+        score_groups(groups, [scorer], [1.0])
+        written += record_rollouts(ws, ledger_rollouts(groups, model_key, RUN, round_, config.k, data.ref))
+        matrix = reward_matrix(groups)
+        rewards.extend(matrix[~np.isnan(matrix)].tolist())
+        mixed = int(nonzero_variance_groups(matrix).sum())
+        mixed_groups += mixed
+        flat_groups += len(groups) - mixed
+        if progress:
+            progress(min(begin + config.prompts_per_batch, len(todo)), len(todo))
+    return {"dataset": data.ref, "model": model, "model_key": model_key, "round": round_, "prompts": len(rows),
+            "prompts_too_long": counts["too_long"], "skipped_already_sampled": len(rows) - len(todo),
+            "prompts_sampled": len(todo), "rollouts_written": written,
+            "reward_mean": float(np.mean(rewards)) if rewards else None, "reward_nones": scorer.nones,
+            "zero_variance_groups": flat_groups, "mixed_groups": mixed_groups,
+            "seconds": round(time.perf_counter() - start, 2)}

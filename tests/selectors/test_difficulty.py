@@ -1,0 +1,88 @@
+"""The `difficulty` strategy over a ledger filled by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from curate.catalog.ledger import Rollout, record_rollouts
+from curate.catalog.versions import lineage_of
+from curate.errors import BadUsage
+from curate.selectors.pipeline import run_select
+from tests.rl_helpers import prompt_set
+
+
+def _fill(ws, ids, wins_per_prompt, k=8, groups=1, model_key="m"):
+    rollouts = []
+    for pid, wins in zip(ids, wins_per_prompt):
+        for step in range(groups):
+            rollouts += [Rollout(pid, model_key, "c", 1.0 if j < wins else 0.0, 3, run="t", step=step, sample_idx=j)
+                         for j in range(k)]
+    record_rollouts(ws, rollouts)
+
+
+@pytest.fixture
+def ledgered(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=4)
+    ids = version.scan().select("id").collect()["id"].to_list()
+    # prompt 0: always right; 1: half; 2: never; 3: unseen
+    _fill(ws, ids[:3], [8, 4, 0], groups=25)
+    return version, ids
+
+
+def _kept(report) -> list[str]:
+    return report.version.scan().select("id").collect()["id"].to_list()
+
+
+def test_band_keeps_mid_pass_rates_and_unseen_prompts(ws, ledgered):
+    version, ids = ledgered
+    report = run_select(ws, version.ref, "difficulty", params={"mode": "band", "lo": 0.1, "hi": 0.9})
+    assert sorted(_kept(report)) == sorted([ids[1], ids[3]])
+    step = lineage_of(ws, report.version)[0]
+    assert step["strategy"] == "difficulty" and step["drop_counts"] == {"outside_band": 2}
+    unseen_excluded = run_select(ws, version.ref, "difficulty", out="x",
+                                 params={"mode": "band", "keep_unseen": "false"})
+    assert _kept(unseen_excluded) == [ids[1]]
+
+
+def test_thompson_keeps_the_prompt_nearest_the_target(ws, ledgered):
+    version, ids = ledgered
+    report = run_select(ws, version.ref, "difficulty", budget=1, params={"mode": "thompson", "target": 0.5})
+    assert _kept(report) == [ids[1]]  # 100/200 wins: its posterior sits at 0.5
+
+
+def test_adarft_keeps_difficulty_nearest_the_target(ws, ledgered):
+    version, ids = ledgered
+    hardest = run_select(ws, version.ref, "difficulty", budget=1, params={"mode": "adarft", "adarft_target": 1.0})
+    easiest = run_select(ws, version.ref, "difficulty", budget=1, out="e",
+                         params={"mode": "adarft", "adarft_target": 0.0})
+    assert _kept(hardest) == [ids[2]] and _kept(easiest) == [ids[0]]
+
+
+def test_greso_skips_long_zero_variance_streaks(ws, ledgered):
+    version, ids = ledgered
+    report = run_select(ws, version.ref, "difficulty",
+                        params={"mode": "greso", "p_easy": "0.05", "p_hard": "0.05", "floor": "0.0"})
+    # prompts 0 and 2 had 25 all-equal groups in a row: keep probability 0.05**25
+    assert sorted(_kept(report)) == sorted([ids[1], ids[3]])
+    assert lineage_of(ws, report.version)[0]["drop_counts"] == {"greso_skip": 2}
+
+
+def test_model_key_must_be_named_when_the_ledger_has_several(ws, ledgered):
+    version, ids = ledgered
+    _fill(ws, ids[:1], [3], model_key="other")
+    with pytest.raises(BadUsage, match="2 model keys"):
+        run_select(ws, version.ref, "difficulty", params={"mode": "band"})
+    report = run_select(ws, version.ref, "difficulty", params={"mode": "band", "model_key": "other", "lo": 0.3})
+    assert ids[0] in _kept(report)  # 3/8 under "other"
+
+
+def test_no_ledger_rows_is_a_clear_error(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=3, name="fresh")
+    with pytest.raises(BadUsage, match="curate rollouts"):
+        run_select(ws, version.ref, "difficulty", params={"mode": "band"})
+
+
+def test_budget_larger_than_what_qualifies(ws, ledgered):
+    version, _ = ledgered
+    with pytest.raises(BadUsage, match="only 2 prompts qualify"):
+        run_select(ws, version.ref, "difficulty", budget=3, params={"mode": "band"})
