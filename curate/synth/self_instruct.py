@@ -50,7 +50,7 @@ class SelfInstructConfig:
     num_instructions: int = 200  # new instructions to keep
     demos: int = 8  # instructions shown per request
     machine_demos: int = 2  # of which machine-generated, once the pool has some
-    round_size: int = 32  # requests per round (machine demos are sampled from the pool at a round's start)
+    round_size: int = 32  # requests per round at most (machine demos are sampled from the pool at its start)
     max_requests: int | None = None  # instruction requests at most (default: 20 per instruction wanted)
     rouge_threshold: float = 0.7
     classify: bool = True
@@ -109,7 +109,7 @@ def generate_instructions(ctx: SynthContext, seeds: list[SeedTask], config: Self
     requests = round_no = 0
     while len(kept) < config.num_instructions and requests < budget:
         rng = random.Random(derive_seed(ctx.seed, "self-instruct/round", round_no))
-        size = min(config.round_size, budget - requests)
+        size = min(config.round_size, budget - requests, config.num_instructions - len(kept))
         prompts = []
         for _ in range(size):
             from_machine = min(config.machine_demos, len(kept))

@@ -5,7 +5,6 @@ answers comes from a `responder(body) -> list[str]` (one text per choice); scrip
 (`fail`: a list of HTTP statuses, or "malformed", "not-json", "sleep:SECONDS" actions, used in
 order before normal answers), a per-request delay, and a record of every request (time, body,
 headers, in-flight count) let tests observe retries, backoff, timeouts and the concurrency limit.
-It can also run standalone (`python -m tests.synth.server PORT_FILE LOG_FILE`) for subprocess tests.
 """
 
 from __future__ import annotations
@@ -13,13 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 WORDS = ("summarize", "describe", "explain", "compare", "list", "rewrite", "classify", "translate", "suggest",
@@ -72,7 +69,6 @@ class FakeOpenAI:
     delay: float = 0.0
     finish_reason: str = "stop"
     max_choices: int | None = None  # answer with at most this many choices (a server that ignores n)
-    log: Path | None = None  # append one JSON line per answered request (subprocess tests)
     records: list[Record] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -158,23 +154,7 @@ class FakeOpenAI:
                        "model": body.get("model"), "choices": choices,
                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
             self._send(handler, 200, json.dumps(payload).encode())
-            if self.log is not None:
-                with self.lock, open(self.log, "a") as fh:
-                    fh.write(json.dumps({"prompt": prompt_text(body), "seed": body.get("seed"),
-                                         "n": body.get("n")}) + "\n")
         finally:
             with self.lock:
                 self.in_flight -= 1
 
-
-def main() -> None:
-    """Serve canned answers until killed; write the base URL to argv[1], log requests to argv[2]."""
-    port_file, log_file = Path(sys.argv[1]), Path(sys.argv[2])
-    delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-    server = FakeOpenAI(delay=delay, log=log_file).start()
-    port_file.write_text(server.url)
-    threading.Event().wait()
-
-
-if __name__ == "__main__":
-    main()

@@ -96,7 +96,7 @@ def test_filters_are_recorded_as_drops(ws, seed_file):
     assert any("ROUGE-L 1.000 > 0.7 with: Give three tips about a healthy breakfast." in d for _, d in found)
     # three responses are read (the third completes the 3 instructions: its cut item is not examined)
     assert result.version.rows == 3 and result.drop_counts["truncated"] == 2
-    assert result.stats["unused_candidates"] == 1 and result.stats["unused_responses"] == 1
+    assert result.stats["unused_candidates"] == 1 and "unused_responses" not in result.stats
 
 
 def test_same_seed_same_dataset_and_a_rerun_generates_nothing(ws, seed_file, tmp_path):
