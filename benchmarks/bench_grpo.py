@@ -99,7 +99,8 @@ def run_curate(model: str, rows: list[dict], args, reward, label: str) -> dict:
     tokens = sum(m["completions/mean_length"] * args.prompts * args.generations for m in timed)
     generation = sum(m["generation_time"] for m in timed)
     return {"trainer": label, "steps": len(timed), "seconds_per_step": round(seconds / len(timed), 3),
-            "rollout_tokens_per_s": round(tokens / seconds, 1), "generation_tokens_per_s": round(tokens / generation, 1),
+            "rollout_tokens_per_s": round(tokens / seconds, 1),
+            "generation_tokens_per_s": round(tokens / generation, 1),
             "mean_completion_length": round(tokens / len(timed) / (args.prompts * args.generations), 1),
             "mean_reward": round(sum(m["reward"] for m in timed) / len(timed), 4),
             "peak_memory_gb": peak_memory_gb(args.device)}

@@ -184,8 +184,10 @@ def grpo_cmd(
     out: OutOpt = None,
     steps: StepsOpt = None,
     prompts_per_step: Annotated[int | None, typer.Option(help="Prompts sampled per step.")] = None,
-    num_generations: Annotated[int | None, typer.Option("--num-generations", "-G", help="Completions per prompt.")] = None,
-    pods_m: Annotated[int | None, typer.Option(help="PODS: train on the M max-variance completions of each group.")] = None,
+    num_generations: Annotated[int | None, typer.Option("--num-generations", "-G",
+                                                        help="Completions per prompt.")] = None,
+    pods_m: Annotated[int | None, typer.Option(help="PODS: train on the M max-variance completions of each "
+                                                    "group.")] = None,
     max_prompt_length: Annotated[int | None, typer.Option(help="Skip prompts longer than this.")] = None,
     max_completion_length: Annotated[int | None, typer.Option(help="Tokens per completion at most.")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,

@@ -48,7 +48,7 @@ from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
 from curate.lm.templates import TEMPLATES, encode_pair
 from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
-from curate.train.data import describe, load_prompts, stream_slice
+from curate.train.data import describe, load_prompts, prompt_ids, stream_slice
 from curate.train.grpo_batch import backward_batch, fill_old_and_ref_logps
 from curate.train.logprobs import response_logprobs
 from curate.train.losses import LOSS_TYPES, SCALE_REWARDS, group_advantages, sft_token_loss
@@ -117,7 +117,8 @@ class GRPOConfig:
             raise BadUsage(f"num_generations must be >= 2 (GRPO compares completions), got {self.num_generations}",
                            hint="e.g. --num-generations 8")
         if self.pods_m is not None and not 2 <= self.pods_m < self.num_generations:
-            raise BadUsage(f"pods_m must be in 2..{self.num_generations - 1} (below num_generations), got {self.pods_m}")
+            raise BadUsage(f"pods_m must be in 2..{self.num_generations - 1} (below num_generations), "
+                           f"got {self.pods_m}", hint="--pods-m M keeps M of the --num-generations completions")
         if self.loss_type not in LOSS_TYPES:
             raise BadUsage(f"unknown loss_type {self.loss_type!r}", hint="--loss-type " + "|".join(LOSS_TYPES))
         if self.scale_rewards not in SCALE_REWARDS:
@@ -222,7 +223,8 @@ def train_grpo(
 
     # Resume state: the step, where the prompt stream is, the run's ledger name.
     start, cursor, tokens_seen = 0, 0, 0
-    run_name = config.run_name or f"{out_dir.name}-{xxhash.xxh3_64_hexdigest(f'{out_dir.resolve()}{time.time()}'.encode())[:8]}"
+    stamp = xxhash.xxh3_64_hexdigest(f"{out_dir.resolve()}{time.time()}".encode())[:8]
+    run_name = config.run_name or f"{out_dir.name}-{stamp}"  # fixed at the start, kept in the checkpoint
     if checkpoint is not None:
         restore(checkpoint, network, optimizer)
         start = checkpoint.step
@@ -253,7 +255,8 @@ def train_grpo(
                                       seed=config.seed * 1_000_003 + step * 1009 + rounds)
             tg = time.perf_counter()
             groups = generate_groups(backend, [rows[i] for i in picks], n, sampling,
-                                     first_draw=rounds * config.prompts_per_step)
+                                     first_draw=rounds * config.prompts_per_step,
+                                     encode=lambda prompt: prompt_ids(prompt, tokenizer, config.template))
             generation_time += time.perf_counter() - tg
             score_groups(groups, rewards, weights)
             if ws is not None:

@@ -43,7 +43,8 @@ def add_lora(model: Any, r: int, alpha: int, dropout: float = 0.0, targets: str 
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
-        raise BadUsage("--lora needs the peft package", hint="pip install 'curate[train]' (or pip install peft)") from exc
+        raise BadUsage("--lora needs the peft package",
+                       hint="pip install 'curate[train]' (or pip install peft)") from exc
     modules: Any = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=modules, bias="none",
                         task_type="CAUSAL_LM")

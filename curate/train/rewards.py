@@ -139,7 +139,8 @@ def get_reward(spec: str) -> RewardFunc:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise BadUsage(f"--reward {spec}: cannot import module {module_name!r} ({exc})",
-                       hint="make the module importable (on PYTHONPATH, or installed) and name it as module:function") from exc
+                       hint="make the module importable (on PYTHONPATH, or installed) and name it as "
+                            "module:function") from exc
     func = getattr(module, attr, None)
     if not callable(func):
         raise BadUsage(f"--reward {spec}: module {module_name!r} has no function {attr!r}",

@@ -9,7 +9,7 @@ backend by default); rewards are called once per batch with TRL's keyword contra
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from curate.catalog.ledger import Rollout
+from curate.errors import BadUsage
 from curate.lm.generation import GenerationBackend, SamplingParams
 from curate.train.losses import combine_rewards
 from curate.train.rewards import CheckedReward
@@ -47,13 +48,28 @@ Group = list[Episode]
 
 
 def generate_groups(backend: GenerationBackend, rows: Sequence[dict], n: int, sampling: SamplingParams,
-                    first_draw: int = 0) -> list[Group]:
-    """n completions for each row's prompt, as one group of Episodes per row."""
+                    first_draw: int = 0, encode: Callable[[Any], list[int]] | None = None) -> list[Group]:
+    """n completions for each row's prompt, as one group of Episodes per row.
+
+    `encode(prompt)` supplies prompt token ids when the backend does not return them.
+    """
     completions = backend.generate([row["prompt"] for row in rows], n, sampling)
     groups = []
     for offset, (row, samples) in enumerate(zip(rows, completions)):
-        groups.append([Episode(row, first_draw + offset, j, list(c.prompt_ids), list(c.token_ids), c.text,
-                               c.truncated) for j, c in enumerate(samples)])
+        if len(samples) != n:
+            raise RuntimeError(f"backend {getattr(backend, 'name', backend)} returned {len(samples)} completions "
+                               f"for a prompt, {n} were asked for")
+        prompt_ids = list(samples[0].prompt_ids) if samples and samples[0].prompt_ids else None
+        if prompt_ids is None and encode is not None:
+            prompt_ids = encode(row["prompt"])
+        group = []
+        for j, c in enumerate(samples):
+            if c.text and not c.token_ids:
+                raise BadUsage(f"backend {getattr(backend, 'name', backend)} returns text without token ids, "
+                               "which the policy gradient needs", hint="use the hf backend (or vllm) for training")
+            group.append(Episode(row, first_draw + offset, j, list(c.prompt_ids) or list(prompt_ids or []),
+                                 list(c.token_ids), c.text, c.truncated))
+        groups.append(group)
     return groups
 
 

@@ -120,7 +120,10 @@ def guard(event, args):
         raise ImportError(f"sandbox: import of {args[0]} is not allowed")
     if event == "open":
         path, mode, flags = args
-        write = bool(flags & WRITE_FLAGS) if isinstance(flags, int) and flags >= 0 else any(c in str(mode) for c in "wax+")
+        if isinstance(flags, int) and flags >= 0:
+            write = bool(flags & WRITE_FLAGS)
+        else:
+            write = any(c in str(mode) for c in "wax+")
         if not allowed(path, write):
             raise PermissionError(f"sandbox: cannot open {path!r}")
     elif event in PATH_EVENTS:

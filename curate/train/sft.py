@@ -68,7 +68,8 @@ class SFTConfig:
         """Raise BadUsage naming the first bad field and how to fix it."""
         for name in ("steps", "batch_tokens", "grad_accum"):
             if getattr(self, name) < 1:
-                raise BadUsage(f"{name} must be >= 1, got {getattr(self, name)}", hint=f"e.g. --{name.replace('_', '-')} 1")
+                raise BadUsage(f"{name} must be >= 1, got {getattr(self, name)}",
+                               hint=f"e.g. --{name.replace('_', '-')} 1")
         if self.loss not in SFT_LOSSES:
             raise BadUsage(f"unknown loss {self.loss!r}", hint="--loss nll or --loss dft")
         if self.template not in TEMPLATES:

@@ -200,3 +200,16 @@ def test_none_rewards_are_counted_and_excluded(tiny_model_dir, tmp_path):
 def test_bad_settings_are_clear_errors(tiny_model_dir, tmp_path, overrides, reward, message):
     with pytest.raises(BadUsage, match=message):
         train_grpo(str(tiny_model_dir), ROWS, tmp_path / "bad", GRPOConfig(**{**BASE, **overrides}), reward=reward)
+
+
+def test_grpo_climbs_a_learnable_reward(tiny_model_dir, tmp_path):
+    """The policy gradient points the right way: a reward for late-alphabet characters goes up."""
+    def late_letters(prompts, completions, **kwargs):
+        return [sum(ch >= "n" for ch in c if ch.isalpha()) / max(1, sum(ch.isalpha() for ch in c)) for c in completions]
+
+    history = []
+    config = GRPOConfig(**{**BASE, "steps": 12, "prompts_per_step": 4, "num_generations": 8,
+                           "max_completion_length": 8, "lr": 3e-2})
+    train_grpo(str(tiny_model_dir), ROWS, tmp_path / "climb", config, reward=late_letters,
+               progress=lambda s, m: history.append(m["reward"]))
+    assert np.mean(history[-3:]) > np.mean(history[:3]) + 0.1, history

@@ -46,6 +46,8 @@ def _ids(text: str, eos: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,15 +69,22 @@ def setup(tiny_model_dir, tmp_path_factory):
     completions = [[_ids(c, tokenizer.eos_token_id) for c in group] for group in COMPLETIONS]
     flat = [c for group in completions for c in group]
     trainer._generate_single_turn = lambda prompt_ids, *a, **k: (flat, None)
-    return trainer, model_trl, model_curate, tokenizer, completions
+    yield trainer, model_trl, model_curate, tokenizer, completions
+    torch.set_num_threads(threads)
+
+
+_BATCHES: dict = {}
 
 
 def _trl_batch(trainer, scale_rewards):
-    trainer.scale_rewards = scale_rewards
-    trainer.beta = 0.0  # no reference forward here: reference log-probs are injected below for both sides
-    trainer.model.train()
-    inputs = [{"prompt": p + "\n", "answer": a} for p, a in zip(PROMPTS, ANSWERS) for _ in range(G)]
-    return trainer._generate_and_score_completions(inputs)
+    """TRL's training batch for the fixed completions (computed once per reward scaling)."""
+    if scale_rewards not in _BATCHES:
+        trainer.scale_rewards = scale_rewards
+        trainer.beta = 0.0  # no reference forward here: reference log-probs are injected below for both sides
+        trainer.model.train()
+        inputs = [{"prompt": p + "\n", "answer": a} for p, a in zip(PROMPTS, ANSWERS) for _ in range(G)]
+        _BATCHES[scale_rewards] = trainer._generate_and_score_completions(inputs)
+    return dict(_BATCHES[scale_rewards])
 
 
 def _curate_groups(tokenizer, completions, config):
@@ -118,7 +127,8 @@ def _grads(model):
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
-@pytest.mark.parametrize("beta,off_policy,bias_correction", [(0.0, False, True), (0.1, True, True), (0.1, False, False)])
+@pytest.mark.parametrize("beta,off_policy,bias_correction",
+                         [(0.0, False, True), (0.1, True, True), (0.1, False, False)])
 def test_loss_and_gradients_equal_trl(setup, loss_type, beta, off_policy, bias_correction):
     from trl.trainer.utils import split_tensor_dict
 
@@ -175,5 +185,7 @@ def test_loss_and_gradients_equal_trl(setup, loss_type, beta, off_policy, bias_c
     assert ours.keys() == theirs.keys()
     worst = max(float((ours[n] - theirs[n]).abs().max()) for n in ours)
     scale = max(float(theirs[n].abs().max()) for n in theirs)
+    print(f"\n{loss_type} beta={beta} off_policy={off_policy} kl_bias_correction={bias_correction}: "
+          f"|loss diff| {abs(sums['loss'] - trl_loss):.2e}, max |grad diff| {worst:.2e} (max |grad| {scale:.2e})")
     assert scale > 1e-4  # a real gradient, not zeros on both sides
     assert worst < 1e-5, f"max |grad diff| = {worst:.3g} (max |grad| {scale:.3g})"
