@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import polars as pl
 
 from curate.errors import BadUsage
 from curate.selectors.base import RankSelector
@@ -30,5 +31,4 @@ class LengthSelector(RankSelector):
 
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
         self.higher_is_better
-        lengths = pool.column("response").str.len_chars().fill_null(0).to_numpy()
-        return lengths.astype(np.float64)
+        return pool.values(pl.col("response").str.len_chars().fill_null(0).cast(pl.Float64), ["response"])

@@ -176,7 +176,7 @@ def run_select(
         if pool.rows == 0:
             raise BadInput(f"no rows are left for step {index + 1} ({selector.name}) of the selection")
         selection = selector.fit(pool).select(step_budget)
-        report = _step_report(selector, selection, step_budget, pool.rows, began, model)
+        report = _step_report(selector, selection, step_budget, pool.rows, began)
         reports.append(report)
         steps.append(Lineage(op="select", inputs=[source.ref], params={**selection.params, "budget": step_budget,
                                                                       "template": template},
@@ -205,13 +205,11 @@ def run_select(
     return SelectReport(source, version, reports, final_budget, round(time.perf_counter() - start, 3))
 
 
-def _step_report(selector: Selector, selection: Selection, budget: int | None, rows_in: int, began: float,
-                 model: str) -> StepReport:
-    model_id = None
-    if selector.uses_model:
-        model_id = selection.model_id or model
-        if model_id == "proxy" and selector.pool_.shared.model_paths.get("proxy"):
-            model_id = f"proxy ({selector.pool_.shared.model_paths['proxy']})"
+def _step_report(selector: Selector, selection: Selection, budget: int | None, rows_in: int,
+                 began: float) -> StepReport:
+    model_id = selection.model_id  # set only by selectors that ran a model
+    if model_id == "proxy" and selector.pool_.shared.model_paths.get("proxy"):
+        model_id = f"proxy ({selector.pool_.shared.model_paths['proxy']})"
     stats = dict(selection.stats)
     if hasattr(selector, "cached_rows_"):
         stats["cached_scores"] = selector.cached_rows_

@@ -89,6 +89,16 @@ class Pool:
     def ids(self) -> pl.Series:
         return self.shared.root_ids.gather(self.root_pos)
 
+    def ids_digest(self) -> str:
+        """xxh3-64 of the pool's ids in order (hashed a slice at a time)."""
+        import xxhash
+
+        hasher = xxhash.xxh3_64()
+        ids = self.ids
+        for start in range(0, len(ids), 100_000):
+            hasher.update(ids.slice(start, 100_000).str.join("\n").item().encode() + b"\n")
+        return hasher.hexdigest()
+
     @property
     def version(self) -> DatasetVersion | None:
         return self.shared.version
@@ -130,22 +140,17 @@ class Pool:
             for start in range(0, frame.height, self.batch_rows):
                 yield frame.slice(start, self.batch_rows)
 
-    def column(self, name: str) -> pl.Series:
-        """One column for the whole pool, in pool order (for small columns such as lengths)."""
-        values: list[pl.Series] = []
-        positions: list[np.ndarray] = []
-        for frame in self.iter_frames([name]):
-            values.append(frame[name])
-            positions.append(frame["_pos"].to_numpy())
-        if not values:
-            return pl.Series(name, [])
-        series = pl.concat(values)
-        order = np.argsort(np.concatenate(positions), kind="stable")
-        return series.gather(order)
+    def values(self, expr: pl.Expr, columns: Sequence[str], dtype=np.float64, fill=np.nan) -> np.ndarray:
+        """`expr` (one value per row) for the whole pool by position, computed a batch at a time."""
+        out = np.full(self.rows, fill, dtype=dtype)
+        for frame in self.iter_frames(columns):
+            out[frame["_pos"].to_numpy()] = frame.select(expr.alias("_v"))["_v"].to_numpy()
+        return out
 
     def missing_responses(self) -> np.ndarray:
-        response = self.column("response")
-        return (response.is_null() | (response.str.strip_chars() == "")).to_numpy()
+        response = pl.col("response")
+        missing = response.is_null() | (response.str.strip_chars() == "")
+        return self.values(missing, ["response"], dtype=bool, fill=True)
 
     def say(self, what: str, done: int, total: int | None = None) -> None:
         if self.progress:

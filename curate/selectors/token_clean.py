@@ -138,8 +138,7 @@ class TokenCleanSelector(Selector):
     def _key_params(self, pool, ref_hash: str, chunk: int | None = None) -> dict:
         params = {"template": pool.template, "reference": ref_hash[:16], "mode": self.mode}
         if chunk is not None:  # a chunk's scores depend on which rows made the earlier chunks
-            params.update(chunk=chunk, chunks=self.chunks,
-                          pool=xxhash.xxh3_64_hexdigest("\n".join(pool.ids.to_list()).encode()))
+            params.update(chunk=chunk, chunks=self.chunks, pool=pool.ids_digest())
         return params
 
     def _score(self, pool, mask: np.ndarray, base: str | None, reference: str) -> dict[int, np.ndarray]:
