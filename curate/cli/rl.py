@@ -132,10 +132,100 @@ def loop_cmd(
     ui.out.print(f"run folder: {report.out_dir}  ·  model: {report.model}")
 
 
+def curriculum_cmd(
+    ref: Annotated[str, typer.Argument(help="Prompt set: NAME or NAME@vN (with rollouts in the ledger).")],
+    stages: Annotated[int, typer.Option("--stages", "-k", help="Number of stages.")] = 3,
+    layout: Annotated[str, typer.Option(help="easy-to-hard (equal-size stages by pass rate) or bands.")] = "easy-to-hard",
+    bands: Annotated[str | None, typer.Option(help="bands: LO-HI per stage, easiest first, e.g. 0.7-1,0.4-0.7,0.1-0.4.")] = None,
+    model_key: ModelKeyOpt = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Stage name prefix (default: NAME-curriculum).")] = None,
+    export: Annotated[Path | None, typer.Option(help="Also write each stage to DIR as Parquet (prompt, answer) "
+                                                     "for TRL or verl.")] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Ordered curriculum stages from the ledger's pass rates; each stage is a dataset version.
+
+    Examples:
+      curate curriculum gsm8k --stages 3
+      curate curriculum gsm8k --layout bands --bands 0.7-1,0.3-0.7,0.05-0.3 --export stages/
+    """
+    from curate.selectors.curriculum import build_curriculum, parse_bands
+
+    ws = Workspace.open(workspace)
+    report = build_curriculum(ws, ref, stages, layout, parse_bands(bands) if bands else None, model_key, out, export,
+                              seed)
+    if quiet:
+        for stage in report.stages:
+            ui.out.print(stage.version.ref)
+        return
+    rows = [[s.index, s.version.ref, f"{s.version.rows:,}", f"{s.pass_rate_min:.2f}-{s.pass_rate_max:.2f}",
+             s.exported or ""] for s in report.stages]
+    ui.out.print(ui.table(f"curriculum of {report.source.ref} ({report.layout}, model key {report.model_key})",
+                          ["stage", "version", "prompts", "pass rate", "exported"], rows))
+    notes = [f"{report.unseen:,} prompts have no rollouts yet (run `curate rollouts`)"] if report.unseen else []
+    if report.unplaced:
+        notes.append(f"{report.unplaced:,} prompts fall outside every band")
+    if report.empty_stages:
+        notes.append("empty stages (not written): " + ", ".join(map(str, report.empty_stages)))
+    for note in notes:
+        ui.err.print(f"[yellow]note:[/] {note}")
+
+
+def mix_cmd(
+    ref: Annotated[str, typer.Argument(help="Dataset: NAME or NAME@vN.")],
+    size: Annotated[int, typer.Option("--size", "-n", help="Rows in the mixed dataset.")],
+    method: Annotated[str, typer.Option(help="natural, static, doremi or progress.")] = "natural",
+    weights: Annotated[str | None, typer.Option(help="static: DOMAIN=WEIGHT,... e.g. math=0.6,code=0.4.")] = None,
+    clusters: Annotated[int, typer.Option(help="Cluster into K domains with k-means (the default when there is "
+                                               "no domain column).")] = 0,
+    model: Annotated[str, typer.Option("--model", "-m", help="Embedding model for clustering (default: the proxy).")] = "proxy",
+    model_key: ModelKeyOpt = None,
+    doremi_steps: Annotated[int, typer.Option(help="doremi: proxy training steps.")] = 200,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-mix).")] = None,
+    workspace: WorkspaceOpt = None,
+    config: ConfigOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Domain weights (static, DoReMi or learning progress) and a mixed dataset of a given size.
+
+    Examples:
+      curate mix pool --size 10000 --method static --weights math=0.6,code=0.4
+      curate mix pool --size 10000 --method doremi
+      curate mix prompts --size 2000 --method progress
+    """
+    from curate.selectors.pipeline import run_select
+
+    ws = Workspace.open(workspace)
+    params = {"method": method, "clusters": clusters, "doremi_steps": doremi_steps}
+    if weights is not None:
+        params["weights"] = weights
+    if model_key is not None:
+        params["model_key"] = model_key
+    name = resolve(ws, ref).name
+    with ui.progress("mixing", quiet=quiet) as update:
+        report = run_select(ws, ref, "mixing", budget=size, model=model, out=out or f"{name}-mix", params=params,
+                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what))
+    if quiet:
+        ui.out.print(report.version.ref)
+        return
+    stats = report.steps[-1].stats
+    rows = [[d, f"{w:.4f}", f"{stats['available'][d]:,}", f"{stats['taken'][d]:,}"] for d, w in stats["weights"].items()]
+    ui.out.print(ui.table(f"{method} weights over {len(rows)} domains ({stats['domain_source']}) -> {report.version.ref}",
+                          ["domain", "weight", "available", "taken"], rows))
+
+
 def _fmt(value) -> str:
     return "-" if value is None or value != value else f"{value:.3f}"
 
 
 def register(app: typer.Typer) -> None:
     app.command("rollouts")(rollouts_cmd)
+    app.command("curriculum")(curriculum_cmd)
+    app.command("mix")(mix_cmd)
     app.command("loop")(loop_cmd)

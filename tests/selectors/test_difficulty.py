@@ -77,7 +77,7 @@ def test_model_key_must_be_named_when_the_ledger_has_several(ws, ledgered):
 
 
 def test_no_ledger_rows_is_a_clear_error(ws, tmp_path):
-    version = prompt_set(ws, tmp_path, n=3, name="fresh")
+    version = prompt_set(ws, tmp_path, n=3, name="fresh", start=100)
     with pytest.raises(BadUsage, match="curate rollouts"):
         run_select(ws, version.ref, "difficulty", params={"mode": "band"})
 

@@ -1,0 +1,78 @@
+"""The `mixing` strategy: domain weights and a mixed dataset of a given size."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curate.catalog.ledger import Rollout, record_rollouts
+from curate.errors import BadUsage
+from curate.selectors.mixing import parse_weights
+from curate.selectors.pipeline import run_select
+from curate.train.doremi import DoReMiConfig, doremi_weights
+from curate.train.proxy import ProxyConfig
+from tests.rl_helpers import prompt_set
+
+TINY_PROXY = ProxyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, steps=3, batch_tokens=256, seq_len=64)
+
+
+def _domains(report) -> dict[str, int]:
+    frame = report.version.scan().group_by("domain").agg(pl.len()).collect()
+    return dict(zip(frame["domain"].to_list(), frame["len"].to_list()))
+
+
+def test_static_weights_set_the_share_of_each_domain(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=40)  # 20 even, 20 odd
+    report = run_select(ws, version.ref, "mixing", budget=10, params={"method": "static", "weights": "even=0.8,odd=0.2"})
+    assert _domains(report) == {"even": 8, "odd": 2}
+    stats = report.steps[0].stats
+    assert stats["weights"] == {"even": 0.8, "odd": 0.2} and stats["domain_source"] == "column"
+
+
+def test_a_domain_that_runs_out_gives_its_share_to_the_others(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=40)
+    report = run_select(ws, version.ref, "mixing", budget=30, params={"method": "static", "weights": "even=0.9,odd=0.1"})
+    assert _domains(report) == {"even": 20, "odd": 10}
+
+
+def test_natural_weights_follow_the_data(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=40)
+    report = run_select(ws, version.ref, "mixing", budget=20, params={"method": "natural"})
+    assert _domains(report) == {"even": 10, "odd": 10}
+
+
+def test_progress_weights_favour_the_domain_whose_reward_rises(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=8)
+    frame = version.scan().select("id", "domain").collect()
+    rollouts = []
+    for step in range(6):
+        for pid, domain in frame.iter_rows():
+            reward = min(1.0, step / 5) if domain == "even" else 0.5  # even improves, odd is flat
+            rollouts.append(Rollout(pid, "m", "c", reward, 2, run="r", step=step))
+    record_rollouts(ws, rollouts)
+    report = run_select(ws, version.ref, "mixing", budget=4, params={"method": "progress", "temperature": "0.01"})
+    weights = report.steps[0].stats["weights"]
+    assert weights["even"] > 0.9 > weights["odd"]
+    assert report.steps[0].stats["reward_gain_per_rollout"]["even"] > 0
+
+
+def test_errors_name_the_fix(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=10)
+    with pytest.raises(BadUsage, match="unknown domains: math"):
+        run_select(ws, version.ref, "mixing", budget=5, params={"method": "static", "weights": "math=1"})
+    with pytest.raises(BadUsage, match="needs a budget"):
+        run_select(ws, version.ref, "mixing", params={"method": "natural"})
+    with pytest.raises(BadUsage, match="DOMAIN=WEIGHT"):
+        parse_weights("math")
+
+
+def test_doremi_trains_a_proxy_against_the_reference(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=20)
+    texts = [["1 + 1 = 2 " * 20] * 10, ["the quick brown fox " * 20] * 10]
+    weights, history, stats = doremi_weights(ws, version, texts, DoReMiConfig(steps=4, seq_len=32, seqs_per_domain=2),
+                                             TINY_PROXY)
+    assert len(history) == 4 and weights.shape == (2,)
+    assert weights.sum() == pytest.approx(1.0) and np.all(weights > 0)
+    assert np.allclose(weights, np.mean(history, axis=0))
+    assert stats["reference"].endswith(tuple("0123456789abcdef"))
