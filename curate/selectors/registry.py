@@ -20,7 +20,7 @@ STRATEGIES: dict[str, str] = {
     "dedup": "curate.selectors.dedup:DedupSelector",
     "diversity": "curate.selectors.diversity:DiversitySelector",
     # RL strategies (DESIGN §5), built on the same base by their own module's owner:
-    "rollout-variance": "curate.selectors.rollout_variance:RolloutVarianceSelector",
+    "rollout-variance": "curate.selectors.variance_filter:RolloutVarianceSelector",
     "difficulty": "curate.selectors.difficulty:DifficultySelector",
     "mixing": "curate.selectors.mixing:MixingSelector",
 }

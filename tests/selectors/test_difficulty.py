@@ -6,7 +6,7 @@ import pytest
 
 from curate.catalog.ledger import Rollout, record_rollouts
 from curate.catalog.versions import lineage_of
-from curate.errors import BadUsage
+from curate.errors import BadInput, BadUsage
 from curate.selectors.pipeline import run_select
 from tests.rl_helpers import prompt_set
 
@@ -86,3 +86,15 @@ def test_budget_larger_than_what_qualifies(ws, ledgered):
     version, _ = ledgered
     with pytest.raises(BadUsage, match="only 2 prompts qualify"):
         run_select(ws, version.ref, "difficulty", budget=3, params={"mode": "band"})
+
+
+def test_rollout_variance_drops_prompts_whose_rewards_never_vary(ws, ledgered):
+    version, ids = ledgered
+    report = run_select(ws, version.ref, "rollout-variance")
+    assert sorted(_kept(report)) == sorted([ids[1], ids[3]])
+    assert lineage_of(ws, report.version)[0]["drop_counts"] == {"all_right": 1, "all_wrong": 1}
+    # prompt 1's rewards have std 0.5: a threshold of 0.6 drops it too, and nothing is left
+    with pytest.raises(BadInput, match="kept no rows"):
+        run_select(ws, version.ref, "rollout-variance", out="strict", params={"threshold": "0.6", "keep_unseen": "false"})
+    loose = run_select(ws, version.ref, "rollout-variance", out="loose", params={"threshold": "0.4", "keep_unseen": "false"})
+    assert _kept(loose) == [ids[1]]
