@@ -44,7 +44,8 @@ def synth_cmd(
     name: Annotated[str | None, typer.Option("--name", "--out", "-o", help="Output dataset name.")] = None,
     backend: Annotated[str, typer.Option(help="hf, vllm or openai.")] = "hf",
     base_url: Annotated[str | None, typer.Option(help="openai: the API root, e.g. http://localhost:8000/v1.")] = None,
-    api_key_env: Annotated[str, typer.Option(help="openai: environment variable holding the API key.")] = "OPENAI_API_KEY",
+    api_key_env: Annotated[str, typer.Option(help="openai: environment variable holding the API "
+                                                  "key.")] = "OPENAI_API_KEY",
     endpoint: Annotated[str, typer.Option(help="openai: chat or completions.")] = "chat",
     concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most.")] = 8,
     timeout: Annotated[float, typer.Option(help="openai: seconds to connect and for each read.")] = 120.0,
@@ -127,7 +128,7 @@ def synth_cmd(
                                               ("max_new_tokens", max_new_tokens)) if value is not None}
     selection = None
     with ui.progress(f"synth {recipe}", quiet=quiet) as update:
-        progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}")  # noqa: E731
+        progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}")
         if recipe == "self-instruct":
             from curate.synth.self_instruct import SelfInstructConfig
 

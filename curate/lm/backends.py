@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import xxhash
@@ -50,9 +51,12 @@ class BackendIdentity:
         return asdict(self)
 
     def cache_fields(self) -> dict[str, Any]:
-        """What makes two generations interchangeable: the server's address is not part of it."""
+        """What makes two generations interchangeable. Not the server's address; and where the weights have a
+        hash, not the name or folder they were loaded from (a copied folder generates the same)."""
         fields = self.as_dict()
         fields.pop("base_url")
+        if self.model_hash:
+            fields.pop("model")
         return fields
 
 
@@ -91,6 +95,12 @@ def derive_seed(seed: int, *parts: Any) -> int:
     """A 31-bit seed from a base seed and any JSON-able parts (stable across runs and machines)."""
     digest = xxhash.xxh3_64_intdigest(canonical([seed, *parts]).encode("utf-8"))
     return digest & 0x7FFF_FFFF
+
+
+def local_name(model: str) -> str:
+    """A local model folder as its absolute path (provenance that does not depend on the working directory)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else model
 
 
 def check_template(template: str) -> str:
@@ -169,7 +179,7 @@ class SynthHFBackend:
         # wait on each other (20x slower on a busy 2-core machine, measured), so such a model decodes on one.
         self.single_thread = lm.device.type == "cpu" and sum(p.numel() for p in lm.model.parameters()) < SMALL_MODEL
         self.identity = BackendIdentity(
-            backend="hf", model=lm.name, model_hash=lm.model_hash,
+            backend="hf", model=local_name(lm.name), model_hash=lm.model_hash,
             revision=getattr(lm.model.config, "_commit_hash", None), template=self.template)
 
     def chunk_size(self, n: int) -> int:

@@ -104,7 +104,8 @@ def _resolve_template(template: str, endpoint: str) -> str:
     if template == "auto":
         return "chat" if endpoint == "chat" else "raw"
     if endpoint == "chat" and template != "chat":
-        raise BadUsage(f"--template {template} cannot be used with --endpoint chat: the server applies its chat template",
+        raise BadUsage(f"--template {template} cannot be used with --endpoint chat: the server applies its own "
+                       "chat template",
                        hint="use --endpoint completions for raw or plain prompts")
     if endpoint == "completions" and template == "chat":
         raise BadUsage("--template chat needs --endpoint chat",
@@ -171,7 +172,8 @@ class OpenAIBackend:
             results[index] = completions
         return results
 
-    def stream(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams) -> Iterator[tuple[int, list[Completion]]]:
+    def stream(self, prompts: Sequence[Prompt], n: int,
+               sampling: SamplingParams) -> Iterator[tuple[int, list[Completion]]]:
         """(prompt index, its n completions) as requests finish; at most `concurrency` in flight."""
         if n < 1:
             raise BadUsage(f"n must be at least 1, not {n}")
@@ -266,10 +268,9 @@ class OpenAIBackend:
                     raise self._refused(exc.code, message) from None
                 last = f"HTTP {exc.code}: {message}"
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError,
-                    socket.timeout) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
-                if isinstance(reason, (TimeoutError, socket.timeout)) or isinstance(exc, (TimeoutError, socket.timeout)):
+                if isinstance(reason, (TimeoutError, socket.timeout)) or isinstance(exc, TimeoutError):
                     last = f"no answer within --timeout {self.config.timeout:g}s"
                 else:
                     last = f"{type(reason).__name__}: {reason}"

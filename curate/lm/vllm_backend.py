@@ -22,7 +22,7 @@ from typing import Any
 import xxhash
 
 from curate.errors import BadUsage, CurateError
-from curate.lm.backends import BackendIdentity, canonical, derive_seed, resolve_template
+from curate.lm.backends import BackendIdentity, canonical, derive_seed, local_name, resolve_template
 from curate.lm.generation import Completion, SamplingParams
 from curate.lm.templates import Prompt, render_prompt
 
@@ -68,9 +68,9 @@ class VLLMBackend:
                  gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
                  revision: str | None = None, trust_remote_code: bool = False, chunk: int = 1024):
         self.vllm = import_vllm()
-        kwargs: dict[str, Any] = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                                      gpu_memory_utilization=gpu_memory_utilization,
-                                      trust_remote_code=trust_remote_code)
+        kwargs: dict[str, Any] = {"model": model, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
+                                  "gpu_memory_utilization": gpu_memory_utilization,
+                                  "trust_remote_code": trust_remote_code}
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
         if revision:
@@ -84,8 +84,9 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self.template = resolve_template(template, self.tokenizer)
         self._chunk = chunk
-        self.identity = BackendIdentity(backend="vllm", model=model, model_hash=_model_hash(model, revision),
-                                        revision=revision, template=self.template)
+        self.identity = BackendIdentity(backend="vllm", model=local_name(model),
+                                        model_hash=_model_hash(model, revision), revision=revision,
+                                        template=self.template)
 
     def chunk_size(self, n: int) -> int:
         return max(1, self._chunk // max(n, 1))

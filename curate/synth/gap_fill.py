@@ -77,7 +77,8 @@ def _text(prompt: Any) -> str:
 
 
 def request_prompt(group: Group, by: str, demos: list[str]) -> str:
-    about = f"in the domain {group.name!r}" if by == "domain" else f"of the same difficulty (pass-rate band {group.name})"
+    about = (f"in the domain {group.name!r}" if by == "domain"
+             else f"of the same difficulty (pass-rate band {group.name})")
     if not demos:
         return (f"Write one new, self-contained example task {about}. Give only the task.\n\n"
                 f"Example 1:\n")
@@ -205,7 +206,8 @@ class GapFill:
             return "too_short", f"{len(text.split())} words (at least 4)"
         close = index.first_above(text, self.config.rouge_threshold)
         if close is not None:
-            return "rouge_l_near_duplicate", f"ROUGE-L {close.score:.3f} > {self.config.rouge_threshold} with: {close.text[:200]}"
+            return ("rouge_l_near_duplicate",
+                    f"ROUGE-L {close.score:.3f} > {self.config.rouge_threshold} with: {close.text[:200]}")
         return None
 
 

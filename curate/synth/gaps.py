@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import polars as pl
 
-from curate.catalog.ledger import read_stats
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadInput, BadUsage
@@ -136,7 +136,7 @@ def plan(ws: Workspace, version: DatasetVersion, by: str, n: int, targets: dict[
         groups = [Group(name, counts.get(name, 0), shares[name]) for name in names]
         result = GapPlan("domain", sum(counts.values()), groups, unprofiled=missing)
     elif by == "difficulty":
-        names = [band_name(lo, hi) for lo, hi in zip(bands, bands[1:])]
+        names = [band_name(lo, hi) for lo, hi in pairwise(bands)]
         unknown = sorted(set(targets) - set(names))
         if unknown:
             raise BadUsage(f"--target {', '.join(unknown)}: not a band", hint="bands: " + ", ".join(names))
@@ -144,13 +144,15 @@ def plan(ws: Workspace, version: DatasetVersion, by: str, n: int, targets: dict[
         if rates.height == 0:
             raise BadInput(f"the prompt ledger has no attempts for the prompts of {version.ref}"
                            + (f" under model key {model_key}" if model_key else ""),
-                           hint="fill it first: `curate synth --recipe rejection` or `curate rollouts`; or use --by domain")
+                           hint="fill it first: `curate synth --recipe rejection` or `curate rollouts`; "
+                                "or use --by domain")
         shares = _shares(names, targets)
         groups = []
-        for index, (lo, hi) in enumerate(zip(bands, bands[1:])):
+        for index, (lo, hi) in enumerate(pairwise(bands)):
             last = index == len(bands) - 2
             inside = (pl.col("pass_rate") >= lo) & ((pl.col("pass_rate") <= hi) if last else (pl.col("pass_rate") < hi))
-            groups.append(Group(band_name(lo, hi), rates.filter(inside).height, shares[band_name(lo, hi)], lo=lo, hi=hi))
+            name = band_name(lo, hi)
+            groups.append(Group(name, rates.filter(inside).height, shares[name], lo=lo, hi=hi))
         result = GapPlan("difficulty", rates.height, groups, model_key=key, unprofiled=version.rows - rates.height)
     else:
         raise BadUsage(f"--by {by!r}: use domain or difficulty")

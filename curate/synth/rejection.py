@@ -45,7 +45,10 @@ from curate.synth.context import SynthContext, SynthResult
 from curate.synth.writer import Drop, SynthRow, commit_rows
 
 COLUMNS = ("id", "prompt", "answer", "tests", "domain")
-EQUATION = re.compile(r"<<([^>]*)>>|(-?[\d.,]+\s*[-+*/x×÷]\s*-?[\d.,]+(?:\s*[-+*/x×÷]\s*-?[\d.,]+)*\s*=\s*-?[\d.,]+)")
+_OPERAND = r"-?[\d.,]+"
+_OPERATOR = r"\s*[-+*/x×÷]\s*"
+# GSM8K's calculator annotations <<48/2=24>>, else written equations such as "48 / 2 = 24"
+EQUATION = re.compile(rf"<<([^>]*)>>|({_OPERAND}{_OPERATOR}{_OPERAND}(?:{_OPERATOR}{_OPERAND})*\s*=\s*{_OPERAND})")
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class RejectionConfig:
         if self.dedup not in ("equations", "text", "exact"):
             raise BadUsage(f"--dedup {self.dedup!r}: use equations, text or exact")
         if self.temperature <= 0 and self.k > 1:
-            raise BadUsage(f"-k {self.k} samples at temperature 0 are identical", hint="raise --temperature or use -k 1")
+            raise BadUsage(f"-k {self.k} samples at temperature 0 are identical",
+                           hint="raise --temperature or use -k 1")
         if "{prompt}" not in self.prompt_format:
             raise BadUsage("--prompt-format must contain {prompt}", hint="e.g. \"Question: {prompt}\\nAnswer:\"")
         if self.limit is not None and self.limit < 1:
@@ -183,7 +187,12 @@ class Rejection:
                        params=self.ctx.provenance.lineage_params(self.config, totals=self.totals),
                        model_id=self.ctx.provenance.identity.model, model_hash=self.ctx.provenance.identity.model_hash,
                        seed=self.ctx.seed, rows_in=self.totals["attempted"], duration_s=elapsed_since(start))
-        version = commit_rows(self.ctx.ws, name, self.rows, self.drops, step, license)
+        if not self.rows:
+            self.ctx.warn(f"no sample was accepted ({self.totals['attempted']:,} attempted on "
+                          f"{self.totals['prompts']:,} prompts): the version has no rows; its lineage, drops and the "
+                          "prompt ledger record the attempts")
+        version = commit_rows(self.ctx.ws, name, self.rows, self.drops, step, license, allow_empty=True,
+                              prompt_type=self.source.prompt_type)
         return SynthResult(version, "rejection", version.rows, step.drop_counts, cache.prompts, cache.hits,
                            cache.generated, elapsed_since(start), self.ctx.provenance.license.warning, self.totals)
 

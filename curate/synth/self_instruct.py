@@ -37,10 +37,20 @@ from curate.errors import BadUsage
 from curate.lm.backends import derive_seed
 from curate.lm.generation import SamplingParams
 from curate.synth.context import SynthContext, SynthResult
-from curate.synth.self_instruct_format import (SeedTask, classification_prompt, example_prompt, filter_instances,
-                                               instance_prompt, instance_stops, instruction_prompt,
-                                               instruction_stops, parse_classification, parse_instances,
-                                               parse_instructions, squash)
+from curate.synth.self_instruct_format import (
+    SeedTask,
+    classification_prompt,
+    example_prompt,
+    filter_instances,
+    instance_prompt,
+    instance_stops,
+    instruction_prompt,
+    instruction_stops,
+    parse_classification,
+    parse_instances,
+    parse_instructions,
+    squash,
+)
 from curate.synth.similarity import RougeIndex
 from curate.synth.writer import Drop, SynthRow, commit_rows
 
@@ -133,8 +143,8 @@ def generate_instructions(ctx: SynthContext, seeds: list[SeedTask], config: Self
                     continue
                 close = pool.first_above(candidate.text, config.rouge_threshold)
                 if close is not None:
-                    drops.append(Drop.of(candidate.text, None, "rouge_l_near_duplicate",
-                                         f"ROUGE-L {close.score:.3f} > {config.rouge_threshold} with: {close.text[:200]}"))
+                    detail = f"ROUGE-L {close.score:.3f} > {config.rouge_threshold} with: {close.text[:200]}"
+                    drops.append(Drop.of(candidate.text, None, "rouge_l_near_duplicate", detail))
                     continue
                 nearest = pool.nearest(candidate.text)
                 kept.append(KeptInstruction(candidate.text, completion.generated_at, round_no,

@@ -76,7 +76,8 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
                 row = json.loads(line)
             except ValueError as exc:
                 raise BadInput(f"{path}, line {number}: not valid JSON ({exc})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("instruction"), str) or not row["instruction"].strip():
+            instruction = row.get("instruction") if isinstance(row, dict) else None
+            if not isinstance(instruction, str) or not instruction.strip():
                 raise BadInput(f"{path}, line {number}: a seed task needs a non-empty \"instruction\" string",
                                hint="each line: {\"instruction\": ..., \"instances\": [{\"input\": ..., "
                                     "\"output\": ...}], \"is_classification\": false}")
@@ -224,7 +225,8 @@ def parse_instances(text: str, classification: bool) -> list[Instance]:
     return [Instance("", text.strip())] if text.strip() else []
 
 
-def filter_instances(instances: list[Instance], truncated: bool, max_instances: int) -> tuple[list[Instance], list[tuple[Instance, str]]]:
+def filter_instances(instances: list[Instance], truncated: bool,
+                     max_instances: int) -> tuple[list[Instance], list[tuple[Instance, str]]]:
     """filter_duplicate_instances and filter_invalid_instances of prepare_for_finetuning.py.
 
     Returns the kept instances and (instance, reason) for each dropped one.

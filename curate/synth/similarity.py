@@ -61,7 +61,7 @@ def lcs_length_bits(masks: dict, length: int, candidate: Iterable) -> int:
         u = v & masks.get(symbol, 0)
         if u:
             v = ((v + u) | (v - u)) & full
-    return length - bin(v).count("1")
+    return length - v.bit_count()
 
 
 def lcs_length(a: Sequence, b: Sequence) -> int:

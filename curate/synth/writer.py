@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+import xxhash
 
 from curate.catalog.ids import content_id
 from curate.catalog.schema import CANONICAL_COLUMNS, MESSAGES
-from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, commit_version
+from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, StagedShards, commit_version
 from curate.catalog.workspace import Workspace
 from curate.errors import CurateError
 
@@ -74,15 +75,19 @@ def prompt_type_of(rows: Sequence[SynthRow]) -> str:
 
 
 def commit_rows(ws: Workspace, name: str, rows: Sequence[SynthRow], drops: list[Drop], step: Lineage,
-                license: str | None) -> DatasetVersion:
-    """Write `rows` as the next version of `name`, with `step` as its lineage and `drops` recorded."""
-    if not rows:
+                license: str | None, *, allow_empty: bool = False, prompt_type: str | None = None) -> DatasetVersion:
+    """Write `rows` as the next version of `name`, with `step` as its lineage and `drops` recorded.
+
+    No rows is an error, unless `allow_empty`: then the version has no rows but its lineage and
+    drops still say what was tried (rejection sampling that accepted nothing is a finding).
+    """
+    if not rows and not allow_empty:
         counts = drop_counts(drops)
         raise NothingSynthesized(
             "no synthesized row passed the filters" + (f" (dropped: {json.dumps(counts)})" if counts else ""),
             hint="the generations are cached: rerun with a larger -n, other sampling options or a stronger model; "
                  "nothing is generated twice")
-    prompt_type = prompt_type_of(rows)
+    prompt_type = prompt_type_of(rows) if rows else (prompt_type or "text")
     frame = _frame(rows, prompt_type)
     first = frame["id"].is_first_distinct()
     for row_id in frame.filter(~first)["id"].to_list():
@@ -94,7 +99,12 @@ def commit_rows(ws: Workspace, name: str, rows: Sequence[SynthRow], drops: list[
                                "reason": [d.reason for d in drops], "detail": [d.detail for d in drops]},
                               schema={"step": pl.Int32, "id": pl.String, "reason": pl.String, "detail": pl.String})
     with ws.staging("synth") as folder:
-        writer = ShardWriter(folder)
-        writer.write(frame)
-        staged = writer.close()
+        if frame.height:
+            writer = ShardWriter(folder)
+            writer.write(frame)
+            staged = writer.close()
+        else:  # one empty shard keeps the canonical schema readable
+            frame.write_parquet(folder / "part-00000.parquet")
+            staged = StagedShards(folder, 0, 1, xxhash.xxh3_128().hexdigest(),
+                                  {k: str(v) for k, v in frame.schema.items()})
         return commit_version(ws, name, staged, [step], prompt_type=prompt_type, license=license, drops=drop_frame)

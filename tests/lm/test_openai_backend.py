@@ -24,8 +24,8 @@ def server():
 
 
 def backend(server: FakeOpenAI, **overrides) -> OpenAIBackend:
-    settings = dict(model="served-model", base_url=server.url, endpoint="completions", concurrency=4, timeout=5.0,
-                    max_retries=3, backoff=0.05, backoff_max=1.0)
+    settings = {"model": "served-model", "base_url": server.url, "endpoint": "completions", "concurrency": 4,
+                "timeout": 5.0, "max_retries": 3, "backoff": 0.05, "backoff_max": 1.0}
     settings.update(overrides)
     return OpenAIBackend(OpenAIConfig(**settings))
 
@@ -142,11 +142,12 @@ def test_malformed_answers_are_clear_errors_and_not_retried(server, action, what
 
 
 def test_at_most_concurrency_requests_are_in_flight(server):
-    server.delay = 0.15
+    server.gate = 3  # the first three requests are held until all three are in flight: a fourth would be seen
     client = backend(server, concurrency=3)
+    started = time.monotonic()
     out = client.generate([f"p{i}" for i in range(12)], 1, SamplingParams())
     assert len(out) == 12 and all(group for group in out)
-    assert server.max_in_flight == 3
+    assert server.max_in_flight == 3 and time.monotonic() - started < 10
 
 
 def test_stream_yields_each_prompt_as_it_finishes(server):
@@ -223,9 +224,10 @@ def test_a_server_backed_by_a_real_model(tiny_model_dir):
     try:
         sampling = SamplingParams(temperature=1.0, max_new_tokens=8, seed=11)
         for endpoint in ("completions", "chat"):
-            out = backend(fake, endpoint=endpoint).generate(["Hello"], 2, sampling)
+            out = backend(fake, endpoint=endpoint, timeout=120.0).generate(["Hello"], 2, sampling)
             assert [c.text for c in out[0]] == generated[-1] and len(generated[-1]) == 2
-        assert fake.records[0].body["prompt"] == "Hello"
-        assert fake.records[1].body["messages"] == [{"role": "user", "content": "Hello"}]
+        bodies = {r.path: r.body for r in fake.records}
+        assert bodies["/v1/completions"]["prompt"] == "Hello"
+        assert bodies["/v1/chat/completions"]["messages"] == [{"role": "user", "content": "Hello"}]
     finally:
         fake.stop()

@@ -69,12 +69,13 @@ class FakeOpenAI:
     delay: float = 0.0
     finish_reason: str = "stop"
     max_choices: int | None = None  # answer with at most this many choices (a server that ignores n)
+    gate: int = 0  # hold the first `gate` requests until all of them are in flight (at most 10 s)
     records: list[Record] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
 
     def __post_init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,7 +84,7 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 return None
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 server._handle(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -123,6 +124,9 @@ class FakeOpenAI:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.records.append(Record(time.monotonic(), handler.path, body, dict(handler.headers), self.in_flight))
             action = self.fail.pop(0) if self.fail else None
+            self.lock.notify_all()
+            if len(self.records) <= self.gate:
+                self.lock.wait_for(lambda: self.in_flight >= self.gate, timeout=10)
         try:
             if isinstance(action, str) and action.startswith("sleep:"):
                 time.sleep(float(action.split(":", 1)[1]))
@@ -141,7 +145,8 @@ class FakeOpenAI:
                 self._send(handler, 200, json.dumps({"id": "x", "object": "text_completion"}).encode())
                 return
             if action == "no-content":
-                self._send(handler, 200, json.dumps({"choices": [{"index": 0, "message": {"role": "assistant"}}]}).encode())
+                payload = {"choices": [{"index": 0, "message": {"role": "assistant"}}]}
+                self._send(handler, 200, json.dumps(payload).encode())
                 return
             texts = self.responder(body)
             if self.max_choices is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import ClassVar
 
 import pytest
 
@@ -18,7 +19,7 @@ class FakeSamplingParams:
 
 
 class FakeLLM:
-    instances: list = []
+    instances: ClassVar[list] = []
 
     def __init__(self, **kwargs):
         from transformers import AutoTokenizer

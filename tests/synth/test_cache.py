@@ -28,6 +28,9 @@ def test_the_key_covers_prompt_params_model_and_backend_but_not_the_address():
         request_key(BackendIdentity(**{**IDENTITY.as_dict(), "model_hash": "h"}), "p", SamplingParams(), 1),
     ]
     assert len(set(changed)) == len(changed) and base not in changed
+    hashed = BackendIdentity(backend="hf", model="/a/model", model_hash="h1")
+    copied = BackendIdentity(backend="hf", model="/b/copy-of-model", model_hash="h1")
+    assert request_key(hashed, "p", SamplingParams(), 1) == request_key(copied, "p", SamplingParams(), 1)
 
 
 def test_only_missing_prompts_reach_the_backend_and_results_persist(tmp_path):

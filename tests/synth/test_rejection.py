@@ -11,7 +11,6 @@ from curate.catalog.ingest import IngestOptions, ingest
 from curate.catalog.ledger import read_rollouts, read_stats
 from curate.synth.rejection import RejectionConfig, path_signature
 from curate.synth.runner import SynthJob, synthesize_rejection
-from curate.synth.writer import NothingSynthesized
 from tests.conftest import shared_file, write_jsonl
 from tests.synth.fakes import ScriptedBackend
 from tests.synth.server import FakeOpenAI
@@ -108,10 +107,16 @@ def test_limit_samples_prompts_with_the_seed(ws, sums):
     assert {json.loads(m)["rejection"]["source_id"] for m in second.version.scan().collect()["meta"]} == prompts
 
 
-def test_nothing_accepted_still_fills_the_ledger(ws, sums):
+def test_nothing_accepted_is_an_empty_version_that_records_the_attempts(ws, sums):
+    from curate.catalog.summary import summarize
+
     backend = ScriptedBackend(lambda p, n, s: [("no idea", "length")] * n, model="clueless")
-    with pytest.raises(NothingSynthesized, match="no_accepted_sample"):
-        run(ws, sums, backend)
+    result = run(ws, sums, backend)
+    assert result.rows == 0 and result.drop_counts == {"no_accepted_sample": 8}
+    assert result.stats["attempted"] == 8 * K and result.stats["accepted"] == 0
+    summary = summarize(ws, result.version)  # what `curate show` reads works on the empty version
+    assert summary.non_null["prompt"] == 0 and summary.drops == {"no_accepted_sample": 8}
+    assert set(result.version.columns) == {"id", "prompt", "response", "answer", "tests", "domain", "meta"}
     stats = read_stats(ws, model_key="hash-clueless")
     assert stats.height == 8 and stats["attempts"].to_list() == [K] * 8 and stats["successes"].sum() == 0
 

@@ -76,8 +76,9 @@ def test_kept_instructions_are_not_near_duplicates_of_the_pool(ws, seed_file):
 def test_filters_are_recorded_as_drops(ws, seed_file):
     def respond(prompt, n, seed):
         if prompt.endswith("."):  # instruction requests: a duplicate of a seed, a bad one, a fine one
-            return [(f" Give three tips about a healthy breakfast.\n10. Draw a picture of a cat.\n"
-                     f"11. Invent a story about {words(str(seed), 6)}\n12. Cut off", "length")]
+            text = (f" Give three tips about a healthy breakfast.\n10. Draw a picture of a cat.\n"
+                    f"11. Invent a story about {words(str(seed), 6)}\n12. Cut off")
+            return [(text, "length")]
         return [("Example 1\nInput: q\nOutput: ok\nExample 2\nInput: q\nOutput: other", "stop")]
 
     with pytest.raises(NothingSynthesized, match="same_input_different_output"):

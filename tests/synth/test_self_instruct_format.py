@@ -7,10 +7,21 @@ import json
 import pytest
 
 from curate.errors import BadInput
-from curate.synth.self_instruct_format import (Instance, SeedTask, check_instruction, classification_prompt,
-                                               example_prompt, filter_instances, instance_prompt, instruction_prompt,
-                                               instruction_stops, load_seeds, parse_classification, parse_instances,
-                                               parse_instructions)
+from curate.synth.self_instruct_format import (
+    Instance,
+    SeedTask,
+    check_instruction,
+    classification_prompt,
+    example_prompt,
+    filter_instances,
+    instance_prompt,
+    instruction_prompt,
+    instruction_stops,
+    load_seeds,
+    parse_classification,
+    parse_instances,
+    parse_instructions,
+)
 
 
 def test_instruction_prompt_numbers_the_pool_and_asks_for_the_next():
