@@ -118,6 +118,10 @@ def make_backend(name: str, model: str, options: BackendOptions | None = None, *
     if name == "hf":
         from curate.lm.loading import load
 
+        if options.revision:
+            raise BadUsage("--revision is not supported by the hf backend",
+                           hint="download that revision into a folder and pass the folder as --model")
+
         return SynthHFBackend(load(model, dtype=options.dtype, device=options.device,
                                    trust_remote_code=options.trust_remote_code),
                               batch_size=options.batch_size, template=options.template)

@@ -42,7 +42,7 @@ from curate.catalog.versions import DatasetVersion, Lineage, elapsed_since
 from curate.errors import BadUsage
 from curate.lm.generation import SamplingParams
 from curate.synth.context import SynthContext, SynthResult
-from curate.synth.writer import Drop, SynthRow, commit_rows
+from curate.synth.writer import Drop, SynthRow, row_sink
 
 COLUMNS = ("id", "prompt", "answer", "tests", "domain")
 _OPERAND = r"-?[\d.,]+"
@@ -175,24 +175,27 @@ class Rejection:
         start = time.perf_counter()
         self.ctx.provenance.sampling = {"samples": self.sampling}
         total = min(self.source.rows, self.config.limit or self.source.rows)
-        for rows in iter_chunks(self.source, self.config.limit, self.ctx.seed, self.config.chunk):
-            self._chunk(rows)
-            self.ctx.progress("rejection sampling", self.totals["prompts"], total)
-        cache = self.ctx.backend.stats
-        self.totals.update(pass_rate=round(self.totals["accepted"] / max(1, self.totals["attempted"] -
-                                                                          self.totals["unscored"]), 6),
-                           model_key=self.key, reward_nones=self.reward.nones,
-                           prompts_requested=cache.prompts, cache_hits=cache.hits, generated=cache.generated)
-        step = Lineage(op="synth", inputs=[self.source.ref], strategy="rejection",
-                       params=self.ctx.provenance.lineage_params(self.config, totals=self.totals),
-                       model_id=self.ctx.provenance.identity.model, model_hash=self.ctx.provenance.identity.model_hash,
-                       seed=self.ctx.seed, rows_in=self.totals["attempted"], duration_s=elapsed_since(start))
-        if not self.rows:
-            self.ctx.warn(f"no sample was accepted ({self.totals['attempted']:,} attempted on "
-                          f"{self.totals['prompts']:,} prompts): the version has no rows; its lineage, drops and the "
-                          "prompt ledger record the attempts")
-        version = commit_rows(self.ctx.ws, name, self.rows, self.drops, step, license, allow_empty=True,
-                              prompt_type=self.source.prompt_type)
+        with row_sink(self.ctx.ws, self.source.prompt_type) as sink:
+            for rows in iter_chunks(self.source, self.config.limit, self.ctx.seed, self.config.chunk):
+                self._chunk(rows)
+                sink.add(self.rows, self.drops)  # to shards now: memory holds one chunk
+                self.rows, self.drops = [], []
+                self.ctx.progress("rejection sampling", self.totals["prompts"], total)
+            cache = self.ctx.backend.stats
+            attempted, scored = self.totals["attempted"], self.totals["attempted"] - self.totals["unscored"]
+            self.totals.update(pass_rate=round(self.totals["accepted"] / max(1, scored), 6), model_key=self.key,
+                               reward_nones=self.reward.nones, prompts_requested=cache.prompts,
+                               cache_hits=cache.hits, generated=cache.generated)
+            step = Lineage(op="synth", inputs=[self.source.ref], strategy="rejection",
+                           params=self.ctx.provenance.lineage_params(self.config, totals=self.totals),
+                           model_id=self.ctx.provenance.identity.model,
+                           model_hash=self.ctx.provenance.identity.model_hash, seed=self.ctx.seed, rows_in=attempted,
+                           duration_s=elapsed_since(start))
+            if sink.rows == 0:
+                self.ctx.warn(f"no sample was accepted ({attempted:,} attempted on {self.totals['prompts']:,} "
+                              "prompts): the version has no rows; its lineage, drops and the prompt ledger record "
+                              "the attempts")
+            version = sink.commit(self.ctx.ws, name, step, license, allow_empty=True)
         return SynthResult(version, "rejection", version.rows, step.drop_counts, cache.prompts, cache.hits,
                            cache.generated, elapsed_since(start), self.ctx.provenance.license.warning, self.totals)
 

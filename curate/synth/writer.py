@@ -3,15 +3,17 @@
 Rows get content ids like ingested ones (`curate.catalog.ids`); an exact duplicate of an
 earlier row is dropped and recorded, as ingest does. Every candidate a recipe rejected
 is recorded in `drops` with its reason and a detail, so `curate show` accounts for all
-of them.
+of them. `RowSink` writes rows to shards as they come (bounded memory, for recipes that
+run over a whole pool); `commit_rows` does the same for rows a recipe already holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -49,10 +51,6 @@ class NothingSynthesized(CurateError):
     """Every candidate was filtered out."""
 
 
-def drop_counts(drops: Sequence[Drop]) -> dict[str, int]:
-    return dict(sorted(Counter(d.reason for d in drops).items()))
-
-
 def _frame(rows: Sequence[SynthRow], prompt_type: str) -> pl.DataFrame:
     prompt_dtype = MESSAGES if prompt_type == "messages" else pl.String
     data = {
@@ -74,37 +72,89 @@ def prompt_type_of(rows: Sequence[SynthRow]) -> str:
     return kinds.pop() if kinds else "text"
 
 
+DROP_SCHEMA = {"step": pl.Int32, "id": pl.String, "reason": pl.String, "detail": pl.String}
+
+
+def _drop_frame(drops: Sequence[Drop]) -> pl.DataFrame:
+    return pl.DataFrame({"step": [0] * len(drops), "id": [d.id for d in drops], "reason": [d.reason for d in drops],
+                         "detail": [d.detail for d in drops]}, schema=DROP_SCHEMA)
+
+
+class RowSink:
+    """Rows written to shards as they come, so memory stays bounded by one batch; exact duplicates of rows
+    written earlier are dropped and recorded (only the ids seen so far, one string column, grow with the run)."""
+
+    def __init__(self, folder: Path, prompt_type: str | None = None):
+        self.folder = folder
+        self.prompt_type = prompt_type
+        self.writer = ShardWriter(folder)
+        self.seen = pl.Series("id", [], dtype=pl.String)
+        self.drops: list[pl.DataFrame] = []
+        self.rows = 0
+
+    def add(self, rows: Sequence[SynthRow], drops: Sequence[Drop] = ()) -> None:
+        if drops:
+            self.drops.append(_drop_frame(drops))
+        if not rows:
+            return
+        kind = prompt_type_of(rows)
+        if self.prompt_type not in (None, kind) and self.rows:
+            raise CurateError("synthesized rows mix text and message prompts; one dataset version holds one kind")
+        self.prompt_type = kind
+        frame = _frame(rows, kind)
+        first = frame["id"].is_first_distinct() & ~frame["id"].is_in(self.seen.implode())
+        repeated = frame.filter(~first)["id"].to_list()
+        if repeated:
+            self.drops.append(_drop_frame([Drop(i, "duplicate", "an identical row was synthesized earlier in this run")
+                                           for i in repeated]))
+        frame = frame.filter(first)
+        self.seen = pl.concat([self.seen, frame["id"]], rechunk=False)
+        self.writer.write(frame)
+        self.rows += frame.height
+
+    def drop_counts(self) -> dict[str, int]:
+        if not self.drops:
+            return {}
+        counts = pl.concat(self.drops).group_by("reason").len().sort("reason")
+        return dict(counts.iter_rows())
+
+    def commit(self, ws: Workspace, name: str, step: Lineage, license: str | None,
+               allow_empty: bool = False) -> DatasetVersion:
+        """The next version of `name`: the rows written, `step` as its lineage, every drop recorded.
+
+        No rows is an error, unless `allow_empty`: then the version has no rows but its lineage and
+        drops still say what was tried (rejection sampling that accepted nothing is a finding).
+        """
+        counts = self.drop_counts()
+        if self.rows == 0 and not allow_empty:
+            self.writer.close()
+            raise NothingSynthesized(
+                "no synthesized row passed the filters" + (f" (dropped: {json.dumps(counts)})" if counts else ""),
+                hint="the generations are cached: rerun with a larger -n, other sampling options or a stronger "
+                     "model; nothing is generated twice")
+        staged = self.writer.close()
+        prompt_type = self.prompt_type or "text"
+        if self.rows == 0:  # one empty shard keeps the canonical schema readable
+            empty = _frame([], prompt_type)
+            empty.write_parquet(self.folder / "part-00000.parquet")
+            staged = StagedShards(self.folder, 0, 1, xxhash.xxh3_128().hexdigest(),
+                                  {k: str(v) for k, v in empty.schema.items()})
+        step.rows_out = staged.rows
+        step.drop_counts = counts
+        drops = pl.concat(self.drops) if self.drops else None
+        return commit_version(ws, name, staged, [step], prompt_type=prompt_type, license=license, drops=drops)
+
+
+@contextlib.contextmanager
+def row_sink(ws: Workspace, prompt_type: str | None = None) -> Iterator[RowSink]:
+    """A sink in a private staging folder (removed unless committed)."""
+    with ws.staging("synth") as folder:
+        yield RowSink(folder, prompt_type)
+
+
 def commit_rows(ws: Workspace, name: str, rows: Sequence[SynthRow], drops: list[Drop], step: Lineage,
                 license: str | None, *, allow_empty: bool = False, prompt_type: str | None = None) -> DatasetVersion:
-    """Write `rows` as the next version of `name`, with `step` as its lineage and `drops` recorded.
-
-    No rows is an error, unless `allow_empty`: then the version has no rows but its lineage and
-    drops still say what was tried (rejection sampling that accepted nothing is a finding).
-    """
-    if not rows and not allow_empty:
-        counts = drop_counts(drops)
-        raise NothingSynthesized(
-            "no synthesized row passed the filters" + (f" (dropped: {json.dumps(counts)})" if counts else ""),
-            hint="the generations are cached: rerun with a larger -n, other sampling options or a stronger model; "
-                 "nothing is generated twice")
-    prompt_type = prompt_type_of(rows) if rows else (prompt_type or "text")
-    frame = _frame(rows, prompt_type)
-    first = frame["id"].is_first_distinct()
-    for row_id in frame.filter(~first)["id"].to_list():
-        drops.append(Drop(row_id, "duplicate", "an identical row was synthesized earlier in this run"))
-    frame = frame.filter(first)
-    step.rows_out = frame.height
-    step.drop_counts = drop_counts(drops)
-    drop_frame = pl.DataFrame({"step": [0] * len(drops), "id": [d.id for d in drops],
-                               "reason": [d.reason for d in drops], "detail": [d.detail for d in drops]},
-                              schema={"step": pl.Int32, "id": pl.String, "reason": pl.String, "detail": pl.String})
-    with ws.staging("synth") as folder:
-        if frame.height:
-            writer = ShardWriter(folder)
-            writer.write(frame)
-            staged = writer.close()
-        else:  # one empty shard keeps the canonical schema readable
-            frame.write_parquet(folder / "part-00000.parquet")
-            staged = StagedShards(folder, 0, 1, xxhash.xxh3_128().hexdigest(),
-                                  {k: str(v) for k, v in frame.schema.items()})
-        return commit_version(ws, name, staged, [step], prompt_type=prompt_type, license=license, drops=drop_frame)
+    """Write `rows` (held in memory by the caller) as the next version of `name`; see `RowSink.commit`."""
+    with row_sink(ws, prompt_type) as sink:
+        sink.add(rows, drops)
+        return sink.commit(ws, name, step, license, allow_empty)

@@ -113,6 +113,8 @@ def test_factory_errors():
         make_backend("openai", "m")
     with pytest.raises(BadUsage, match="not a template"):
         make_backend("openai", "m", base_url="http://localhost:1/v1", template="fancy")
+    with pytest.raises(BadUsage, match="--revision is not supported by the hf backend"):
+        make_backend("hf", "m", revision="abc123")
 
 
 def test_derive_seed_is_stable():
