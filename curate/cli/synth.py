@@ -63,6 +63,8 @@ def synth_cmd(
                                                      "generator terms).")] = None,
     generator_license: Annotated[str | None, typer.Option(help="The generator's license id, when it cannot be "
                                                                "detected (e.g. llama3.1, gemma, apache-2.0).")] = None,
+    seeds_license: Annotated[str | None, typer.Option(help="self-instruct: license of the seed tasks (recorded; "
+                                                           "e.g. apache-2.0, cc-by-nc-4.0).")] = None,
     rouge_threshold: Annotated[float, typer.Option(help="self-instruct, gap-fill: ROUGE-L above which a new "
                                                         "text is a near-duplicate.")] = 0.7,
     demos: Annotated[int | None, typer.Option(help="Examples shown per request (self-instruct 8, gap-fill 4).")] = None,
@@ -123,7 +125,7 @@ def synth_cmd(
                              api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
                              max_retries=max_retries)
     job = SynthJob(recipe=recipe, model=model, backend=backend, options=options, name=name, license=license,
-                   generator_license=generator_license, seed=seed)
+                   generator_license=generator_license, source_license=seeds_license, seed=seed)
     sampling = {key: value for key, value in (("temperature", temperature), ("top_p", top_p),
                                               ("max_new_tokens", max_new_tokens)) if value is not None}
     selection = None

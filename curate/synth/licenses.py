@@ -215,3 +215,12 @@ def detect(model: str, declared: str | None = None, base_url: str | None = None)
 
 def terms_as_dict(terms: LicenseTerms) -> dict[str, Any]:
     return asdict(terms)
+
+
+def data_warning(license_text: str | None, what: str = "source data") -> str | None:
+    """A warning when the license of the data a run starts from (seed tasks, a source dataset) is one that
+    restricts what the synthesized data may be used for, e.g. CC BY-NC: the new rows derive from it."""
+    terms = lookup(license_text) if license_text else None
+    if terms is None or not terms.restricts_training:
+        return None
+    return f"the {what} is under {terms.name}: {terms.terms}; the synthesized rows derive from it. See {terms.url}"

@@ -33,6 +33,7 @@ class SynthJob:
     options: BackendOptions = field(default_factory=BackendOptions)
     name: str | None = None
     license: str | None = None  # the output dataset's license; default: derived from the source and generator
+    source_license: str | None = None  # self-instruct: the seed tasks' license (a catalog source has its own)
     generator_license: str | None = None  # declare the generator's license when it cannot be detected
     seed: int = 0
 
@@ -46,10 +47,13 @@ def dataset_license(job: SynthJob, generator: licenses.GeneratorLicense, source:
 
 def open_context(ws: Workspace, job: SynthJob, config: Any, inputs: list[str],
                  progress: Callable[..., None] | None = None, warn: Callable[[str], None] | None = None,
-                 backend: Any | None = None) -> SynthContext:
+                 backend: Any | None = None, source_license: str | None = None) -> SynthContext:
     """The recipe's context; `backend` replaces the one `job` names (tests, or a backend built by the caller)."""
     if job.name:
         check_name(job.name)
+    data = licenses.data_warning(source_license)
+    if data and warn:
+        warn(data)
     generator = backend if backend is not None else make_backend(job.backend, job.model, job.options)
     identity = generator.identity
     found = licenses.detect(job.model, job.generator_license, identity.base_url)
@@ -75,10 +79,10 @@ def synthesize_self_instruct(ws: Workspace, job: SynthJob, seeds: str | Path, co
     config.validate()
     tasks = load_seeds(seeds)
     inputs = [str(Path(seeds).expanduser().resolve())]
-    ctx = open_context(ws, job, config, inputs, progress, warn, backend)
+    ctx = open_context(ws, job, config, inputs, progress, warn, backend, job.source_license)
     try:
         return self_instruct.run(ctx, tasks, config, job.name or "self-instruct", inputs,
-                                 dataset_license(job, ctx.provenance.license, None))
+                                 dataset_license(job, ctx.provenance.license, job.source_license))
     finally:
         ctx.backend.cache.close()
 
@@ -95,7 +99,7 @@ def synthesize_rejection(ws: Workspace, job: SynthJob, dataset: str, config: Any
         from curate.train.rewards import get_reward
 
         reward = get_reward(config.reward)
-    ctx = open_context(ws, job, config, [source.ref, source.content_hash], progress, warn, backend)
+    ctx = open_context(ws, job, config, [source.ref, source.content_hash], progress, warn, backend, source.license)
     try:
         return rejection.run(ctx, source, config, job.name or f"{source.name}-rejection",
                              dataset_license(job, ctx.provenance.license, source.license), reward=reward)
@@ -112,7 +116,7 @@ def synthesize_gap_fill(ws: Workspace, job: SynthJob, dataset: str, config: Any,
 
     config.validate()
     source = resolve(ws, dataset)
-    ctx = open_context(ws, job, config, [source.ref, source.content_hash], progress, warn, backend)
+    ctx = open_context(ws, job, config, [source.ref, source.content_hash], progress, warn, backend, source.license)
     try:
         return gap_fill.run(ctx, source, config, job.name or f"{source.name}-gapfill",
                             dataset_license(job, ctx.provenance.license, source.license))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.synth.licenses import CONDITIONS, NON_COMMERCIAL, PROHIBITS, detect
+from curate.synth.licenses import CONDITIONS, NON_COMMERCIAL, PROHIBITS, data_warning, detect
 
 
 @pytest.mark.parametrize("model, license_id, kind", [
@@ -55,3 +55,8 @@ def test_a_declared_license_wins_and_the_api_host_counts():
     assert (found.id, found.source, found.terms.kind) == ("llama3.1", "declared", CONDITIONS)
     assert detect("some-model", base_url="https://api.openai.com/v1").id == "openai-terms"
     assert detect("some-model", declared="custom-terms").as_dict() == {"id": "custom-terms", "source": "declared"}
+
+
+def test_non_commercial_source_data_warns():
+    assert "CC BY-NC 4.0" in data_warning("CC-BY-NC-4.0") and "derive from it" in data_warning("cc-by-nc-4.0")
+    assert data_warning("MIT") is None and data_warning(None) is None and data_warning("my own terms") is None

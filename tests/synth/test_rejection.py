@@ -181,3 +181,14 @@ def ws_prompts(ws) -> dict[str, str]:
 
     frame = resolve(ws, "gsm8k").scan().select("id", "prompt").collect()
     return dict(zip(frame["id"].to_list(), frame["prompt"].to_list()))
+
+
+def test_a_non_commercial_source_warns_and_its_license_is_carried(ws, tmp_path):
+    rows = [{"question": "What is 1 + 2?", "answer": "#### 3"}]
+    source = ingest(ws, str(write_jsonl(tmp_path / "nc.jsonl", rows)),
+                    IngestOptions(name="nc", license="CC BY-NC 4.0")).version
+    messages: list[str] = []
+    result = synthesize_rejection(ws, SynthJob(recipe="rejection", model="m"), source.ref, RejectionConfig(k=2),
+                                  warn=messages.append, backend=ScriptedBackend(solver, model="m"))
+    assert any("the source data is under CC BY-NC 4.0" in m for m in messages)
+    assert result.version.license == "source: CC BY-NC 4.0; generator: unknown"

@@ -145,3 +145,12 @@ def test_the_request_budget_bounds_a_hopeless_model(ws, seed_file):
         synthesize_self_instruct(ws, job, seed_file, SelfInstructConfig(num_instructions=5, max_requests=7),
                                  warn=messages.append, backend=backend)
     assert backend.prompts_generated == 7 and "kept 0 of the 5 instructions" in messages[0]
+
+
+def test_seed_license_is_recorded_and_non_commercial_seeds_warn(ws, seed_file):
+    messages = []
+    job = SynthJob(recipe="self-instruct", model="m", source_license="cc-by-nc-4.0", generator_license="apache-2.0")
+    result = synthesize_self_instruct(ws, job, seed_file, SelfInstructConfig(num_instructions=3, round_size=4),
+                                      warn=messages.append, backend=ScriptedBackend(model="m"))
+    assert result.version.license == "source: cc-by-nc-4.0; generator: apache-2.0 (permissive)"
+    assert len(messages) == 1 and "the source data is under CC BY-NC 4.0" in messages[0]
