@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -217,7 +218,7 @@ def main() -> None:
                                                     2)}), flush=True)
     if args.repeats > 1:
         print(json.dumps({**setting, "comparison": "curate/trl", "repeats": args.repeats,
-                          "median_throughput_ratio": round(sorted(ratios)[len(ratios) // 2], 2)}), flush=True)
+                          "median_throughput_ratio": round(statistics.median(ratios), 2)}), flush=True)
     if not args.skip_sparse:
         sparse = run_curate(model, rows, args, math_only, "curate (math reward only: zero-advantage groups skipped)")
         print(json.dumps({**setting, **sparse}), flush=True)

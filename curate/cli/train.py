@@ -76,6 +76,24 @@ def _warnings_to_console(quiet: bool) -> Iterator[None]:
         warnings.showwarning = previous
 
 
+LogEveryOpt = Annotated[int, typer.Option(help="Print a metrics line every N steps (0: none); all go to "
+                                                "OUT/metrics.jsonl.")]
+SFT_LINE = (("loss", "loss"), ("nll", "nll"), ("learning_rate", "lr"), ("grad_norm", "grad"),
+            ("tokens_per_second", "tok/s"))
+GRPO_LINE = (("reward", "reward"), ("reward_std", "std"), ("frac_reward_zero_std", "zero-std"), ("loss", "loss"),
+             ("kl", "kl"), ("entropy", "entropy"), ("clip_ratio/region_mean", "clip"),
+             ("completions/mean_length", "len"), ("completions/clipped_ratio", "truncated"),
+             ("tokens_per_second", "tok/s"))
+
+
+def _metrics_line(step: int, total: int, metrics: dict, fields: tuple, every: int, quiet: bool) -> None:
+    """One console line of TRL-style metrics every `every` steps (and at the last step)."""
+    if quiet or every <= 0 or (step % every and step != total):
+        return
+    parts = [f"{label} {_fmt(metrics[key])}" for key, label in fields if key in metrics]
+    ui.err.print(f"[dim]step {step}/{total}[/]  " + "  ".join(parts), highlight=False)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
@@ -135,6 +153,7 @@ def sft_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     resume: ResumeOpt = False,
+    log_every: LogEveryOpt = 10,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
@@ -159,9 +178,12 @@ def sft_cmd(
                            lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
                            device=device), seed=seed)
+    def show(step: int, metrics: dict) -> None:
+        update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
+        _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)
+
     with _warnings_to_console(quiet), ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet) as update:
-        stats = train_sft(model_path, version, out_dir, cfg, resume=resume,
-                          progress=lambda s, m: update(s, description=f"sft on {version.ref}  loss {m['loss']:.4f}"))
+        stats = train_sft(model_path, version, out_dir, cfg, resume=resume, progress=show)
     if quiet:
         ui.out.print(str(out_dir))
         return
@@ -218,6 +240,7 @@ def grpo_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     resume: ResumeOpt = False,
+    log_every: LogEveryOpt = 10,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
@@ -250,6 +273,7 @@ def grpo_cmd(
 
     def show(step: int, metrics: dict) -> None:
         update(step, description=f"grpo on {version.ref}  reward {_fmt(metrics['reward'])}")
+        _metrics_line(step, cfg.steps, metrics, GRPO_LINE, log_every, quiet)
 
     with _warnings_to_console(quiet), ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet) as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,

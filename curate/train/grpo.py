@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import time
 import warnings
@@ -106,7 +107,7 @@ class GRPOConfig:
     dtype: str = "auto"
     device: str = "auto"
     model_key: str | None = None  # ledger key (None: the starting model's hash)
-    run_name: str | None = None  # ledger run name (None: made once per OUT folder)
+    run_name: str | None = None  # ledger run name (None: from OUT, the model and these settings)
 
     def check(self) -> None:
         """Raise BadUsage naming the first bad field and how to fix it."""
@@ -223,15 +224,14 @@ def train_grpo(
 
     # Resume state: the step, where the prompt stream is, the run's ledger name.
     start, cursor, tokens_seen = 0, 0, 0
-    stamp = xxhash.xxh3_64_hexdigest(f"{out_dir.resolve()}{time.time()}".encode())[:8]
-    run_name = config.run_name or f"{out_dir.name}-{stamp}"  # fixed at the start, kept in the checkpoint
+    model_key = config.model_key or lm.model_hash
+    run_name = config.run_name or _run_name(out_dir, config, model_key, [r.name for r in rewards])
     if checkpoint is not None:
         restore(checkpoint, network, optimizer)
         start = checkpoint.step
         cursor = int(checkpoint.state["cursor"])
         tokens_seen = int(checkpoint.state.get("tokens", 0))
         run_name = checkpoint.state["run"]
-    model_key = config.model_key or lm.model_hash
     dataset_ref = data.ref if isinstance(data, DatasetVersion) else None
     logger = MetricsLogger(out_dir, resume_step=start if checkpoint else None)
     run_config = asdict(config)
@@ -338,6 +338,15 @@ def train_grpo(
             "reward_last": _nanmean(history[-window:]), "reward_nones": sum(r.nones for r in rewards),
             "prompts": len(rows), "prompts_too_long": counts["too_long"], "tokens": tokens_seen,
             "seconds": round(time.perf_counter() - start_time, 2)}
+
+
+def _run_name(out_dir: Path, config: GRPOConfig, model_key: str, rewards: list[str]) -> str:
+    """The ledger's name for a run: the same folder, model and settings give the same name (so a run
+    restarted before its first checkpoint dedupes against what it already recorded); anything else differs."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ("steps", "save_every")}
+    key = json.dumps({"out": str(out_dir.resolve()), "model": model_key, "rewards": rewards, "config": settings},
+                     sort_keys=True, default=str)
+    return f"{out_dir.name}-{xxhash.xxh3_64_hexdigest(key.encode())[:8]}"
 
 
 def _nanmean(values: Sequence[float | None]) -> float:

@@ -213,3 +213,18 @@ def test_grpo_climbs_a_learnable_reward(tiny_model_dir, tmp_path):
     train_grpo(str(tiny_model_dir), ROWS, tmp_path / "climb", config, reward=late_letters,
                progress=lambda s, m: history.append(m["reward"]))
     assert np.mean(history[-3:]) > np.mean(history[:3]) + 0.1, history
+
+
+def test_a_restart_before_the_first_checkpoint_does_not_double_count(tiny_model_dir, tmp_path, ws):
+    import shutil
+
+    from curate.catalog.ledger import read_rollouts, read_stats
+
+    config = GRPOConfig(**{**BASE, "steps": 1})
+    first = train_grpo(str(tiny_model_dir), ROWS, tmp_path / "run", config, reward=varied, ws=ws)
+    shutil.rmtree(tmp_path / "run")  # as if it had died before writing any checkpoint
+    again = train_grpo(str(tiny_model_dir), ROWS, tmp_path / "run", config, reward=varied, ws=ws)
+    assert again["run"] == first["run"]
+    assert read_rollouts(ws).height == 8 and int(read_stats(ws)["attempts"].sum()) == 8
+    other = train_grpo(str(tiny_model_dir), ROWS, tmp_path / "run2", config, reward=varied, ws=ws)
+    assert other["run"] != first["run"] and read_rollouts(ws).height == 16

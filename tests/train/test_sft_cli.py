@@ -44,6 +44,7 @@ def test_train_sft_then_grpo_from_the_command_line(tiny_model_dir, dataset, tmp_
                                "--workspace", str(dataset))
     assert code == 0, err
     assert "sft on pool@v1" in stdout and "trained tokens" in stdout and "Traceback" not in stdout + err
+    assert "step 3/3" in err and "loss" in err  # the console metrics line (every 10 steps and the last)
     assert (out / "model.safetensors").exists() and (out / "checkpoint" / "state.json").exists()
 
     config = tmp_path / "grpo.yaml"
@@ -54,6 +55,7 @@ def test_train_sft_then_grpo_from_the_command_line(tiny_model_dir, dataset, tmp_
                                "--out", str(grpo_out), "--config", str(config), "--workspace", str(dataset))
     assert code == 0, err
     assert "grpo on pool@v1" in stdout and "math, format" in stdout
+    assert "step 2/2" in err and "reward" in err and "zero-std" in err
     metrics = [json.loads(line) for line in (grpo_out / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2 and "rewards/math/mean" in metrics[0]
 
