@@ -49,8 +49,9 @@ def build():
     core.decoder = decoders.ByteLevel()
     core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
                                                         special_tokens=[("<s>", BOS)])
+    # split_special_tokens: "<s>" in the text is four bytes, as `byte_ids` says, never the BOS token
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", model_max_length=1 << 30)
+                                   unk_token="<unk>", model_max_length=1 << 30, split_special_tokens=True)
 
 
 def save(folder: Path) -> None:

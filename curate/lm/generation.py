@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from curate.lm.loading import LM
-from curate.lm.templates import Prompt, render_prompt
+from curate.lm.templates import Prompt, prompt_token_ids
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,7 @@ class HFBackend:
         self.stop_token_ids = tuple(stop_token_ids)  # tokens that end a sequence like EOS does
 
     def encode(self, prompt: Prompt) -> list[int]:
-        tokenizer = self.lm.tokenizer
-        if self.template == "raw":  # completion style: a text prompt is the model's input as it is
-            text = prompt if isinstance(prompt, str) else render_prompt(prompt, tokenizer, "plain")
-        else:
-            text = render_prompt(prompt, tokenizer, self.template)
-        bos = getattr(tokenizer, "bos_token", None)
-        return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+        return prompt_token_ids(prompt, self.lm.tokenizer, self.template)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams) -> list[list[Completion]]:
@@ -131,13 +125,31 @@ class HFBackend:
         if ends:
             tokens = tokens[: ends[0] + 1]
             finish = "stop"
-        else:
+        elif self.stop_early and sampling.stop:
+            # a sequence ended by a stop string is padded to the batch's length; only then is padding there
             pad = self.lm.tokenizer.pad_token_id
             while tokens and pad is not None and tokens[-1] == pad and pad != eos:
                 tokens = tokens[:-1]
-        text = self.lm.tokenizer.decode([t for t in tokens if t != eos and t not in self.stop_token_ids],
-                                        skip_special_tokens=True)
+        text = self._decode(tokens)
         text, stopped = _cut_at_stop(text, sampling.stop)
         if stopped:
             finish = "stop"
+            tokens = self._through_stop(tokens, sampling.stop)
         return Completion(text, tokens, finish, prompt_ids=list(prompt_ids))
+
+    def _decode(self, tokens: list[int]) -> str:
+        eos = self.lm.tokenizer.eos_token_id
+        return self.lm.tokenizer.decode([t for t in tokens if t != eos and t not in self.stop_token_ids],
+                                        skip_special_tokens=True)
+
+    def _through_stop(self, tokens: list[int], stops: Sequence[str]) -> list[int]:
+        """The shortest prefix of `tokens` whose text contains a stop string: what was generated up to
+        the stop, so a loss over `token_ids` never trains on the text cut after it."""
+        low, high = 1, len(tokens)
+        while low < high:
+            middle = (low + high) // 2
+            if _cut_at_stop(self._decode(tokens[:middle]), stops)[1]:
+                high = middle
+            else:
+                low = middle + 1
+        return tokens[:low]

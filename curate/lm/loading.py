@@ -14,6 +14,8 @@ import xxhash
 from curate.errors import ModelLoadError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "generation_config.json")
 
 
 @dataclass
@@ -51,18 +53,20 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def fingerprint(path: Path) -> str:
-    """A cheap, stable identity for a model folder: its config plus the size, head and tail of each weight file."""
+    """A cheap, stable identity for a model folder: its config and tokenizer files, plus the size, first
+    and last MiB of each weight file (the whole file when it is under 2 MiB)."""
     hasher = xxhash.xxh3_128()
-    config = path / "config.json"
-    if config.exists():
-        hasher.update(config.read_bytes())
+    for name in ("config.json", *TOKENIZER_FILES):
+        file = path / name
+        if file.exists():
+            hasher.update(name.encode() + b"\0" + file.read_bytes())
     for file in sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES):
         size = file.stat().st_size
         hasher.update(f"{file.name}:{size}".encode())
         with open(file, "rb") as fh:
             hasher.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
+            if size > 1 << 20:
+                fh.seek(max(1 << 20, size - (1 << 20)))
                 hasher.update(fh.read())
     return hasher.hexdigest()
 

@@ -51,9 +51,15 @@ def _response_positions(item: Encoded) -> slice:
 def _logits(lm: LM, hidden: torch.Tensor) -> torch.Tensor:
     logits = lm.model.get_output_embeddings()(hidden).float()
     config = lm.model.config
-    scale = getattr(config, "logit_scale", None)
+    scale = getattr(config, "logit_scale", None)  # Cohere multiplies
     if scale:
         logits = logits * scale
+    divisor = getattr(config, "logits_scaling", None)  # Granite divides
+    if divisor:
+        logits = logits / divisor
+    multiplier = getattr(config, "lm_head_multiplier", None)  # Falcon-H1
+    if multiplier:
+        logits = logits * multiplier
     cap = getattr(config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap

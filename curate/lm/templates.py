@@ -51,9 +51,29 @@ def render_prompt(prompt: Prompt, tokenizer: Any, template: str = "auto") -> str
     return "\n".join(lines) + "\nAssistant: "
 
 
-def _starts_with_bos(text: str, tokenizer: Any) -> bool:
+def tokenize_prompt(text: str, tokenizer: Any) -> list[int]:
+    """Token ids of rendered prompt text, with exactly one BOS where the tokenizer uses one.
+
+    A chat template may write the BOS itself: then it becomes the BOS id explicitly and the
+    rest is tokenized without special tokens (this also holds for tokenizers that split
+    special-token strings in text, like curate's byte tokenizer).
+    """
     bos = getattr(tokenizer, "bos_token", None)
-    return bool(bos) and text.startswith(bos)
+    if bos and text.startswith(bos) and tokenizer.bos_token_id is not None:
+        return [tokenizer.bos_token_id] + list(tokenizer(text[len(bos):], add_special_tokens=False)["input_ids"])
+    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def prompt_token_ids(prompt: Prompt, tokenizer: Any, template: str = "auto") -> list[int]:
+    """A prompt's ids as every generation backend feeds them to the model.
+
+    template "raw" (completion style) takes a text prompt as the model's input unchanged.
+    """
+    if template == "raw":
+        text = prompt if isinstance(prompt, str) else render_prompt(prompt, tokenizer, "plain")
+    else:
+        text = render_prompt(prompt, tokenizer, template)
+    return tokenize_prompt(text, tokenizer)
 
 
 def encode_pair(
@@ -66,13 +86,13 @@ def encode_pair(
 ) -> Encoded:
     """Token ids of the rendered prompt (with BOS, if the tokenizer uses one) and of the response."""
     text = render_prompt(prompt, tokenizer, template)
-    prompt_ids = tokenizer(text, add_special_tokens=not _starts_with_bos(text, tokenizer))["input_ids"]
+    prompt_ids = tokenize_prompt(text, tokenizer)
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] if response else []
     if add_eos and response is not None and tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
     if max_length is not None and len(prompt_ids) + len(response_ids) > max_length:
-        # Too long: the response keeps at least half the room; the prompt loses its start.
-        response_ids = response_ids[: max_length - min(len(prompt_ids), max_length // 2)]
+        # Too long: the response keeps at least half the room; the prompt loses its start (never all of it).
+        response_ids = response_ids[: max_length - max(1, min(len(prompt_ids), max_length // 2))]
         prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]
     return Encoded(list(prompt_ids), list(response_ids))
 

@@ -24,7 +24,7 @@ import xxhash
 from curate.errors import BadUsage, CurateError
 from curate.lm.backends import BackendIdentity, canonical, derive_seed, local_name, resolve_template
 from curate.lm.generation import Completion, SamplingParams
-from curate.lm.templates import Prompt, render_prompt
+from curate.lm.templates import Prompt, prompt_token_ids
 
 
 class VLLMMissing(CurateError):
@@ -92,12 +92,7 @@ class VLLMBackend:
         return max(1, self._chunk // max(n, 1))
 
     def encode(self, prompt: Prompt) -> list[int]:
-        if self.template == "raw":
-            text = prompt if isinstance(prompt, str) else render_prompt(prompt, self.tokenizer, "plain")
-        else:
-            text = render_prompt(prompt, self.tokenizer, self.template)
-        bos = getattr(self.tokenizer, "bos_token", None)
-        return list(self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"])
+        return prompt_token_ids(prompt, self.tokenizer, self.template)
 
     def generate(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams) -> list[list[Completion]]:
         if n < 1:

@@ -24,7 +24,7 @@ from curate.catalog.ids import content_id
 from curate.catalog.versions import DatasetVersion
 from curate.errors import BadInput, BadUsage
 from curate.lm.batching import pack
-from curate.lm.templates import encode_pair, render_prompt
+from curate.lm.templates import encode_pair, prompt_token_ids
 
 SFT_COLUMNS = ("id", "prompt", "response", "token_mask")
 PROMPT_COLUMNS = ("id", "prompt", "response", "answer", "tests", "domain", "meta")
@@ -134,9 +134,7 @@ def stream_slice(n: int, seed: int, start: int, count: int) -> list[int]:
 
 def prompt_ids(prompt: Any, tokenizer: Any, template: str = "auto") -> list[int]:
     """The prompt's token ids exactly as the generation backends encode it."""
-    text = render_prompt(prompt, tokenizer, template)
-    bos = getattr(tokenizer, "bos_token", None)
-    return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+    return prompt_token_ids(prompt, tokenizer, template)
 
 
 def load_prompts(data: DatasetVersion | Sequence[dict], tokenizer: Any, template: str = "auto",

@@ -252,11 +252,7 @@ ARCHITECTURES = [
     pytest.param("GemmaConfig", {}, id="gemma"),
     pytest.param("Gemma2Config", {"final_logit_softcapping": 5.0}, id="gemma2-softcap"),
     pytest.param("CohereConfig", {"logit_scale": 0.25}, id="cohere-logit-scale"),
-    pytest.param("GraniteConfig", {"logits_scaling": 8.0}, id="granite-logits-scaling",
-                 marks=pytest.mark.xfail(reason="BUG: scoring._logits ignores Granite's config.logits_scaling "
-                                                "(GraniteForCausalLM divides the LM-head logits by it), so "
-                                                "token_logprobs differ from the model's own log-probs",
-                                         strict=True)),
+    pytest.param("GraniteConfig", {"logits_scaling": 8.0}, id="granite-logits-scaling"),
 ]
 
 
