@@ -140,17 +140,18 @@ def evaluate(model: str, rows: list[dict], reward: str, max_tokens: int, templat
     return float(np.mean(scored)) if scored else math.nan
 
 
-def _round_shares(ws: Workspace, model_key: str, run: str, k: int) -> tuple[float, float, int]:
-    """Shares of this round's sampled groups that were all right / all wrong, and the rollouts it spent."""
+def _round_shares(ws: Workspace, model_key: str, run: str, k: int) -> tuple[float, float, int, int]:
+    """Shares of this round's sampled groups that were all right / all wrong, the rollouts it spent,
+    and how many distinct prompts it rolled out."""
     with ws.catalog() as con:
         frame = query_frame(con, "SELECT step, prompt_id, sample_idx // ? AS draw, min(reward) AS lo, "
                                  "max(reward) AS hi, count(*) AS n FROM rollouts WHERE model_key = ? AND run = ? "
                                  "GROUP BY ALL", [k, model_key, run])
     if frame.height == 0:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0, 0
     easy = float(((frame["lo"] == frame["hi"]) & (frame["lo"] >= 0.5)).mean())
     hard = float(((frame["lo"] == frame["hi"]) & (frame["hi"] < 0.5)).mean())
-    return easy, hard, int(frame["n"].sum())
+    return easy, hard, int(frame["n"].sum()), frame["prompt_id"].n_unique()
 
 
 def run_loop(
@@ -251,7 +252,7 @@ def run_loop(
 
         # 7. The round's row and the curriculum's state.
         metrics = read_metrics(grpo_dir)
-        easy, hard, spent = _round_shares(ws, state["model_key"], run, config.num_generations)
+        easy, hard, spent, rolled = _round_shares(ws, state["model_key"], run, config.num_generations)
         if config.strategy == "greso":
             new = rules.greso_update(rules.GresoState(curriculum["p_easy"], curriculum["p_hard"]), easy, hard,
                                      config.greso_target_easy, config.greso_target_hard)
@@ -261,7 +262,8 @@ def run_loop(
             curriculum = {**curriculum, "adarft_target": rules.adarft_update(
                 curriculum["adarft_target"], train_reward, config.adarft_eta, config.adarft_alpha, config.adarft_beta)}
         state["rollouts"] = state.get("rollouts", 0) + spent
-        row = {"round": round_no, "strategy": config.strategy, "prompts": len(rows), "rollouts": spent,
+        row = {"round": round_no, "strategy": config.strategy, "candidates": len(rows), "prompts": rolled,
+               "rollouts": spent,
                "rollouts_total": state["rollouts"], "train_reward": train_reward,
                "frac_reward_zero_std": float(np.mean([m["frac_reward_zero_std"] for m in metrics])) if metrics else None,
                "all_right_share": easy, "all_wrong_share": hard, "eval_reward": eval_reward,

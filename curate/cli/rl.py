@@ -124,7 +124,7 @@ def loop_cmd(
     if quiet:
         ui.out.print(str(report.out_dir))
         return
-    columns = ["round", "prompts", "rollouts", "train_reward", "frac_reward_zero_std", "eval_reward", "seconds"]
+    columns = ["round", "prompts", "rollouts", "train reward", "zero-std groups", "held-out reward", "seconds"]
     rows = [[r["round"], r["prompts"], r["rollouts"], _fmt(r["train_reward"]), _fmt(r["frac_reward_zero_std"]),
              _fmt(r["eval_reward"]), r["seconds"]] for r in report.rows]
     ui.out.print(ui.table(f"loop {ref} ({strategy}); held-out reward before: {_fmt(report.eval_before)}",
