@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from curate.selectors.logdet import lazy_greedy, naive_greedy  # noqa: E402
+from curate.selectors.logdet import lazy_greedy, naive_greedy
 
 
 def emit(**fields) -> None:
@@ -117,7 +117,7 @@ def prediction_error(x: np.ndarray, y: np.ndarray, p: np.ndarray, chosen: np.nda
 
     from sklearn.linear_model import LogisticRegression
 
-    d, classes = x.shape[2], p.shape[2]
+    d = x.shape[2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = LogisticRegression(C=100.0, max_iter=1000).fit(x[chosen].reshape(-1, d), y[chosen].reshape(-1))
@@ -139,7 +139,8 @@ def compare(seeds: int, budgets: tuple[int, ...], n: int = 2000) -> list[dict]:
             sample = np.random.default_rng(1000 + seed).choice(len(x), size=budget, replace=False)
             random.append(prediction_error(x, y, p, sample))
         g, r = np.mean(greedy, axis=0), np.mean(random, axis=0)
-        rows.append({"budget": budget, "seeds": seeds, "greedy_mean_tv": round(float(g[0]), 4), "random_mean_tv": round(float(r[0]), 4),
+        rows.append({"budget": budget, "seeds": seeds,
+                     "greedy_mean_tv": round(float(g[0]), 4), "random_mean_tv": round(float(r[0]), 4),
                      "greedy_max_tv": round(float(g[1]), 4), "random_max_tv": round(float(r[1]), 4)})
     return rows
 

@@ -261,7 +261,7 @@ def check_budget(budget: int | None, available: int, strategy: str, pool_rows: i
     return budget
 
 
-def parse_budget(text: str | int | float | None, rows: int) -> int | None:
+def parse_budget(text: str | float | None, rows: int) -> int | None:
     """`500`, `0.05` (a fraction of the pool) or `5%`, as a number of examples."""
     if text is None or text == "":
         return None
@@ -289,5 +289,5 @@ def _annotations(cls: type) -> dict[str, Any]:
         import typing
 
         return typing.get_type_hints(cls.__init__)
-    except Exception:  # annotations that cannot be resolved: fall back to the raw strings
+    except (NameError, TypeError):  # annotations that cannot be resolved: fall back to the raw ones
         return {}

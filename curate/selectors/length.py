@@ -30,5 +30,5 @@ class LengthSelector(RankSelector):
         return self.keep == "long"
 
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
-        self.higher_is_better
+        _ = self.higher_is_better  # validates `keep`
         return pool.values(pl.col("response").str.len_chars().fill_null(0).cast(pl.Float64), ["response"])

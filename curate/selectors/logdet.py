@@ -81,7 +81,7 @@ class LogDetState:
     def gains(self, index: np.ndarray) -> np.ndarray:
         """log det(I + F_i V⁻¹ F_iᵀ) for the candidates `index`."""
         index = np.asarray(index, dtype=np.int64)
-        n, r, d = self.factors.shape
+        _, r, d = self.factors.shape
         out = np.empty(len(index))
         step = max(1, CHUNK_ELEMENTS // (r * d))
         for start in range(0, len(index), step):
@@ -234,8 +234,7 @@ def logdet_of(factors: np.ndarray, subset, lam: float = 1.0) -> float:
     for i in subset:
         f = factors[i].astype(np.float64)
         v += f.T @ f
-    sign, value = np.linalg.slogdet(v)
-    return float(value)
+    return float(np.linalg.slogdet(v)[1])
 
 
 def random_projection(dim_in: int, dim_out: int, seed: int) -> np.ndarray:

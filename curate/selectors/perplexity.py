@@ -30,7 +30,7 @@ class PerplexitySelector(ModelScorer):
         return self.keep == "high"
 
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
-        self.higher_is_better  # validate before the model runs
+        _ = self.higher_is_better  # validates `keep` before any model runs
         lm = pool.lm()
         with np.errstate(over="ignore"):
             return np.exp(mean_nll(pool, lm, valid, what="perplexity"))

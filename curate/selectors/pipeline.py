@@ -262,5 +262,5 @@ def run_score(
     finite = scores[np.isfinite(scores)]
     summary = ({"min": float(finite.min()), "mean": float(finite.mean()), "median": float(np.median(finite)),
                 "max": float(finite.max())} if len(finite) else {})
-    return ScoreReport(source, cls.name, key, pool.rows, int(len(finite)), int(np.isnan(scores).sum()), cached,
+    return ScoreReport(source, cls.name, key, pool.rows, len(finite), np.isnan(scores).sum().item(), cached,
                        summary, round(time.perf_counter() - start, 3))

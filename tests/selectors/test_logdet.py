@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from curate.selectors.logdet import (
-    LogDetState, compress, lazy_greedy, logdet_of, naive_greedy, pad_factors, random_projection,
+    LogDetState,
+    compress,
+    lazy_greedy,
+    logdet_of,
+    naive_greedy,
+    pad_factors,
+    random_projection,
 )
 
 

@@ -183,7 +183,7 @@ def test_params_split_by_strategy_step_number_or_name():
 
 
 def test_a_failed_commit_leaves_no_version_and_no_selection_row(ws, pool, monkeypatch):
-    import curate.catalog.selections as selections
+    from curate.catalog import selections
 
     original = selections.commit_version
 

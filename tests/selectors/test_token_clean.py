@@ -132,7 +132,7 @@ def test_warm_up_reference_is_trained_from_the_base_and_cached(models, rows, tmp
     assert "token-clean-ref-" in first.reference_
     weights = [p for p in (tmp_path / "curate-token-clean").iterdir() if p.name.startswith("token-clean-ref-")]
     assert len(weights) == 1
-    import curate.train.sft as sft
+    from curate.train import sft
 
     monkeypatch.setattr(sft, "train_sft", lambda *a, **k: pytest.fail("the cached reference was trained again"))
     again = TokenCleanSelector(warmup_rows=6, steps=2, lr=1e-2, batch_tokens=2048).fit(
