@@ -87,7 +87,9 @@ def ingest(
                 invalid += bad.height
                 drop_frames.append(_drop_rows(bad, "missing_prompt", chunk))
                 frame = frame.filter(_has_prompt(shape.prompt_type))
-            first_copy = frame["_cid"].is_first_distinct() & ~frame["_cid"].is_in(seen["_cid"].implode())
+            # Probe what was seen with this chunk's keys (a hash set of the chunk, not of all that was seen).
+            seen_here = seen["_cid"].filter(seen["_cid"].is_in(frame["_cid"].implode()))
+            first_copy = frame["_cid"].is_first_distinct() & ~frame["_cid"].is_in(seen_here.implode())
             dups = frame.filter(~first_copy)
             frame = frame.filter(first_copy)
             seen = pl.concat([seen, frame.select("_cid", _meta_hash())])

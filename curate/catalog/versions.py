@@ -123,8 +123,16 @@ class StagedShards:
 
 
 def row_hashes(frame: pl.DataFrame) -> pl.Series:
-    """xxh3-64 of each row's JSON (every column, in order): the content hash sees all the data."""
-    return frame.select(pl.struct(pl.all()).struct.json_encode().nchash.xxh3_64()).to_series()
+    """xxh3-64 of each row (every column, in order): the content hash sees all the data.
+
+    Text columns go in as they are (a null and a string are told apart by a one-letter
+    prefix), other columns as their JSON; fields are joined by the unit separator.
+    """
+    parts = []
+    for name, dtype in frame.schema.items():
+        value = pl.col(name) if dtype == pl.String else pl.struct(name).struct.json_encode()
+        parts.append((pl.lit("v") + value).fill_null("n"))
+    return frame.select(pl.concat_str(parts, separator="\x1f").nchash.xxh3_64()).to_series()
 
 
 class ShardWriter:
