@@ -56,6 +56,7 @@ class LoopConfig:
     dynamic_sampling: bool | None = None  # None: on for greso (GRESO skips on top of dynamic sampling)
     max_refills: int = 2
     pods_m: int | None = None
+    mask_truncated_completions: bool = True  # off for tiny models that rarely finish (docs/rl.md)
     eval_fraction: float = 0.1  # share of the prompts held out (by a hash of their id)
     eval_size: int = 32  # at most this many held-out prompts are evaluated each round
     lo: float = 0.1  # band
@@ -239,7 +240,8 @@ def run_loop(
                           max_completion_length=config.max_completion_length, temperature=config.temperature,
                           lr=config.lr, loss_type=config.loss_type, beta=config.beta,
                           dynamic_sampling=config.uses_dynamic_sampling, max_refills=config.max_refills,
-                          template=config.template, seed=config.seed + round_no, save_every=1,
+                          mask_truncated_completions=config.mask_truncated_completions, template=config.template,
+                          seed=config.seed + round_no, save_every=1,
                           model_key=state["model_key"], run_name=run, dtype=config.dtype)
         resume_round = (grpo_dir / "checkpoint").exists()
         say(f"round {round_no}/{config.rounds}: GRPO on {len(rows)} prompts ({config.strategy})"

@@ -86,6 +86,8 @@ def loop_cmd(
                                                               "for greso).")] = None,
     max_refills: Annotated[int, typer.Option(help="Dynamic sampling: extra sampling rounds at most.")] = 2,
     pods_m: Annotated[int | None, typer.Option(help="PODS: train on M of the G completions.")] = None,
+    mask_truncated: Annotated[bool, typer.Option("--mask-truncated/--no-mask-truncated",
+                                                 help="Leave truncated completions out of the loss.")] = True,
     eval_size: Annotated[int, typer.Option(help="Held-out prompts evaluated each round.")] = 32,
     lo: Annotated[float, typer.Option(help="band: lowest pass rate kept.")] = 0.1,
     hi: Annotated[float, typer.Option(help="band: highest pass rate kept.")] = 0.9,
@@ -115,8 +117,8 @@ def loop_cmd(
                           steps_per_round=steps_per_round, num_generations=num_generations,
                           max_completion_length=max_completion_length, lr=lr, loss_type=loss_type,
                           dynamic_sampling=dynamic_sampling, max_refills=max_refills, pods_m=pods_m,
-                          eval_size=eval_size, lo=lo, hi=hi, target=target, model_key=model_key, template=template,
-                          seed=seed)
+                          mask_truncated_completions=mask_truncated, eval_size=eval_size, lo=lo, hi=hi,
+                          target=target, model_key=model_key, template=template, seed=seed)
     name = resolve(ws, ref).name
     folder = out or ws.root / "runs" / f"loop-{name}-{strategy}"
     say = (lambda _: None) if quiet else (lambda text: ui.err.print(f"[dim]•[/] {text}"))
