@@ -2,9 +2,11 @@
 
 The pool is arithmetic word problems over five domains and three difficulty levels,
 in GSM8K's layout (question, step-by-step answer ending in `#### N`). Some rows are
-planted problems a curation tool should catch: exact duplicates and corrupted
-responses (a wrong final answer, or scrambled steps). `meta.planted` marks them so
-the demo can show what each step found.
+planted problems a curation tool should catch: exact duplicates, near-duplicates (the
+question with its case, spacing or punctuation changed) and corrupted responses (a wrong
+final answer, or scrambled steps). `meta.planted` marks them so the demo can show what
+each step found. The second half of the demo (`curate.demo_curation`) selects a curated
+subset, trains on it and on a random subset of the same size, and compares them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,11 +76,22 @@ def _corrupt(rng: random.Random, steps: list[str], value: int) -> str:
     return " ".join(words) + f"\n#### {rng.randint(0, 999)}"
 
 
-def make_pool(rows: int, seed: int = 0, duplicate_rate: float = 0.05, corrupt_rate: float = 0.1) -> list[dict]:
+def _near_copy(rng: random.Random, question: str) -> str:
+    """The same question after a surface edit: letter case, whitespace or punctuation."""
+    edit = rng.choice(("lower", "spaces", "punct"))
+    if edit == "lower":
+        return question.lower()
+    if edit == "spaces":
+        return question.replace(". ", ".  ", 1).replace(" ", "  ", 1) + " "
+    return question.replace(".", "", 1).replace("?", " ?")
+
+
+def make_pool(rows: int, seed: int = 0, duplicate_rate: float = 0.05, corrupt_rate: float = 0.1,
+              near_duplicate_rate: float = 0.03) -> list[dict]:
     """Rows in GSM8K layout plus domain, difficulty and what was planted."""
     rng = random.Random(seed)
     pool: list[dict] = []
-    unique = round(rows / (1 + duplicate_rate))
+    unique = round(rows / (1 + duplicate_rate + near_duplicate_rate))
     for _ in range(unique):
         domain = rng.choice(sorted(DOMAINS))
         difficulty = rng.choice((1, 2, 3))
@@ -86,7 +100,11 @@ def make_pool(rows: int, seed: int = 0, duplicate_rate: float = 0.05, corrupt_ra
         answer = _corrupt(rng, steps, value) if corrupt else "\n".join(steps) + f"\n#### {value}"
         pool.append({"question": question, "answer": answer, "domain": domain, "difficulty": difficulty,
                      "planted": "corrupt" if corrupt else None, "true_answer": str(value)})
-    for row in rng.sample(pool, rows - unique):
+    near = round(unique * near_duplicate_rate)
+    for row in rng.sample(pool, near):  # a copy whose question differs only in case, spacing or punctuation
+        copy = dict(row, question=_near_copy(rng, row["question"]), planted="near_duplicate")
+        pool.insert(rng.randrange(len(pool) + 1), copy)
+    for row in rng.sample(pool, rows - unique - near):
         pool.insert(rng.randrange(len(pool) + 1), dict(row))  # an exact copy, meta included
     return pool
 
@@ -101,6 +119,8 @@ class DemoReport:
     loss_corrupt: float
     seconds: float
     steps: list[str] = field(default_factory=list)
+    curation: Any = None  # curate.demo_curation.CurationReport
+    loop: Any = None  # curate.loop.LoopReport
 
 
 def run_demo(
@@ -110,8 +130,15 @@ def run_demo(
     seed: int = 0,
     say: Callable[[str], None] = lambda _: None,
     progress: Callable[[str, int, int], None] | None = None,
+    budget: int = 300,
+    sft_steps: int = 40,
+    held_out: int = 100,
+    curate: bool = True,
+    loop_rounds: int = 4,
 ) -> DemoReport:
-    """Make the pool, ingest it, train the proxy, and check the proxy sees the corrupted rows."""
+    """Make the pool, ingest it, train the proxy, check the proxy sees the corrupted rows,
+    then (with `curate`) select a curated subset and compare SFT on it with SFT on a random one,
+    and run `loop_rounds` rounds of the closed loop from the curated subset's SFT model."""
     start = time.perf_counter()
     demo_dir = ws.root / "demo"
     demo_dir.mkdir(exist_ok=True)
@@ -144,6 +171,18 @@ def run_demo(
                            lm.tokenizer, max_length=lm.max_length)
     losses = np.array([-float(lp.mean()) for lp in token_logprobs(lm, encoded)])
     n_clean = min(len(clean), 200)
+    curation = None
+    if curate:
+        from curate.demo_curation import curate_and_train
+
+        curation = curate_and_train(ws, report.version, folder, budget=budget, sft_steps=sft_steps,
+                                    held_out=held_out, seed=seed, say=say, progress=progress)
+    loop = None
+    if curation is not None and loop_rounds > 0:
+        from curate.demo_loop import demo_loop_config, loop_rounds as run_rounds
+
+        loop = run_rounds(ws, curation.models["curated"], set(frame["prompt"].to_list()),
+                          demo_loop_config(loop_rounds, seed), say=say, progress=progress)
     return DemoReport(pool_file, report, planted, stats, float(losses[:n_clean].mean()),
                       float(losses[n_clean:].mean()) if len(losses) > n_clean else float("nan"),
-                      round(time.perf_counter() - start, 1))
+                      round(time.perf_counter() - start, 1), curation=curation, loop=loop)

@@ -200,7 +200,7 @@ def run_loop(
         model_key = config.model_key or (fingerprint(folder) if folder.is_dir() else load(base).model_hash)
         say(f"evaluating the starting model on {len(heldout_rows)} held-out prompts")
         eval_before = evaluate(base, heldout_rows, reward, config.max_completion_length, config.template, config.dtype)
-        state = {"config": asdict(config), "dataset": version.ref, "base_model": base, "model": base,
+        state = {"config": asdict(config), "dataset": version.ref, "reward": reward, "base_model": base, "model": base,
                  "model_key": model_key, "run": f"loop-{os.urandom(4).hex()}", "eval_before": eval_before,
                  "curriculum": {"p_easy": 0.5, "p_hard": 0.5, "adarft_target": config.adarft_target},
                  "rounds": [], "rollouts": 0}

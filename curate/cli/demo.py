@@ -14,6 +14,10 @@ from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, Workspace
 def demo_cmd(
     rows: Annotated[int, typer.Option(help="Problems in the synthetic pool.")] = 2000,
     proxy_steps: Annotated[int, typer.Option(help="Training steps of the proxy model.")] = 80,
+    budget: Annotated[int, typer.Option(help="Problems the curated subset keeps (dedup, fisher, token-clean).")] = 300,
+    sft_steps: Annotated[int, typer.Option(help="SFT steps on the curated and on the random subset.")] = 40,
+    curate: Annotated[bool, typer.Option(help="Select, train and compare after the proxy (--no-curate skips it).")] = True,
+    loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the curated SFT model (0: none).")] = 4,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
@@ -32,7 +36,8 @@ def demo_cmd(
     say = (lambda _: None) if quiet else (lambda text: ui.err.print(f"[dim]•[/] {text}"))
     with ui.progress("demo", quiet=quiet) as update:
         report = run_demo(ws, rows=rows, proxy_steps=proxy_steps, seed=seed, say=say,
-                          progress=lambda what, done, total: update(done, total=total, description=what))
+                          progress=lambda what, done, total: update(done, total=total, description=what),
+                          budget=budget, sft_steps=sft_steps, curate=curate, loop_rounds=loop_rounds)
     if quiet:
         ui.out.print(report.ingest.version.ref)
         return
@@ -45,9 +50,43 @@ def demo_cmd(
                        f"{report.proxy['final_loss']:.2f}, {report.proxy['seconds']}s",
         "proxy loss, clean responses": f"{report.loss_clean:.3f} nats/token",
         "proxy loss, corrupted responses": f"{report.loss_corrupt:.3f} nats/token",
+        **_curation_rows(report.curation),
         "seconds": report.seconds,
     }))
-    ui.out.print("next: curate show demo   ·   curate export demo --to demo.jsonl --trl")
+    if report.loop is not None:
+        ui.out.print(_loop_table(report.loop))
+    if report.curation is not None:
+        ui.out.print(f"next: curate show {report.curation.curated.version.ref}   ·   "
+                     f"curate export {report.curation.curated.version.ref} --to curated.jsonl --trl")
+    else:
+        ui.out.print("next: curate show demo   ·   curate export demo --to demo.jsonl --trl")
+
+
+def _curation_rows(curation) -> dict[str, str]:
+    if curation is None:
+        return {}
+    steps = {s.strategy: s for s in curation.curated.steps}
+    rates = curation.corrupt_rate
+    return {
+        "dedup": f"{steps['dedup'].rows_in - steps['dedup'].rows_out} near-duplicates dropped "
+                 f"({curation.near_found} of {curation.near_planted} planted)",
+        "fisher": f"{steps['fisher'].rows_out} of {steps['fisher'].rows_in} problems kept (greedy log-det)",
+        "token-clean": f"{curation.kept_token_fraction:.0%} of response tokens kept",
+        "corrupted rows": f"pool {rates['pool']:.1%}, curated {rates['curated']:.1%}, random {rates['random']:.1%}",
+        "held-out accuracy": f"curated {curation.accuracy['curated']:.1%} vs random {curation.accuracy['random']:.1%} "
+                             f"({curation.held_out} problems, same SFT steps)",
+        "held-out loss": f"curated {curation.held_out_loss['curated']:.3f} vs random "
+                         f"{curation.held_out_loss['random']:.3f} nats/token",
+    }
+
+
+def _loop_table(loop):
+    rows = [[0, "-", f"{loop.eval_before:.3f}", "-", 0]]
+    rows += [[r["round"], f"{r['train_reward']:.3f}", f"{r['eval_reward']:.3f}", f"{r['frac_reward_zero_std']:.2f}",
+              r["rollouts_total"]] for r in loop.rows]
+    title = (f"curate loop ({loop.state['config']['strategy']}, reward {loop.state.get('reward', 'math')}) "
+             f"-> {loop.out_dir}")
+    return ui.table(title, ["round", "train reward", "held-out reward", "zero-std groups", "rollouts"], rows)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,8 +5,10 @@ response, `curate.catalog.ids`) is equal, whatever id column the dataset uses; t
 in pool order is kept.
 
 Near: rows are embedded (`curate.selectors.embeddings`: the proxy's mean-pooled hidden
-states by default, or any sentence-transformers folder), centered and normalised, and every
-pair with cosine ≥ `threshold` is found with faiss (`IndexFlatIP` range search; an IVF index
+states by default, or any sentence-transformers folder), from text normalised as datatrove
+does before near-dedup (`normalize`: case, punctuation and whitespace do not count), the
+embeddings are whitened (`transform`) and made unit length, and every pair with
+cosine ≥ `threshold` is found with faiss (`IndexFlatIP` range search; an IVF index
 above `approximate_above` rows, which may miss a few pairs). Rows are then visited in pool
 order and a row is dropped when it is that similar to a row already kept, the greedy rule of
 SemDeDup (Abbas et al., 2023) and of MinHash dedup pipelines. Each drop names the kept row
@@ -24,7 +26,7 @@ import polars as pl
 from curate.catalog.ids import content_digest_expr, digest_key
 from curate.errors import BadUsage
 from curate.selectors.base import FilterSelector, Selection, dropped_rows
-from curate.selectors.embeddings import embed, normalized
+from curate.selectors.embeddings import embed, resolve_transform, unit_vectors
 
 DUPLICATE = "duplicate"
 NEAR_DUPLICATE = "near_duplicate"
@@ -84,12 +86,13 @@ class DedupSelector(FilterSelector):
     uses_model: ClassVar[bool] = True
 
     def __init__(self, exact: bool = True, near: bool = True, threshold: float = 0.95, embedder: str | None = None,
-                 center: bool = True, approximate_above: int = 200_000):
+                 normalize: bool = True, transform: str = "auto", approximate_above: int = 200_000):
         self.exact = exact
         self.near = near
         self.threshold = threshold
         self.embedder = embedder
-        self.center = center
+        self.normalize = normalize
+        self.transform = transform
         self.approximate_above = approximate_above
 
     def fit(self, pool) -> DedupSelector:
@@ -127,7 +130,8 @@ class DedupSelector(FilterSelector):
         self.model_id_ = self.embedder or pool.model
         self.model_hash_ = pool.model_hash(self.embedder)
         candidates = np.flatnonzero(self.keep_)
-        vectors = normalized(embed(pool, self.embedder)[candidates], self.center)
+        transform = resolve_transform(self.transform, pool.model_path(self.embedder))
+        vectors = unit_vectors(embed(pool, self.embedder, normalize=self.normalize)[candidates], transform)
         rows, cols, sims = near_pairs(vectors, self.threshold, self.approximate_above, seed=pool.seed)
         kept, match, cosine = greedy_keep(len(candidates), rows, cols, sims)
         best = np.full(len(candidates), np.nan)

@@ -4,8 +4,8 @@ Sener & Savarese, "Active Learning for Convolutional Neural Networks: A Core-Set
 ICLR 2018: choose centers so that every example is close to one of them (the k-center
 problem). Greedy farthest-point selection (Gonzalez 1985) is a 2-approximation of the best
 covering radius: start from one center, then repeatedly add the example whose distance to
-its nearest center is largest. Embeddings come from `curate.selectors.embeddings` (centered,
-unit length, so distances are monotone in cosine) and distances are computed with faiss.
+its nearest center is largest. Embeddings come from `curate.selectors.embeddings` (whitened
+or centered, unit length, so distances are monotone in cosine); distances are computed with faiss.
 
 The first center is the example nearest the mean embedding (the most typical one), so the
 result does not depend on the order of the rows. Ties go to the earlier row.
@@ -19,8 +19,14 @@ import numpy as np
 import polars as pl
 
 from curate.errors import BadUsage
-from curate.selectors.base import BUDGET, Selection, SetSelector, check_budget, dropped_rows
-from curate.selectors.embeddings import embed, normalized
+from curate.selectors.base import (
+    BUDGET,
+    Selection,
+    SetSelector,
+    check_budget,
+    dropped_rows,
+)
+from curate.selectors.embeddings import embed, resolve_transform, unit_vectors
 
 
 def k_center_greedy(vectors: np.ndarray, budget: int, first: int | None = None,
@@ -53,9 +59,10 @@ class DiversitySelector(SetSelector):
     uses_model: ClassVar[bool] = True
     scores_on_fit: ClassVar[bool] = False  # distances to the centers exist only once they are chosen
 
-    def __init__(self, embedder: str | None = None, center: bool = True):
+    def __init__(self, embedder: str | None = None, normalize: bool = False, transform: str = "auto"):
         self.embedder = embedder
-        self.center = center
+        self.normalize = normalize
+        self.transform = transform
 
     def fit(self, pool) -> DiversitySelector:
         self._prepare(pool)
@@ -63,7 +70,8 @@ class DiversitySelector(SetSelector):
             raise BadUsage("diversity: the pool is empty")
         self.model_id_ = self.embedder or pool.model
         self.model_hash_ = pool.model_hash(self.embedder)
-        self.vectors_ = normalized(embed(pool, self.embedder), self.center)
+        transform = resolve_transform(self.transform, pool.model_path(self.embedder))
+        self.vectors_ = unit_vectors(embed(pool, self.embedder, normalize=self.normalize), transform)
         self.scores_ = np.full(pool.rows, np.nan)
         return self
 

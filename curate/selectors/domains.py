@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from curate.selectors.embeddings import embed, normalized
+from curate.selectors.embeddings import embed, unit_vectors
 
 WORD = re.compile(r"[A-Za-z][A-Za-z]+")
 
@@ -45,7 +45,7 @@ def cluster(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
     k = min(k, len(vectors))
     model = KMeans(n_clusters=k, n_init=4, random_state=seed)
-    return model.fit_predict(normalized(vectors)).astype(np.int64)
+    return model.fit_predict(unit_vectors(vectors, "center")).astype(np.int64)
 
 
 def name_clusters(pool, codes: np.ndarray, k: int, terms: int = 3) -> list[str]:

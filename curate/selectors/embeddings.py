@@ -8,12 +8,23 @@ Two sources:
   example's plain text. sentence-transformers is an optional dependency; such a folder without
   it installed is a clear error.
 
+With `normalize_text`, prompts and responses are normalised before embedding the way
+datatrove normalises text for near-dedup (Unicode NFKC, lower case, punctuation removed,
+whitespace collapsed), so copies that differ only in those respects embed alike.
+
+`transform` turns raw embeddings into unit vectors for cosine search: `whiten` (center, then
+PCA-whiten: Su et al. 2021, "Whitening Sentence Representations"), `center`, or `none`;
+`auto` whitens causal-LM embeddings, whose few dominant directions make every pair look
+similar, and leaves sentence-transformers embeddings (trained for cosine) as they are.
+
 Embeddings are cached per model for the whole chain of a selection, by source row, so dedup
 and diversity in one chain embed each example once.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +38,29 @@ def is_sentence_transformers(path: str) -> bool:
                                 or (folder / "config_sentence_transformers.json").exists())
 
 
-def embed(pool, spec: str | None = None, batch_size: int = 64) -> np.ndarray:
-    """[pool rows, d] float32 embeddings, in pool order."""
+TRANSFORMS = ("auto", "whiten", "center", "none")
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_text(text: str | None) -> str | None:
+    """datatrove-style text normalisation: NFKC, lower case, no punctuation, single spaces."""
+    if text is None:
+        return None
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _SPACES.sub(" ", _PUNCTUATION.sub("", text)).strip()
+
+
+def _normalized_prompt(prompt):
+    if isinstance(prompt, list):
+        return [{"role": m["role"], "content": normalize_text(m["content"] or "")} for m in prompt]
+    return normalize_text(prompt)
+
+
+def embed(pool, spec: str | None = None, batch_size: int = 64, normalize: bool = False) -> np.ndarray:
+    """[pool rows, d] float32 embeddings, in pool order (of normalised text with `normalize`)."""
     path = pool.model_path(spec)
-    key = f"{path}\x1f{pool.template}"
+    key = f"{path}\x1f{pool.template}\x1f{normalize}"
     cache = pool.embeddings_cache()
     total = len(pool.shared.root_ids)
     if key in cache:
@@ -40,7 +70,7 @@ def embed(pool, spec: str | None = None, batch_size: int = 64) -> np.ndarray:
     todo = ~done[pool.root_pos]
     if todo.any():
         compute = _sentence_transformer if is_sentence_transformers(path) else _lm_mean
-        for positions, vectors in compute(pool, path, todo, batch_size):
+        for positions, vectors in compute(pool, path, todo, batch_size, normalize):
             if matrix is None:
                 matrix = np.zeros((total, vectors.shape[1]), dtype=np.float32)
             rows = pool.root_pos[positions]
@@ -52,7 +82,15 @@ def embed(pool, spec: str | None = None, batch_size: int = 64) -> np.ndarray:
     return matrix[pool.root_pos]
 
 
-def _lm_mean(pool, path: str, mask: np.ndarray, batch_size: int):
+def _texts(frame, normalize: bool):
+    prompts, responses = frame["prompt"].to_list(), frame["response"].to_list()
+    if normalize:
+        prompts = [_normalized_prompt(p) for p in prompts]
+        responses = [normalize_text(r) for r in responses]
+    return prompts, responses
+
+
+def _lm_mean(pool, path: str, mask: np.ndarray, batch_size: int, normalize: bool):
     from curate.lm.scoring import hidden_states
     from curate.lm.templates import encode_pair
 
@@ -60,14 +98,14 @@ def _lm_mean(pool, path: str, mask: np.ndarray, batch_size: int):
     total, done = int(mask.sum()), 0
     for frame in pool.iter_frames(["prompt", "response"], mask):
         items = [encode_pair(p, r, lm.tokenizer, pool.template, add_eos=r is not None, max_length=lm.max_length)
-                 for p, r in zip(frame["prompt"].to_list(), frame["response"].to_list())]
+                 for p, r in zip(*_texts(frame, normalize))]
         vectors = np.stack(list(hidden_states(lm, items, positions="all", pool="mean"))).astype(np.float32)
         done += frame.height
         pool.say("embedding", done, total)
         yield frame["_pos"].to_numpy(), vectors
 
 
-def _sentence_transformer(pool, path: str, mask: np.ndarray, batch_size: int):
+def _sentence_transformer(pool, path: str, mask: np.ndarray, batch_size: int, normalize: bool):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -81,19 +119,35 @@ def _sentence_transformer(pool, path: str, mask: np.ndarray, batch_size: int):
         raise ModelLoadError(f"could not load sentence-transformers model {path}: {str(exc)[:300]}") from exc
     total, done = int(mask.sum()), 0
     for frame in pool.iter_frames(["prompt", "response"], mask):
-        texts = [example_text(p, r) for p, r in zip(frame["prompt"].to_list(), frame["response"].to_list())]
+        texts = [example_text(p, r) for p, r in zip(*_texts(frame, normalize))]
         vectors = np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
         done += frame.height
         pool.say("embedding", done, total)
         yield frame["_pos"].to_numpy(), vectors
 
 
-def normalized(vectors: np.ndarray, center: bool = True) -> np.ndarray:
-    """Unit rows, after removing the mean when `center` (LM embeddings share a large common
-    direction, which makes every pair look similar; removing it restores contrast)."""
-    out = vectors.astype(np.float32, copy=True)
-    if center and len(out) > 1:
+def unit_vectors(vectors: np.ndarray, transform: str = "center", eps: float = 1e-6) -> np.ndarray:
+    """Rows made ready for cosine search: transformed (see the module docstring), then unit length."""
+    if transform not in TRANSFORMS or transform == "auto":
+        raise ValueError(f"transform must be whiten, center or none, not {transform!r}")
+    out = vectors.astype(np.float64, copy=True)
+    if transform in ("center", "whiten") and len(out) > 1:
         out -= out.mean(axis=0, keepdims=True)
+    if transform == "whiten" and len(out) > 2 * out.shape[1]:  # too few rows for a covariance: center only
+        values, vectors_ = np.linalg.eigh(np.cov(out.T))
+        values = np.clip(values, 0.0, None)
+        out = out @ (vectors_ / np.sqrt(values + eps * max(values.max(), 1e-12)))
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
-    return np.ascontiguousarray(out)
+    return np.ascontiguousarray(out.astype(np.float32))
+
+
+def resolve_transform(transform: str, path: str) -> str:
+    """`auto`: whiten a causal LM's embeddings, leave a sentence-transformers model's alone."""
+    if transform not in TRANSFORMS:
+        from curate.errors import BadUsage
+
+        raise BadUsage(f"transform must be one of {', '.join(TRANSFORMS)}, not {transform!r}")
+    if transform != "auto":
+        return transform
+    return "none" if is_sentence_transformers(path) else "whiten"

@@ -119,8 +119,14 @@ def test_version_and_help():
 @pytest.mark.slow
 def test_demo_runs_offline(tmp_path):
     ws = tmp_path / "ws"
-    result = run("demo", "--rows", "400", "--proxy-steps", "20", ws=ws)
-    assert "curate demo" in result.stdout
+    result = run("demo", "--rows", "400", "--proxy-steps", "20", "--budget", "40", "--sft-steps", "2",
+                 "--loop-rounds", "1", ws=ws)
+    assert "curate demo" in result.stdout and "held-out accuracy" in result.stdout
+    assert "curate loop (thompson, reward curate.demo_loop:demo_reward)" in result.stdout
+    curated = json.loads(run("show", "demo-curated", "--json", ws=ws).stdout)
+    assert curated["rows"] == 40 and [s["strategy"] for s in curated["lineage"]] == ["dedup", "fisher", "token-clean"]
+    rounds = [json.loads(line) for line in next((ws / "demo").glob("loop-*/metrics.jsonl")).read_text().splitlines()]
+    assert len(rounds) == 1 and rounds[0]["rollouts"] > 0
     shown = json.loads(run("show", "demo", "--json", ws=ws).stdout)
     assert shown["rows"] == 381 and shown["lineage"][0]["drop_counts"] == {"duplicate": 19}
     assert shown["non_null"]["answer"] == shown["rows"]

@@ -59,8 +59,9 @@ def _pool_with_vectors(vectors: np.ndarray, ids=None, prompts=None) -> Pool:
                                         "prompt": prompts or [f"prompt {i}" for i in range(n)],
                                         "response": [f"response {i}" for i in range(n)]}), model="fake-embedder")
     pool.shared.model_paths["fake-embedder"] = "fake-embedder"
-    key = f"fake-embedder\x1f{pool.template}"
-    pool.embeddings_cache()[key] = (np.asarray(vectors, dtype=np.float32), np.ones(n, dtype=bool))
+    for normalize in (False, True):
+        key = f"fake-embedder\x1f{pool.template}\x1f{normalize}"
+        pool.embeddings_cache()[key] = (np.asarray(vectors, dtype=np.float32), np.ones(n, dtype=bool))
     return pool
 
 
@@ -76,7 +77,7 @@ def test_dedup_exact_uses_content_not_the_id_column(monkeypatch):
 def test_dedup_near_drops_later_copies_and_names_the_kept_row(monkeypatch):
     monkeypatch.setattr(Pool, "model_hash", lambda self, spec=None: "fake")
     vectors = [[1, 0, 0, 0], [0, 1, 0, 0], [0.999, 0.04, 0, 0], [0, 0, 1, 0], [0, 0.05, 0.998, 0], [0, 0, 0, 1]]
-    selector = DedupSelector(threshold=0.99, center=False).fit(_pool_with_vectors(_unit(vectors)))
+    selector = DedupSelector(threshold=0.99, transform="none").fit(_pool_with_vectors(_unit(vectors)))
     selection = selector.select(budget=1)  # filters ignore the budget
     assert selection.ids.to_list() == ["r0", "r1", "r3", "r5"]
     assert selection.drop_counts == {"near_duplicate": 2}
@@ -102,9 +103,38 @@ def test_embeddings_are_mean_hidden_states_and_identical_text_is_a_near_duplicat
     vectors = embeddings.embed(pool)
     direct = hidden_states(lm, [encode_pair(rows[3]["prompt"], rows[3]["response"], lm.tokenizer)], positions="all")
     np.testing.assert_allclose(vectors[3], next(iter(direct)).mean(axis=0), rtol=1e-4, atol=1e-5)
-    selection = DedupSelector(exact=False, threshold=0.999).fit(pool).select()
+    selection = DedupSelector(exact=False, threshold=0.999, normalize=False).fit(pool).select()
     assert selection.dropped["id"].to_list() == ["copy"]
     assert selection.dropped["detail"][0].endswith("to r4")
+
+
+def test_text_normalization_and_whitening_by_hand():
+    assert embeddings.normalize_text("  Ava has 3,  APPLES!\n\tHow many?") == "ava has 3 apples how many"
+    assert embeddings.normalize_text("ﬁve \u00c9tudes") == "five études"  # NFKC, then lower case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 3)) * [10.0, 1.0, 0.1] + 5.0
+    centered = x - x.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov(centered.T))
+    manual = centered @ (vectors / np.sqrt(values + 1e-6 * values.max()))
+    manual /= np.linalg.norm(manual, axis=1, keepdims=True)
+    np.testing.assert_allclose(embeddings.unit_vectors(x, "whiten"), manual, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(embeddings.unit_vectors(x, "center"), axis=1), 1.0, rtol=1e-5)
+    small = embeddings.unit_vectors(x[:4], "whiten")  # fewer rows than 2 x dims: centered only
+    np.testing.assert_allclose(small, embeddings.unit_vectors(x[:4], "center"))
+    assert embeddings.resolve_transform("auto", "/no/such/folder") == "whiten"
+    with pytest.raises(BadUsage, match="transform"):
+        embeddings.resolve_transform("pca", "x")
+
+
+def test_normalized_text_makes_case_and_spacing_copies_near_duplicates(tiny_model_dir):
+    rows = [{"id": f"r{i}", "prompt": f"Ava has {i} apples and buys {i + 2}. How many?", "response": f"{2 * i + 2}."}
+            for i in range(30)]
+    rows.append({"id": "copy", "prompt": "AVA has 7 apples,  and buys 9 .How many", "response": "16"})
+    pool = Pool.from_rows(pl.DataFrame(rows), model=str(tiny_model_dir))
+    selection = DedupSelector(threshold=0.999).fit(pool).select()
+    assert selection.drop_counts == {"near_duplicate": 1}
+    assert selection.dropped.row(0) == ("copy", "near_duplicate", selection.dropped["detail"][0])
+    assert selection.dropped["detail"][0].endswith("to r7")
 
 
 def test_k_center_greedy_on_a_line():
@@ -130,7 +160,7 @@ def test_k_center_greedy_is_within_twice_the_best_radius(seed):
 def test_diversity_keeps_the_spread_out_examples(monkeypatch):
     monkeypatch.setattr(Pool, "model_hash", lambda self, spec=None: "fake")
     clusters = [[1, 0, 0], [0.98, 0.1, 0], [0.97, 0, 0.1], [0, 1, 0], [0.1, 0.97, 0], [0, 0, 1]]
-    selector = DiversitySelector(center=False).fit(_pool_with_vectors(_unit(clusters)))
+    selector = DiversitySelector(transform="none").fit(_pool_with_vectors(_unit(clusters)))
     selection = selector.select(3)
     picked = set(selection.ids.to_list())
     assert {"r5"} <= picked and len(picked & {"r0", "r1", "r2"}) == 1 and len(picked & {"r3", "r4"}) == 1

@@ -170,9 +170,9 @@ def test_params_split_by_strategy_step_number_or_name():
 
     names = ["dedup", "fisher", "dedup"]
     classes = [registry.get(n) for n in names]
-    per_step, budgets = split_params({"fisher.dim": "8", "2.lam": "3", "threshold": "0.9", "3.center": "false",
+    per_step, budgets = split_params({"fisher.dim": "8", "2.lam": "3", "threshold": "0.9", "3.normalize": "false",
                                       "fisher.budget": "7"}, names, classes)
-    assert per_step == [{"threshold": "0.9"}, {"dim": "8", "lam": "3"}, {"threshold": "0.9", "center": "false"}]
+    assert per_step == [{"threshold": "0.9"}, {"dim": "8", "lam": "3"}, {"threshold": "0.9", "normalize": "false"}]
     assert budgets == [None, "7", None]
     with pytest.raises(BadUsage, match="no step of this selection takes 'ratio'"):
         split_params({"ratio": "0.5"}, names, classes)
