@@ -1,8 +1,10 @@
 """The demo's second half: curate a subset, train on it and on a random one, compare.
 
-1. `dedup,fisher,token-clean` at a budget, with the proxy: near-duplicates out, the most
-   informative problems in (FisherSFT), then the uninformative response tokens masked
-   (Token Cleaning; the reference is the proxy warmed up on a small sample).
+1. `dedup,perplexity,fisher,token-clean` at a budget, with the proxy: near-duplicates out,
+   the 20% of rows the proxy finds least plausible out (a quality filter: FisherSFT alone
+   prefers corrupted rows, which look novel; measured 22% corrupted in its pick against 10%
+   in the pool), the most informative problems in (FisherSFT), then the uninformative
+   response tokens masked (Token Cleaning; the reference is the proxy warmed up on a sample).
 2. `random` at the same size, from the same pool.
 3. SFT from the proxy on each (same steps, seed and data order) and greedy decoding on
    held-out problems the pool never saw; accuracy is the `math` reward (final number).
@@ -23,6 +25,8 @@ import polars as pl
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace
 from curate.selectors.pipeline import SelectReport, run_select
+
+CHAIN = "dedup,perplexity,fisher,token-clean"
 
 
 @dataclass
@@ -105,6 +109,7 @@ def curate_and_train(
     sft_steps: int = 40,
     held_out: int = 100,
     reference_steps: int = 30,
+    quality_keep: float = 0.8,
     max_new_tokens: int = 64,
     seed: int = 0,
     say: Callable[[str], None] = lambda _: None,
@@ -113,14 +118,15 @@ def curate_and_train(
     from curate.train.sft import SFTConfig, train_sft
 
     start = time.perf_counter()
-    params = {"fisher.dim": "32", "token-clean.warmup_rows": "200",
+    params = {"perplexity.budget": str(quality_keep), "fisher.dim": "32", "token-clean.warmup_rows": "200",
               "token-clean.steps": str(reference_steps), "token-clean.lr": "1e-3", "token-clean.batch_tokens": "4096"}
-    curated = run_select(ws, version.ref, "dedup,fisher,token-clean", budget=budget, model=str(proxy_dir),
+    curated = run_select(ws, version.ref, CHAIN, budget=budget, model=str(proxy_dir),
                          out="demo-curated", params=params, seed=seed, progress=progress)
-    dedup, fisher, clean = curated.steps
+    dedup, quality, fisher, clean = curated.steps
     near_planted, near_found = _near_duplicates_found(ws, version, curated.version)
     say(f"dedup: {dedup.rows_in - dedup.rows_out} near-duplicates dropped, {near_found} of the "
         f"{near_planted} planted pairs found")
+    say(f"perplexity: {quality.rows_in - quality.rows_out} least plausible rows dropped")
     say(f"fisher: {fisher.rows_out} of {fisher.rows_in} problems picked by greedy log-det")
     say(f"token-clean: {clean.stats['kept_fraction']:.0%} of response tokens kept")
     random = run_select(ws, version.ref, "random", budget=curated.version.rows, out="demo-random", seed=seed)

@@ -14,7 +14,8 @@ from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, Workspace
 def demo_cmd(
     rows: Annotated[int, typer.Option(help="Problems in the synthetic pool.")] = 2000,
     proxy_steps: Annotated[int, typer.Option(help="Training steps of the proxy model.")] = 80,
-    budget: Annotated[int, typer.Option(help="Problems the curated subset keeps (dedup, fisher, token-clean).")] = 300,
+    budget: Annotated[int, typer.Option(help="Problems the curated subset keeps "
+                                             "(dedup, perplexity, fisher, token-clean).")] = 300,
     sft_steps: Annotated[int, typer.Option(help="SFT steps on the curated and on the random subset.")] = 40,
     curate: Annotated[bool, typer.Option(help="Select, train and compare after the proxy (--no-curate skips it).")] = True,
     loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the curated SFT model (0: none).")] = 4,
@@ -70,6 +71,7 @@ def _curation_rows(curation) -> dict[str, str]:
     return {
         "dedup": f"{steps['dedup'].rows_in - steps['dedup'].rows_out} near-duplicates dropped "
                  f"({curation.near_found} of {curation.near_planted} planted)",
+        "perplexity": f"{steps['perplexity'].rows_in - steps['perplexity'].rows_out} least plausible rows dropped",
         "fisher": f"{steps['fisher'].rows_out} of {steps['fisher'].rows_in} problems kept (greedy log-det)",
         "token-clean": f"{curation.kept_token_fraction:.0%} of response tokens kept",
         "corrupted rows": f"pool {rates['pool']:.1%}, curated {rates['curated']:.1%}, random {rates['random']:.1%}",

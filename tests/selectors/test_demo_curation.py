@@ -39,10 +39,11 @@ def test_curate_and_train_compares_a_curated_and_a_random_subset(ws, tmp_path, t
     proxy = install_proxy(ws, version, tiny_model_dir)
     report = curate_and_train(ws, version, proxy, budget=20, sft_steps=2, held_out=4, reference_steps=2,
                               max_new_tokens=8)
-    assert [s.strategy for s in report.curated.steps] == ["dedup", "fisher", "token-clean"]
+    assert [s.strategy for s in report.curated.steps] == ["dedup", "perplexity", "fisher", "token-clean"]
     assert report.curated.version.rows == 20 and report.random.version.rows == 20
     assert "token_mask" in report.curated.version.columns and "token_mask" not in report.random.version.columns
-    assert [s["strategy"] for s in lineage_of(ws, report.curated.version)] == ["dedup", "fisher", "token-clean"]
+    chain = ["dedup", "perplexity", "fisher", "token-clean"]
+    assert [s["strategy"] for s in lineage_of(ws, report.curated.version)] == chain
     assert set(report.accuracy) == {"curated", "random"} and all(0 <= a <= 1 for a in report.accuracy.values())
     assert all(loss > 0 for loss in report.held_out_loss.values())
     assert 0 < report.kept_token_fraction <= 0.61 and report.near_found <= report.near_planted
