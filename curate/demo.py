@@ -138,7 +138,7 @@ def run_demo(
 ) -> DemoReport:
     """Make the pool, ingest it, train the proxy, check the proxy sees the corrupted rows,
     then (with `curate`) select a curated subset and compare SFT on it with SFT on a random one,
-    and run `loop_rounds` rounds of the closed loop from the curated subset's SFT model."""
+    and run `loop_rounds` rounds of the closed loop from the proxy."""
     start = time.perf_counter()
     demo_dir = ws.root / "demo"
     demo_dir.mkdir(exist_ok=True)
@@ -178,10 +178,10 @@ def run_demo(
         curation = curate_and_train(ws, report.version, folder, budget=budget, sft_steps=sft_steps,
                                     held_out=held_out, seed=seed, say=say, progress=progress)
     loop = None
-    if curation is not None and loop_rounds > 0:
+    if curate and loop_rounds > 0:
         from curate.demo_loop import demo_loop_config, loop_rounds as run_rounds
 
-        loop = run_rounds(ws, curation.models["curated"], set(frame["prompt"].to_list()),
+        loop = run_rounds(ws, folder, set(frame["prompt"].to_list()),  # from the proxy: docs/rl.md says why
                           demo_loop_config(loop_rounds, seed), say=say, progress=progress)
     return DemoReport(pool_file, report, planted, stats, float(losses[:n_clean].mean()),
                       float(losses[n_clean:].mean()) if len(losses) > n_clean else float("nan"),

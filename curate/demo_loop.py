@@ -1,6 +1,7 @@
 """The demo's last part: a few rounds of the closed loop (`curate loop`) on fresh prompts.
 
-The policy is the model SFT-trained on the curated subset. The prompts are new demo problems
+The policy is the demo's proxy model, a small LM trained on the pool (docs/rl.md, "The
+demo's loop", says why not one of the SFT models). The prompts are new demo problems
 (another seed, none of them in the pool), ingested as `demo-prompts` with their final answers,
 so the rewards can check completions. The reward is `demo_reward`: 1 for the right final
 number (`math`), plus 0.5 for a final line in the `#### N` form (`format`), plus 0.5 times the

@@ -18,7 +18,7 @@ def demo_cmd(
                                              "(dedup, perplexity, fisher, token-clean).")] = 300,
     sft_steps: Annotated[int, typer.Option(help="SFT steps on the curated and on the random subset.")] = 40,
     curate: Annotated[bool, typer.Option(help="Select, train and compare after the proxy (--no-curate skips it).")] = True,
-    loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the curated SFT model (0: none).")] = 4,
+    loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the proxy model (0: none).")] = 4,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,

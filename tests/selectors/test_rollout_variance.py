@@ -18,7 +18,7 @@ def brute_force_max_variance(rewards: np.ndarray, m: int) -> float:
 @pytest.mark.parametrize("kind", ["binary", "continuous", "ties", "graded"])
 def test_pods_matches_brute_force(kind):
     rng = np.random.default_rng(7)
-    for trial in range(60):
+    for _trial in range(60):
         n = int(rng.integers(2, 11))
         m = int(rng.integers(1, n + 1))
         if kind == "binary":
