@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -105,7 +106,7 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
     return value
 
 
-class Selector:
+class Selector(ABC):
     """Base of every strategy. Subclasses declare their parameters as keyword arguments of
     `__init__` and store them unchanged (scikit-learn's rule), so `get_params` can list them."""
 
@@ -140,11 +141,13 @@ class Selector:
         return {name: getattr(self, name) for name in self.param_names()}
 
     # -- the protocol ---------------------------------------------------------------------
+    @abstractmethod
     def fit(self, pool) -> Selector:  # pool: curate.selectors.pool.Pool
-        raise NotImplementedError
+        """Compute what selection needs (scores, embeddings) from the pool."""
 
+    @abstractmethod
     def select(self, budget: int | None = None) -> Selection:
-        raise NotImplementedError
+        """Keep up to `budget` rows (all that qualify when None) and say why the others went."""
 
     def get_support(self, indices: bool = False) -> np.ndarray:
         """The kept mask over the pool (or the kept positions, in selection order)."""
@@ -203,8 +206,9 @@ class RankSelector(Selector):
         self.scores_ = scores
         return self
 
+    @abstractmethod
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """One score per pool row (NaN where none exists); rows outside `valid` are ignored."""
 
     def _eligible(self) -> tuple[np.ndarray, list[pl.DataFrame]]:
         """Positions that may be kept, and drop rows for NaN scores."""
