@@ -40,7 +40,20 @@ def _domain_column(pool) -> list[str | None]:
     return labels
 
 
+def _sklearn():
+    """scikit-learn, which only k-means domains need (the `mix` extra)."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        from curate.errors import BadUsage
+
+        raise BadUsage("clustering rows into domains needs scikit-learn, which is not installed",
+                       hint="pip install 'curate[mix]', or give the domains with --domain-field / a domain column"
+                       ) from exc
+
+
 def cluster(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    _sklearn()
     from sklearn.cluster import KMeans
 
     k = min(k, len(vectors))
@@ -49,6 +62,7 @@ def cluster(vectors: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 
 def name_clusters(pool, codes: np.ndarray, k: int, terms: int = 3) -> list[str]:
+    _sklearn()
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from curate.train.proxy import example_text

@@ -76,3 +76,15 @@ def test_doremi_trains_a_proxy_against_the_reference(ws, tmp_path):
     assert weights.sum() == pytest.approx(1.0) and np.all(weights > 0)
     assert np.allclose(weights, np.mean(history, axis=0))
     assert stats["reference"].endswith(tuple("0123456789abcdef"))
+
+
+def test_clustering_without_scikit_learn_names_the_extra(monkeypatch):
+    import sys
+
+    from curate.errors import BadUsage
+    from curate.selectors.domains import cluster
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if not installed
+    with pytest.raises(BadUsage, match="scikit-learn") as info:
+        cluster(np.zeros((4, 2), dtype=np.float32), 2)
+    assert "curate[mix]" in info.value.hint
