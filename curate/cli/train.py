@@ -241,6 +241,10 @@ def grpo_cmd(
     device: DeviceOpt = None,
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
+    backend: Annotated[str, typer.Option(help="Rollouts with hf (transformers) or vllm (the `vllm` extra; the "
+                                              "engine gets the policy's weights before every step).")] = "hf",
+    gpu_memory_utilization: Annotated[float, typer.Option(help="vllm: share of GPU memory for the engine, "
+                                                               "which sits beside the trainer.")] = 0.3,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
@@ -255,6 +259,7 @@ def grpo_cmd(
       curate train grpo mbpp --model ./coder --reward code -G 16 --pods-m 4 --dynamic-sampling
       curate train grpo gsm8k --model ./sft --reward mylib.rewards:score --loss-type dr_grpo --scale-rewards none
       curate train grpo gsm8k --model ./sft --reward math --sft-weight 0.5 --sft-weight-end 0.05 --sft-schedule cosine
+      curate train grpo gsm8k --model ./sft --reward math --backend vllm --gpu-memory-utilization 0.3
     """
     from curate.train.grpo import GRPOConfig, train_grpo  # imports torch: keep `curate --help` fast
 
@@ -277,7 +282,7 @@ def grpo_cmd(
 
     with _warnings_to_console(quiet), ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet) as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
-                           progress=show)
+                           progress=show, backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
     if quiet:
         ui.out.print(str(out_dir))
         return
@@ -293,3 +298,19 @@ def grpo_cmd(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
+
+
+def _rollout_backend(name: str, model_path: str, cfg, gpu_memory_utilization: float):
+    """None for hf (train_grpo samples from the policy itself); a colocated vLLM engine for vllm."""
+    if name == "hf":
+        return None
+    if name != "vllm":
+        from curate.errors import BadUsage
+
+        raise BadUsage(f"unknown rollout backend {name!r}", hint="--backend hf or --backend vllm")
+    from curate.lm.vllm_backend import VLLMBackend
+
+    # The engine loads --model; on --resume too, sync_weights hands it the policy before every step.
+    return VLLMBackend(model_path, template=cfg.template, dtype=cfg.dtype, colocate=True,
+                       gpu_memory_utilization=gpu_memory_utilization)
+

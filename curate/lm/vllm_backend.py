@@ -15,7 +15,8 @@ batch it was sent in, which is what lets an interrupted run resume from its cach
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,36 @@ def _model_hash(model: str, revision: str | None) -> str:
     return xxhash.xxh3_128_hexdigest(f"{model}@{revision}".encode())
 
 
+def trained_weights(network: Any) -> Iterator[tuple[str, Any]]:
+    """The trainer's weights as the base checkpoint names them: LoRA adapters merged in, PEFT
+    wrappers' prefixes removed (as TRL does before loading weights into vLLM). Consume it to the
+    end: the adapters are unmerged again when it finishes."""
+    peft = hasattr(network, "peft_config") and hasattr(network, "merge_adapter")
+    if peft:
+        network.merge_adapter()
+    try:
+        for name, param in network.named_parameters():
+            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            if peft and (".lora_" in name or "original_module" in name):
+                continue
+            yield name.replace("modules_to_save.default.", ""), param.data
+    finally:
+        if peft:
+            network.unmerge_adapter()
+
+
 class VLLMBackend:
-    """Batched sampling with vLLM."""
+    """Batched sampling with vLLM. For GRPO, `sync_weights` loads the policy's current weights
+    into the engine before each step's rollouts (the engine runs in this process, beside the trainer)."""
 
     name = "vllm"
 
     def __init__(self, model: str, *, template: str = "auto", dtype: str = "auto", tensor_parallel_size: int = 1,
                  gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
-                 revision: str | None = None, trust_remote_code: bool = False, chunk: int = 1024):
+                 revision: str | None = None, trust_remote_code: bool = False, chunk: int = 1024,
+                 colocate: bool = False):
+        if colocate:  # the engine must live in this process for sync_weights to reach its model (TRL does the same)
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.vllm = import_vllm()
         kwargs: dict[str, Any] = {"model": model, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
                                   "gpu_memory_utilization": gpu_memory_utilization,
@@ -90,6 +113,22 @@ class VLLMBackend:
 
     def chunk_size(self, n: int) -> int:
         return max(1, self._chunk // max(n, 1))
+
+    def _engine_model(self) -> Any:
+        try:
+            return self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        except AttributeError as exc:
+            raise CurateError("this vLLM engine does not expose its model in this process, so GRPO cannot "
+                              "load the trained weights into it",
+                              hint="run with VLLM_ENABLE_V1_MULTIPROCESSING=0, or train with --backend hf") from exc
+
+    def sync_weights(self, network: Any) -> None:
+        """Load `network`'s current weights into the engine and drop its prefix cache."""
+        model = self._engine_model()
+        for name, tensor in trained_weights(network):
+            model.load_weights([(name, tensor)])
+        if hasattr(self.llm, "reset_prefix_cache"):
+            self.llm.reset_prefix_cache()
 
     def encode(self, prompt: Prompt) -> list[int]:
         return prompt_token_ids(prompt, self.tokenizer, self.template)

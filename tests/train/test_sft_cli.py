@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -84,3 +85,13 @@ def test_user_errors_exit_2_without_a_traceback(tiny_model_dir, dataset, tmp_pat
     code, _, err = curate(capsys, "train", "sft", "missing", "--model", str(tiny_model_dir),
                           "--workspace", str(dataset))
     assert code == 1 and "no dataset named 'missing'" in err
+
+
+def test_grpo_rollout_backend_errors(tiny_model_dir, dataset, tmp_path, capsys, monkeypatch):
+    code, _, err = curate(capsys, "train", "grpo", "pool", "--model", str(tiny_model_dir), "--reward", "math",
+                          "--backend", "sglang", "--out", str(tmp_path / "b"), "--workspace", str(dataset))
+    assert code == 2 and "unknown rollout backend 'sglang'" in err and "--backend hf" in err
+    monkeypatch.setitem(sys.modules, "vllm", None)  # as on any machine without the extra
+    code, _, err = curate(capsys, "train", "grpo", "pool", "--model", str(tiny_model_dir), "--reward", "math",
+                          "--backend", "vllm", "--out", str(tmp_path / "v"), "--workspace", str(dataset))
+    assert code != 0 and "needs the vllm package" in err and "curate[vllm]" in err and "Traceback" not in err
