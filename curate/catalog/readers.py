@@ -159,10 +159,9 @@ def _read_jsonl(path: Path) -> Iterator[Chunk]:
         try:
             for block in _blocks(fh, BLOCK_BYTES):
                 data = np.frombuffer(block, dtype=np.uint8)
-                newlines = np.flatnonzero(data == 10)
-                lines = _line_numbers(data, newlines, line_offset)
-                frame = _parse_jsonl_block(block, data, name, lines, line_offset)
-                line_offset += len(newlines) + (0 if data[-1] == 10 else 1)
+                count = int(np.count_nonzero(data == 10)) + (0 if data[-1] == 10 else 1)  # lines in the block
+                frame, lines = _parse_jsonl_block(block, data, name, count, line_offset)
+                line_offset += count
                 del data
                 if frame.height:
                     yield Chunk(frame, name, "line", lines)
@@ -191,16 +190,24 @@ def _line_numbers(data: np.ndarray, newlines: np.ndarray, line_offset: int) -> n
     return np.array([line_offset + i + 1 for i, line in enumerate(lines) if line.strip()], dtype=np.int64)
 
 
-def _parse_jsonl_block(block, data: np.ndarray, name: str, lines: np.ndarray, line_offset: int) -> pl.DataFrame:
+def _parse_jsonl_block(block, data: np.ndarray, name: str, count: int,
+                       line_offset: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """The block's rows and their 1-based line numbers (`count`: lines in the block, blank ones included)."""
+    lines = None
     try:
         table = pjson.read_json(pa.BufferReader(pa.py_buffer(block)),
-                                read_options=pjson.ReadOptions(block_size=1 << 20))
+                                read_options=pjson.ReadOptions(block_size=4 << 20))
         if data.max() >= 128:
             table.validate(full=True)  # pyarrow parses invalid UTF-8 without complaint
+        if table.num_rows == count:  # the usual case: one object on every line, none blank
+            return pl.from_arrow(table), np.arange(line_offset + 1, line_offset + count + 1)
+        lines = _line_numbers(data, np.flatnonzero(data == 10), line_offset)
         if table.num_rows == len(lines):  # otherwise an object spans lines, or a line holds two
-            return pl.from_arrow(table)
+            return pl.from_arrow(table), lines
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         pass  # find the line, or cope with mixed types, the slow way
+    if lines is None:
+        lines = _line_numbers(data, np.flatnonzero(data == 10), line_offset)
     block = bytes(block)
     _check_utf8(block, name, line_offset)
     records = []
@@ -214,7 +221,7 @@ def _parse_jsonl_block(block, data: np.ndarray, name: str, lines: np.ndarray, li
             raise BadInput(f"{name}, line {number}: expected a JSON object, got {type(record).__name__}",
                            hint="each line must be one JSON object such as {\"prompt\": ..., \"response\": ...}")
         records.append(record)
-    return frame_from_records(records)
+    return frame_from_records(records), lines
 
 
 def frame_from_records(records: list[dict]) -> pl.DataFrame:
