@@ -109,6 +109,14 @@ def make_pool(rows: int, seed: int = 0, duplicate_rate: float = 0.05, corrupt_ra
     return pool
 
 
+def fresh_problems(count: int, seed: int, exclude: set[str], draw: int,
+                   difficulties: tuple[int, ...] = (1, 2, 3)) -> list[dict]:
+    """Up to `count` clean problems (nothing planted) of `draw` made with `seed`, of the given
+    difficulties, none of whose questions is in `exclude`: held-out problems and fresh prompts."""
+    rows = make_pool(draw, seed=seed, duplicate_rate=0.0, corrupt_rate=0.0, near_duplicate_rate=0.0)
+    return [r for r in rows if r["difficulty"] in difficulties and r["question"] not in exclude][:count]
+
+
 @dataclass
 class DemoReport:
     pool_file: Path

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -41,29 +41,25 @@ class CurationReport:
     accuracy: dict[str, float]  # curated, random
     held_out_loss: dict[str, float]
     seconds: float
-    models: dict[str, Path] = field(default_factory=dict)  # curated, random: the SFT model folders
 
 
-def _planted(version: DatasetVersion) -> pl.DataFrame:
-    frame = version.scan().select("id", "meta").collect()
-    return frame.select("id", pl.col("meta").str.json_path_match("$.planted").alias("planted"))
+def _planted(frame: pl.DataFrame) -> pl.Series:
+    """What was planted in each row (`meta.planted`: corrupt, near_duplicate, or null)."""
+    return frame["meta"].str.json_path_match("$.planted")
 
 
-def _corrupt_rate(version: DatasetVersion) -> float:
-    planted = _planted(version)["planted"]
-    return float((planted == "corrupt").sum() / max(1, len(planted)))
+def _corrupt_rate(frame: pl.DataFrame) -> float:
+    return float((_planted(frame) == "corrupt").sum() / max(1, frame.height))
 
 
-def _near_duplicates_found(ws: Workspace, pool: DatasetVersion, curated: DatasetVersion) -> tuple[int, int]:
+def _near_duplicates_found(ws: Workspace, pool: pl.DataFrame, curated: DatasetVersion) -> tuple[int, int]:
     """(planted near-duplicate pairs, pairs of which dedup dropped one member as the other's copy).
 
     A planted copy keeps its original's response, so a pair is found when a `near_duplicate`
     drop and the row it matched share a response and one of them is the planted copy; which
     of the two is kept depends only on pool order."""
-    frame = pool.scan().select("id", "response", "meta").collect()
-    response = dict(zip(frame["id"].to_list(), frame["response"].to_list()))
-    planted = {i for i, m in zip(frame["id"].to_list(), frame["meta"].to_list())
-               if json.loads(m or "{}").get("planted") == "near_duplicate"}
+    response = dict(zip(pool["id"].to_list(), pool["response"].to_list()))
+    planted = set(pool["id"].filter(_planted(pool) == "near_duplicate").to_list())
     with ws.catalog() as con:
         drops = con.execute("SELECT id, detail FROM drops WHERE name = ? AND version = ? AND step = 0 "
                             "AND reason = 'near_duplicate'", [curated.name, curated.version]).fetchall()
@@ -74,11 +70,10 @@ def _near_duplicates_found(ws: Workspace, pool: DatasetVersion, curated: Dataset
 
 def held_out_problems(count: int, seed: int, exclude: set[str]) -> list[dict]:
     """Fresh problems (another seed), none of whose questions is in the pool."""
-    from curate.demo import make_pool
+    from curate.demo import fresh_problems
 
-    rows = make_pool(count * 2, seed=seed + 1000, duplicate_rate=0.0, corrupt_rate=0.0, near_duplicate_rate=0.0)
-    fresh = [r for r in rows if r["question"] not in exclude]
-    return [{"prompt": r["question"], "response": r["answer"], "answer": r["true_answer"]} for r in fresh[:count]]
+    return [{"prompt": r["question"], "response": r["answer"], "answer": r["true_answer"]}
+            for r in fresh_problems(count, seed + 1000, exclude, draw=count * 2)]
 
 
 def evaluate(model_dir: str, problems: list[dict], max_new_tokens: int = 64) -> tuple[float, float]:
@@ -123,7 +118,8 @@ def curate_and_train(
     curated = run_select(ws, version.ref, CHAIN, budget=budget, model=str(proxy_dir),
                          out="demo-curated", params=params, seed=seed, progress=progress)
     dedup, quality, fisher, clean = curated.steps
-    near_planted, near_found = _near_duplicates_found(ws, version, curated.version)
+    pool = version.scan().select("id", "prompt", "response", "meta").collect()
+    near_planted, near_found = _near_duplicates_found(ws, pool, curated.version)
     say(f"dedup: {dedup.rows_in - dedup.rows_out} near-duplicates dropped, {near_found} of the "
         f"{near_planted} planted pairs found")
     say(f"perplexity: {quality.rows_in - quality.rows_out} least plausible rows dropped")
@@ -132,15 +128,14 @@ def curate_and_train(
     random = run_select(ws, version.ref, "random", budget=curated.version.rows, out="demo-random", seed=seed)
     say(f"random: {random.version.rows} problems, for comparison")
 
-    rates = {"pool": _corrupt_rate(version), "curated": _corrupt_rate(curated.version),
-             "random": _corrupt_rate(random.version)}
-    pool_questions = set(version.scan().select("prompt").collect()["prompt"].to_list())
-    problems = held_out_problems(held_out, seed, pool_questions)
-    accuracy, losses, models = {}, {}, {}
+    rates = {"pool": _corrupt_rate(pool), **{name: _corrupt_rate(r.version.scan().select("meta").collect())
+                                             for name, r in (("curated", curated), ("random", random))}}
+    problems = held_out_problems(held_out, seed, set(pool["prompt"].to_list()))
+    accuracy, losses = {}, {}
     config = {"steps": sft_steps, "lr": 1e-3, "batch_tokens": 4096, "warmup": max(1, sft_steps // 10), "seed": seed,
               "save_every": 0}
     for name, report in (("curated", curated), ("random", random)):
-        out = models[name] = ws.root / "demo" / f"sft-{name}-v{report.version.version}"
+        out = ws.root / "demo" / f"sft-{name}-v{report.version.version}"
         train_sft(str(proxy_dir), report.version, out, SFTConfig(**config),
                   progress=(lambda step, _m, name=name: progress(f"SFT on the {name} subset", step, sft_steps))
                   if progress else None)
@@ -150,4 +145,4 @@ def curate_and_train(
                                                                 "corrupt_rate": rates}, indent=2))
     return CurationReport(curated, random, near_planted, near_found, rates,
                           float(clean.stats["kept_fraction"]), len(problems), accuracy, losses,
-                          round(time.perf_counter() - start, 1), models)
+                          round(time.perf_counter() - start, 1))

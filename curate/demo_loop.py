@@ -55,12 +55,11 @@ def demo_loop_config(rounds: int, seed: int = 0) -> LoopConfig:
 
 def fresh_prompts(count: int, seed: int, exclude: set[str], difficulties: tuple[int, ...] = (1,)) -> list[dict]:
     """Demo problems of the given difficulties from another seed, none of whose questions is in `exclude`."""
-    from curate.demo import make_pool
+    from curate.demo import fresh_problems
 
-    rows = make_pool(count * 6, seed=seed + 2000, duplicate_rate=0.0, corrupt_rate=0.0, near_duplicate_rate=0.0)
-    fresh = [r for r in rows if r["difficulty"] in difficulties and r["question"] not in exclude]
     return [{"question": r["question"], "answer": r["true_answer"], "domain": r["domain"],
-             "difficulty": r["difficulty"]} for r in fresh[:count]]
+             "difficulty": r["difficulty"]}
+            for r in fresh_problems(count, seed + 2000, exclude, draw=count * 6, difficulties=difficulties)]
 
 
 def loop_rounds(

@@ -193,21 +193,18 @@ def _line_numbers(data: np.ndarray, newlines: np.ndarray, line_offset: int) -> n
 def _parse_jsonl_block(block, data: np.ndarray, name: str, count: int,
                        line_offset: int) -> tuple[pl.DataFrame, np.ndarray]:
     """The block's rows and their 1-based line numbers (`count`: lines in the block, blank ones included)."""
-    lines = None
     try:
         table = pjson.read_json(pa.BufferReader(pa.py_buffer(block)),
                                 read_options=pjson.ReadOptions(block_size=4 << 20))
         if data.max() >= 128:
             table.validate(full=True)  # pyarrow parses invalid UTF-8 without complaint
-        if table.num_rows == count:  # the usual case: one object on every line, none blank
-            return pl.from_arrow(table), np.arange(line_offset + 1, line_offset + count + 1)
-        lines = _line_numbers(data, np.flatnonzero(data == 10), line_offset)
-        if table.num_rows == len(lines):  # otherwise an object spans lines, or a line holds two
-            return pl.from_arrow(table), lines
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
-        pass  # find the line, or cope with mixed types, the slow way
-    if lines is None:
-        lines = _line_numbers(data, np.flatnonzero(data == 10), line_offset)
+        table = None  # find the line, or cope with mixed types, the slow way
+    if table is not None and table.num_rows == count:  # the usual case: one object on every line, none blank
+        return pl.from_arrow(table), np.arange(line_offset + 1, line_offset + count + 1)
+    lines = _line_numbers(data, np.flatnonzero(data == 10), line_offset)
+    if table is not None and table.num_rows == len(lines):  # otherwise an object spans lines, or a line holds two
+        return pl.from_arrow(table), lines
     block = bytes(block)
     _check_utf8(block, name, line_offset)
     records = []

@@ -48,6 +48,7 @@ ConfigOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result, no progress or tables.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
+TemplateOpt = Annotated[str, typer.Option(help="Prompt template: auto, chat or plain.")]
 
 
 def parse_key_values(items: list[str] | None, option: str) -> dict[str, str]:

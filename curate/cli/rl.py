@@ -10,7 +10,7 @@ import typer
 from curate.catalog.versions import resolve
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WorkspaceOpt
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (`proxy`: the dataset's proxy).")]
 RewardOpt = Annotated[str, typer.Option("--reward", "-r", help="math, exact, format, code, or module:function.")]
@@ -27,7 +27,7 @@ def rollouts_cmd(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     prompts_per_batch: Annotated[int, typer.Option(help="Prompts generated (and recorded) together.")] = 16,
     model_key: ModelKeyOpt = None,
-    template: Annotated[str, typer.Option(help="Prompt template: auto, chat or plain.")] = "auto",
+    template: TemplateOpt = "auto",
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
@@ -93,7 +93,7 @@ def loop_cmd(
     hi: Annotated[float, typer.Option(help="band: highest pass rate kept.")] = 0.9,
     target: Annotated[float, typer.Option(help="thompson: target pass rate.")] = 0.5,
     model_key: ModelKeyOpt = None,
-    template: Annotated[str, typer.Option(help="Prompt template: auto, chat or plain.")] = "auto",
+    template: TemplateOpt = "auto",
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,

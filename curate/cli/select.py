@@ -9,14 +9,13 @@ import typer
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, parse_key_values
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WorkspaceOpt, parse_key_values
 from curate.errors import BadUsage
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id; `proxy` trains (once) a small "
                                                                "model on the dataset itself.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="STEP.NAME=VALUE (or NAME=VALUE for every "
                                                                           "step that has it), e.g. fisher.dim=32.")]
-TemplateOpt = Annotated[str, typer.Option(help="Prompt template: auto, chat or plain.")]
 
 
 def _shortcuts(params: dict[str, str], **values) -> dict[str, str]:
