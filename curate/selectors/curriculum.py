@@ -103,7 +103,7 @@ def build_curriculum(
     if layout == "easy-to-hard":
         mean = view.alpha / (view.alpha + view.beta)
         order = seen[np.lexsort((tiebreak[seen], -mean[seen]))]
-        groups = [part for part in np.array_split(order, stages)]
+        groups = list(np.array_split(order, stages))
         ranges = [(float(view.pass_rate[g].min()), float(view.pass_rate[g].max())) if len(g) else (np.nan, np.nan)
                   for g in groups]
     else:
@@ -114,7 +114,7 @@ def build_curriculum(
             inside = seen[(rate[seen] >= lo) & (rate[seen] <= hi)]
             groups.append(inside[np.lexsort((tiebreak[inside], -rate[inside]))])
             ranges.append((lo, hi))
-    placed = np.unique(np.concatenate(groups)) if groups else np.array([], dtype=int)
+    placed = np.unique(np.concatenate(groups))
     report = CurriculumReport(source, key, layout, [], unseen=int(len(ids) - len(seen)),
                               unplaced=int(len(seen) - len(placed)))
     for index, (group, (lo, hi)) in enumerate(zip(groups, ranges), start=1):

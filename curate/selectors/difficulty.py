@@ -73,13 +73,19 @@ def resolve_model_key(ws: Workspace, ids: pl.Series, model_key: str | None) -> s
                    hint="pick one with --param difficulty.model_key=KEY")
 
 
-def ledger_view(ws: Workspace, ids: pl.Series, model_key: str) -> LedgerView:
+def ledger_columns(ws: Workspace, ids: pl.Series, model_key: str, columns: list[str]) -> pl.DataFrame:
+    """`prompt_stats` columns under `model_key`, one row per id in order (nulls where the ledger has none)."""
     with ws.catalog() as con:
         con.register("_ids", pl.DataFrame({"prompt_id": ids.cast(pl.String)}).with_row_index("_pos").to_arrow())
-        frame = query_frame(con, "SELECT _pos, attempts, successes, alpha, beta, zero_var_streak, last_group_mean "
-                                 "FROM _ids LEFT JOIN prompt_stats s ON s.prompt_id = _ids.prompt_id "
-                                 "AND s.model_key = ? ORDER BY _pos", [model_key])
+        frame = query_frame(con, f"SELECT _pos, {', '.join(columns)} FROM _ids LEFT JOIN prompt_stats s "
+                                 "ON s.prompt_id = _ids.prompt_id AND s.model_key = ? ORDER BY _pos", [model_key])
         con.unregister("_ids")
+    return frame
+
+
+def ledger_view(ws: Workspace, ids: pl.Series, model_key: str) -> LedgerView:
+    frame = ledger_columns(ws, ids, model_key, ["attempts", "successes", "alpha", "beta", "zero_var_streak",
+                                                "last_group_mean"])
 
     def col(name: str, fill: float) -> np.ndarray:
         return frame[name].cast(pl.Float64).fill_null(fill).to_numpy()
@@ -106,17 +112,16 @@ def pick_prompts(mode: str, view: LedgerView, budget: int | None, params: Curric
     n = len(view.ids)
     everyone = np.arange(n)
     if mode == "uniform":
-        order = rng.permutation(n)
-        return order[: budget if budget is not None else n], {}
+        return rng.permutation(n)[:budget], {}
     if mode == "band":
         inside = rules.band_mask(np.nan_to_num(view.pass_rate), view.attempts, params.lo, params.hi, params.keep_unseen)
         eligible = rng.permutation(np.flatnonzero(inside))
-        return eligible[: budget if budget is not None else len(eligible)], {"outside_band": everyone[~inside]}
+        return eligible[:budget], {"outside_band": everyone[~inside]}
     if mode == "greso":
         state = rules.GresoState(params.p_easy, params.p_hard)
         skipped = rules.greso_skip(view.streak, view.last_mean, state, params.floor, rng)
         eligible = rng.permutation(np.flatnonzero(~skipped))
-        return eligible[: budget if budget is not None else len(eligible)], {"greso_skip": everyone[skipped]}
+        return eligible[:budget], {"greso_skip": everyone[skipped]}
     if budget is None:
         raise BadUsage(f"difficulty mode {mode} needs a budget", hint="pass --budget N")
     if mode == "thompson":
@@ -167,15 +172,13 @@ class DifficultySelector(Selector):
             raise BadUsage(f"difficulty {self.mode}: only {len(order):,} prompts qualify, fewer than --budget {budget:,}",
                            hint=f"lower --budget to {len(order):,} or widen the band")
         drops = []
+        accounted = np.zeros(len(view.ids), dtype=bool)
+        accounted[order] = True
         for reason, positions in reasons.items():
+            accounted[positions] = True
             if len(positions):
                 drops.append(dropped_rows(view.ids.gather(positions), reason, _details(view, positions)))
-        chosen = np.zeros(len(view.ids), dtype=bool)
-        chosen[order] = True
-        flagged = np.zeros(len(view.ids), dtype=bool)
-        for positions in reasons.values():
-            flagged[positions] = True
-        rest = np.flatnonzero(~chosen & ~flagged)
+        rest = np.flatnonzero(~accounted)
         if len(rest):
             drops.append(dropped_rows(view.ids.gather(rest), BUDGET, _details(view, rest)))
         self.stats_ = {"model_key": self.model_key_, "mode": self.mode,

@@ -18,10 +18,9 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from curate.catalog.workspace import query_frame
 from curate.errors import BadUsage
 from curate.selectors.base import Selection, Selector, dropped_rows
-from curate.selectors.difficulty import resolve_model_key
+from curate.selectors.difficulty import ledger_columns, resolve_model_key
 
 
 class RolloutVarianceSelector(Selector):
@@ -40,12 +39,7 @@ class RolloutVarianceSelector(Selector):
             raise BadUsage(f"threshold must be >= 0, got {self.threshold}")
         self._prepare(pool)
         self.model_key_ = resolve_model_key(pool.ws, pool.ids, self.model_key)
-        with pool.ws.catalog() as con:
-            con.register("_ids", pl.DataFrame({"prompt_id": pool.ids}).with_row_index("_pos").to_arrow())
-            frame = query_frame(con, "SELECT _pos, attempts, reward_var, reward_mean FROM _ids LEFT JOIN prompt_stats s "
-                                     "ON s.prompt_id = _ids.prompt_id AND s.model_key = ? ORDER BY _pos",
-                                [self.model_key_])
-            con.unregister("_ids")
+        frame = ledger_columns(pool.ws, pool.ids, self.model_key_, ["attempts", "reward_var", "reward_mean"])
         self.attempts_ = frame["attempts"].fill_null(0).to_numpy()
         self.scores_ = np.sqrt(frame["reward_var"].cast(pl.Float64).fill_null(np.nan).to_numpy())
         self.mean_ = frame["reward_mean"].cast(pl.Float64).to_numpy()
