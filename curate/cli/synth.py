@@ -14,8 +14,6 @@ from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, parse_key_values
 from curate.errors import BadUsage
 
-RECIPES = ("self-instruct", "rejection", "gap-fill")
-
 
 def _warn(message: str) -> None:
     ui.err.print(Text("warning: ", style="bold yellow") + Text(message), soft_wrap=True)
@@ -115,7 +113,8 @@ def synth_cmd(
       curate synth --recipe gap-fill --dataset pool --model ./my-model --by domain -n 500
     """
     from curate.lm.backends import BackendOptions
-    from curate.synth.runner import SynthJob, synthesize_gap_fill, synthesize_rejection, synthesize_self_instruct
+    from curate.synth.runner import (RECIPES, SynthJob, synthesize_gap_fill, synthesize_rejection,
+                                     synthesize_self_instruct)
 
     if recipe not in RECIPES:
         raise BadUsage(f"--recipe {recipe!r} is not a recipe", hint="recipes: " + ", ".join(RECIPES))
@@ -128,6 +127,7 @@ def synth_cmd(
                    generator_license=generator_license, source_license=seeds_license, seed=seed)
     sampling = {key: value for key, value in (("temperature", temperature), ("top_p", top_p),
                                               ("max_new_tokens", max_new_tokens)) if value is not None}
+    shown = {"demos": demos} if demos is not None else {}  # the recipes' defaults differ
     selection = None
     with ui.progress(f"synth {recipe}", quiet=quiet) as update:
         progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}")
@@ -136,7 +136,7 @@ def synth_cmd(
 
             if seeds is None:
                 raise BadUsage("--recipe self-instruct needs --seeds FILE", hint="a JSON lines file of seed tasks")
-            extra = {"demos": demos} if demos is not None else {}
+            extra = dict(shown)
             if max_new_tokens is not None:
                 extra["instance_max_new_tokens"] = max_new_tokens
             settings = SelfInstructConfig(num_instructions=n if n is not None else 200, rouge_threshold=rouge_threshold,
@@ -158,11 +158,10 @@ def synth_cmd(
 
             if dataset is None:
                 raise BadUsage("--recipe gap-fill needs --dataset NAME")
-            extra = {"demos": demos} if demos is not None else {}
             settings = GapFillConfig(n=n if n is not None else 100, by=by, targets=_targets(target),
                                      bands=parse_bands(bands), model_key=model_key, responses=responses,
                                      rouge_threshold=rouge_threshold, max_requests=max_requests, select=select,
-                                     select_model=select_model, select_budget=select_budget, **extra, **sampling)
+                                     select_model=select_model, select_budget=select_budget, **shown, **sampling)
             result, selection = synthesize_gap_fill(ws, job, dataset, settings, progress, _warn)
     final = selection.version if selection is not None else result.version
     if quiet:

@@ -62,6 +62,10 @@ class GapFillConfig:
     select_model: str | None = None
     select_budget: str | None = None
 
+    @property
+    def skips_selection(self) -> bool:
+        return bool(self.select and self.select.strip().lower() == "none")
+
     def validate(self) -> None:
         if self.n < 1:
             raise BadUsage(f"-n must be at least 1, not {self.n}")
@@ -105,7 +109,7 @@ class GapFill:
         self.drops: list[Drop] = []
         self.stats: dict[str, Any] = {"candidates": 0, "requests": 0}
 
-    def run(self, name: str, license: str | None) -> tuple[SynthResult, GapPlan]:
+    def run(self, name: str, license: str | None) -> SynthResult:
         start = time.perf_counter()
         config = self.config
         gaps = plan(self.ctx.ws, self.source, config.by, config.n, dict(config.targets), config.bands, config.model_key)
@@ -128,9 +132,9 @@ class GapFill:
                        model_hash=self.ctx.provenance.identity.model_hash, seed=self.ctx.seed,
                        rows_in=self.stats["candidates"], duration_s=elapsed_since(start))
         version = commit_rows(self.ctx.ws, name, rows, self.drops, step, license)
-        return (SynthResult(version, "gap-fill", version.rows, step.drop_counts, cache.prompts, cache.hits,
-                            cache.generated, elapsed_since(start), self.ctx.provenance.license.warning,
-                            {**self.stats, "plan": gaps.as_dict()}), gaps)
+        return SynthResult(version, "gap-fill", version.rows, step.drop_counts, cache.prompts, cache.hits,
+                           cache.generated, elapsed_since(start), self.ctx.provenance.license.warning,
+                           {**self.stats, "plan": gaps.as_dict()})
 
     def _reference(self, gaps: GapPlan, group: Group) -> tuple[list[tuple[str, str]], RougeIndex]:
         frame = group_examples(self.ctx.ws, self.source, gaps, group).select("id", "prompt").collect()
@@ -231,25 +235,23 @@ def select_candidates(ws, candidates: DatasetVersion, source: DatasetVersion, co
     """Run the candidates through the source's selectors (or `config.select`); returns the report and strategies."""
     from curate.selectors.pipeline import run_select
 
-    if config.select and config.select.strip().lower() == "none":
+    if config.skips_selection:
         return None, []
     params: dict[str, Any] = {}
     if config.select:
         strategies = [s.strip() for s in config.select.split(",") if s.strip()]
         model = config.select_model or "proxy"
-        budget = config.select_budget
     else:
         steps = source_selection(ws, source)
         strategies = [s for s, _, _, _ in steps] or ["dedup"]
         model = config.select_model or next((m for _, _, _, m in steps if m), "proxy")
-        budget = config.select_budget
         for position, (_, step_params, fraction, _) in enumerate(steps, 1):
             for key, value in step_params.items():
                 params[f"{position}.{key}"] = value
             if fraction is not None:
                 params[f"{position}.budget"] = max(1, round(fraction * candidates.rows))
-    report = run_select(ws, candidates.ref, strategies, budget=budget, model=model, out=name, params=params,
-                        seed=seed, template=template)
+    report = run_select(ws, candidates.ref, strategies, budget=config.select_budget, model=model, out=name,
+                        params=params, seed=seed, template=template)
     return report, strategies
 
 
@@ -257,8 +259,8 @@ def run(ctx: SynthContext, source: DatasetVersion, config: GapFillConfig, name: 
         license: str | None) -> tuple[SynthResult, Any]:
     """Generate into NAME-candidates, then select into NAME (or generate into NAME with select none)."""
     config.validate()
-    skip = bool(config.select and config.select.strip().lower() == "none")
-    result, _ = GapFill(ctx, source, config).run(name if skip else f"{name}-candidates", license)
+    skip = config.skips_selection
+    result = GapFill(ctx, source, config).run(name if skip else f"{name}-candidates", license)
     if skip:
         return result, None
     report, strategies = select_candidates(ctx.ws, result.version, source, config, name, ctx.seed)

@@ -44,6 +44,7 @@ class GapPlan:
     model_key: str | None = None
     unprofiled: int = 0  # rows outside every group (no domain, or no ledger stats)
     notes: list[str] = field(default_factory=list)
+    rates: pl.DataFrame | None = field(default=None, repr=False, compare=False)  # difficulty: (id, pass_rate)
 
     def as_dict(self) -> dict:
         return {"by": self.by, "total_rows": self.total_rows, "model_key": self.model_key,
@@ -69,6 +70,11 @@ def parse_bands(edges: str | tuple[float, ...] | None) -> tuple[float, ...]:
         raise BadUsage(f"--bands {edges}: need at least two increasing pass rates within [0, 1]",
                        hint="e.g. --bands 0,0.1,0.9,1")
     return tuple(edges)
+
+
+def _in_band(lo: float, hi: float, last: bool) -> pl.Expr:
+    """[lo, hi), or [lo, hi] for the last band."""
+    return (pl.col("pass_rate") >= lo) & ((pl.col("pass_rate") <= hi) if last else (pl.col("pass_rate") < hi))
 
 
 def domain_counts(version: DatasetVersion) -> tuple[dict[str, int], int]:
@@ -149,11 +155,11 @@ def plan(ws: Workspace, version: DatasetVersion, by: str, n: int, targets: dict[
         shares = _shares(names, targets)
         groups = []
         for index, (lo, hi) in enumerate(pairwise(bands)):
-            last = index == len(bands) - 2
-            inside = (pl.col("pass_rate") >= lo) & ((pl.col("pass_rate") <= hi) if last else (pl.col("pass_rate") < hi))
             name = band_name(lo, hi)
+            inside = _in_band(lo, hi, index == len(bands) - 2)
             groups.append(Group(name, rates.filter(inside).height, shares[name], lo=lo, hi=hi))
-        result = GapPlan("difficulty", rates.height, groups, model_key=key, unprofiled=version.rows - rates.height)
+        result = GapPlan("difficulty", rates.height, groups, model_key=key, unprofiled=version.rows - rates.height,
+                         rates=rates)
     else:
         raise BadUsage(f"--by {by!r}: use domain or difficulty")
     allocate(result.groups, result.total_rows, n)  # shares sum to 1 and n > 0: some group always has a deficit
@@ -165,9 +171,7 @@ def group_examples(ws: Workspace, version: DatasetVersion, result: GapPlan, grou
     scan = version.scan().select("id", "prompt", "response", "answer", "domain")
     if result.by == "domain":
         return scan.filter(pl.col("domain") == group.name)
-    rates, _ = pass_rates(ws, version, result.model_key)
-    last = group.hi == result.groups[-1].hi
-    inside = (pl.col("pass_rate") >= group.lo) & ((pl.col("pass_rate") <= group.hi) if last
-                                                  else (pl.col("pass_rate") < group.hi))
+    rates = result.rates if result.rates is not None else pass_rates(ws, version, result.model_key)[0]
+    inside = _in_band(group.lo, group.hi, group.hi == result.groups[-1].hi)
     return scan.join(rates.filter(inside).lazy(), on="id", how="inner").select("id", "prompt", "response", "answer",
                                                                                 "domain")

@@ -202,20 +202,9 @@ class Rejection:
     def _chunk(self, rows: list[dict]) -> None:
         k = self.config.k
         results = self.ctx.backend.generate([_show(r["prompt"], self.config) for r in rows], k, self.sampling)
-        prompts, completions, columns = [], [], {"answer": [], "tests": [], "domain": [], "completion_ids": []}
-        for row, samples in zip(rows, results):
-            prompts += [row["prompt"]] * len(samples)
-            completions += _completions_for(row["prompt"], [c.text for c in samples])
-            for column in ("answer", "tests", "domain"):
-                columns[column] += [row[column]] * len(samples)
-            columns["completion_ids"] += [list(c.token_ids) for c in samples]
-        rewards = self.reward(prompts, completions, **columns) if completions else []
         rollouts: list[Rollout] = []
-        position = 0
         failed: list[dict] = []
-        for row, samples in zip(rows, results):
-            scores = rewards[position:position + len(samples)]
-            position += len(samples)
+        for row, samples, scores in zip(rows, results, self._score(rows, results)):
             tally = PromptTally(attempted=len(samples))
             for index, (sample, reward) in enumerate(zip(samples, scores)):
                 rollouts.append(Rollout(prompt_id=str(row["id"]), model_key=self.key, completion=sample.text,
@@ -230,6 +219,22 @@ class Rejection:
                                                               success_threshold=self.config.accept_threshold)
         if failed:
             self._rationalize(failed)
+
+    def _score(self, rows: list[dict], results: list[list]) -> list[list]:
+        """The verifier's scores of every row's samples (one call for all of them), one list per row."""
+        prompts, completions, columns = [], [], {"answer": [], "tests": [], "domain": [], "completion_ids": []}
+        for row, samples in zip(rows, results):
+            prompts += [row["prompt"]] * len(samples)
+            completions += _completions_for(row["prompt"], [c.text for c in samples])
+            for column in ("answer", "tests", "domain"):
+                columns[column] += [row[column]] * len(samples)
+            columns["completion_ids"] += [list(c.token_ids) for c in samples]
+        rewards = self.reward(prompts, completions, **columns) if completions else []
+        scores, position = [], 0
+        for samples in results:
+            scores.append(rewards[position:position + len(samples)])
+            position += len(samples)
+        return scores
 
     def _keep(self, row: dict, samples: list, scores: list, tally: PromptTally, rationalized: bool) -> None:
         config = self.config
@@ -279,22 +284,10 @@ class Rejection:
 
     def _rationalize(self, rows: list[dict]) -> None:
         """STaR: sample again with the answer as a hint; keep correct rationales under the original prompt."""
-        sampling = self.sampling
-        self.ctx.provenance.sampling["rationalization"] = sampling
+        self.ctx.provenance.sampling["rationalization"] = self.sampling
         hinted = [_hinted(r["prompt"], str(r["answer"]), self.config) for r in rows]
-        results = self.ctx.backend.generate(hinted, self.config.k, sampling)
-        prompts, completions, columns = [], [], {"answer": [], "tests": [], "domain": [], "completion_ids": []}
-        for row, samples in zip(rows, results):
-            prompts += [row["prompt"]] * len(samples)
-            completions += _completions_for(row["prompt"], [c.text for c in samples])
-            for column in ("answer", "tests", "domain"):
-                columns[column] += [row[column]] * len(samples)
-            columns["completion_ids"] += [list(c.token_ids) for c in samples]
-        rewards = self.reward(prompts, completions, **columns)
-        position = 0
-        for row, samples in zip(rows, results):
-            scores = rewards[position:position + len(samples)]
-            position += len(samples)
+        results = self.ctx.backend.generate(hinted, self.config.k, self.sampling)
+        for row, samples, scores in zip(rows, results, self._score(rows, results)):
             tally = PromptTally(attempted=len(samples))
             self._keep(row, samples, scores, tally, rationalized=True)
             self.totals["rationalized_prompts"] += 1

@@ -87,38 +87,40 @@ def synthesize_self_instruct(ws: Workspace, job: SynthJob, seeds: str | Path, co
         ctx.backend.cache.close()
 
 
+def _on_source(ws: Workspace, job: SynthJob, dataset: str, config: Any, progress: Callable[..., None] | None,
+               warn: Callable[[str], None] | None, backend: Any | None,
+               recipe: Callable[[SynthContext, Any, str], Any]) -> Any:
+    """`recipe(ctx, source, license)` over the catalog dataset `dataset`, the generation cache closed after."""
+    from curate.catalog.versions import resolve
+
+    source = resolve(ws, dataset)
+    ctx = open_context(ws, job, config, [source.ref, source.content_hash], progress, warn, backend, source.license)
+    try:
+        return recipe(ctx, source, dataset_license(job, ctx.provenance.license, source.license))
+    finally:
+        ctx.backend.cache.close()
+
+
 def synthesize_rejection(ws: Workspace, job: SynthJob, dataset: str, config: Any,
                          progress: Callable[..., None] | None = None, warn: Callable[[str], None] | None = None,
                          backend: Any | None = None, reward: Any = None) -> SynthResult:
-    from curate.catalog.versions import resolve
     from curate.synth import rejection
 
     config.validate()
-    source = resolve(ws, dataset)
     if reward is None:
         from curate.train.rewards import get_reward
 
         reward = get_reward(config.reward)
-    ctx = open_context(ws, job, config, [source.ref, source.content_hash], progress, warn, backend, source.license)
-    try:
-        return rejection.run(ctx, source, config, job.name or f"{source.name}-rejection",
-                             dataset_license(job, ctx.provenance.license, source.license), reward=reward)
-    finally:
-        ctx.backend.cache.close()
+    return _on_source(ws, job, dataset, config, progress, warn, backend, lambda ctx, source, license: rejection.run(
+        ctx, source, config, job.name or f"{source.name}-rejection", license, reward=reward))
 
 
 def synthesize_gap_fill(ws: Workspace, job: SynthJob, dataset: str, config: Any,
                         progress: Callable[..., None] | None = None, warn: Callable[[str], None] | None = None,
                         backend: Any | None = None) -> tuple[SynthResult, Any]:
     """Returns the synth result (the candidates version) and the selection report (None with --select none)."""
-    from curate.catalog.versions import resolve
     from curate.synth import gap_fill
 
     config.validate()
-    source = resolve(ws, dataset)
-    ctx = open_context(ws, job, config, [source.ref, source.content_hash], progress, warn, backend, source.license)
-    try:
-        return gap_fill.run(ctx, source, config, job.name or f"{source.name}-gapfill",
-                            dataset_license(job, ctx.provenance.license, source.license))
-    finally:
-        ctx.backend.cache.close()
+    return _on_source(ws, job, dataset, config, progress, warn, backend, lambda ctx, source, license: gap_fill.run(
+        ctx, source, config, job.name or f"{source.name}-gapfill", license))

@@ -10,6 +10,7 @@ run over a whole pool); `commit_rows` does the same for rows a recipe already ho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import xxhash
 
 from curate.catalog.ids import content_id
 from curate.catalog.schema import CANONICAL_COLUMNS, MESSAGES
-from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, StagedShards, commit_version
+from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, commit_version
 from curate.catalog.workspace import Workspace
 from curate.errors import CurateError
 
@@ -137,8 +137,7 @@ class RowSink:
         if self.rows == 0:  # one empty shard keeps the canonical schema readable
             empty = _frame([], prompt_type)
             empty.write_parquet(self.folder / "part-00000.parquet")
-            staged = StagedShards(self.folder, 0, 1, xxhash.xxh3_128().hexdigest(),
-                                  {k: str(v) for k, v in empty.schema.items()})
+            staged = dataclasses.replace(staged, shards=1, schema={k: str(v) for k, v in empty.schema.items()})
         step.rows_out = staged.rows
         step.drop_counts = counts
         drops = pl.concat(self.drops) if self.drops else None
