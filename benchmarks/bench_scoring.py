@@ -8,7 +8,9 @@ Both sides run in this process on the same examples with the same float32 model:
   LM head only on response positions).
 
 Prints one JSON line per result: throughput (tokens/s for both and the ratio curate/baseline),
-agreement of the two sets of log-probs (max abs diff), and peak RSS.
+agreement of the two sets of log-probs (max abs diff), peak RSS, and the attention floor:
+PyTorch's fused causal attention alone on curate's batch shapes, every layer, which no
+batching can remove; baseline time / that floor bounds the ratio any batching can reach here.
 
     python benchmarks/bench_scoring.py --limit 2000
 """
@@ -73,6 +75,30 @@ def curate_scoring(lm, prompts: list[str], responses: list[str], token_budget: i
     return out, sum(len(item) for item in items)
 
 
+def attention_floor(lm, items, token_budget: int, repeat: int) -> float:
+    """Seconds of causal SDPA alone over curate's batches (random q, k, v of the model's shapes)."""
+    import torch
+    import torch.nn.functional as F
+
+    from curate.lm.batching import pack
+
+    config = lm.model.config
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    lengths = [len(item) for item in items]
+    shapes = [(len(batch), max(lengths[i] for i in batch)) for batch in pack(lengths, token_budget)]
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for size, width in shapes:
+                q, k, v = (torch.randn(size, heads, width, head_dim) for _ in range(3))
+                for _ in range(config.num_hidden_layers):
+                    F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K-style JSONL (question, answer)")
@@ -131,6 +157,15 @@ def main(argv: list[str] | None = None) -> int:
          baseline_s=round(theirs_s, 3), curate_s=round(ours_s, 3), **setup)
     emit(result="logprob_agreement", max_abs_diff=max_diff, shapes_match=shapes_match,
          response_tokens=int(sum(a.size for a in ours)), ok=bool(shapes_match and max_diff <= 1e-4), **setup)
+    from curate.lm.templates import encode_pairs
+
+    floor_s = attention_floor(lm, encode_pairs(prompts, responses, lm.tokenizer, template="plain"),
+                              args.token_budget, args.repeat)
+    emit(result="attention_floor", unit="s", attention_s=round(floor_s, 3), baseline_s=round(theirs_s, 3),
+         curate_s=round(ours_s, 3), attention_share_of_curate=round(floor_s / ours_s, 2),
+         ratio_bound=round(theirs_s / floor_s, 2),
+         note="causal SDPA alone on curate's batch shapes (includes random q/k/v creation); "
+              "no batching can beat baseline_s / attention_s", **setup)
     emit(result="peak_rss", unit="MB", after_curate=round(rss_after_curate, 1),
          after_baseline=round(rss_after_baseline, 1), note="ru_maxrss of the process after each side (curate runs first)", **setup)
     return 0
