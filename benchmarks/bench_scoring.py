@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K-style JSONL (question, answer)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a local model folder")
     parser.add_argument("--limit", type=int, default=2000, help="rows to score")
-    parser.add_argument("--token-budget", type=int, default=16_384, help="curate's tokens per batch")
+    parser.add_argument("--token-budget", type=int, default=None,
+                        help="curate's tokens per batch (default: curate's default for the device)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per side; the best time is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -119,10 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from curate.lm.loading import load
+    from curate.lm.scoring import default_token_budget
 
     if args.threads:
         torch.set_num_threads(args.threads)
     lm = load(str(args.model), dtype="float32", device="cpu")
+    args.token_budget = args.token_budget or default_token_budget(lm)
     rows = read_rows(args.data, args.limit)
     prompts = [r["question"] for r in rows]
     responses = [r["answer"] for r in rows]

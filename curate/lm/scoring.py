@@ -18,8 +18,13 @@ from curate.lm.batching import map_bucketed
 from curate.lm.loading import LM
 from curate.lm.templates import Encoded
 
-DEFAULT_TOKEN_BUDGET = 16_384
+CPU_TOKEN_BUDGET = 4_096  # larger batches spill the CPU caches: slower per token (docs/decisions.md)
+ACCELERATOR_TOKEN_BUDGET = 16_384
 LOGIT_ELEMENTS = 1 << 25  # logits computed at once: 32M floats, 128 MB
+
+
+def default_token_budget(lm: LM) -> int:
+    return CPU_TOKEN_BUDGET if lm.device.type == "cpu" else ACCELERATOR_TOKEN_BUDGET
 
 
 def _decoder(model):
@@ -92,10 +97,11 @@ def _logprob_batch(lm: LM, batch: list[Encoded]) -> list[np.ndarray]:
 
 
 def token_logprobs(
-    lm: LM, items: Iterable[Encoded], token_budget: int = DEFAULT_TOKEN_BUDGET, window: int = 4096
+    lm: LM, items: Iterable[Encoded], token_budget: int | None = None, window: int = 4096
 ) -> Iterator[np.ndarray]:
     """log p(response token | prompt, earlier response tokens), one float32 array per item, in input order."""
-    return map_bucketed(items, len, lambda batch: _logprob_batch(lm, batch), token_budget, window)
+    budget = token_budget or default_token_budget(lm)
+    return map_bucketed(items, len, lambda batch: _logprob_batch(lm, batch), budget, window)
 
 
 @torch.inference_mode()
@@ -118,7 +124,7 @@ def hidden_states(
     items: Iterable[Encoded],
     positions: str = "response",
     pool: str | None = None,
-    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    token_budget: int | None = None,
     window: int = 4096,
 ) -> Iterator[np.ndarray]:
     """Last-layer (pre-logit) hidden states, in input order.
@@ -130,4 +136,5 @@ def hidden_states(
         raise ValueError(f"positions must be 'response' or 'all', not {positions!r}")
     if pool not in (None, "mean", "last"):
         raise ValueError(f"pool must be None, 'mean' or 'last', not {pool!r}")
-    return map_bucketed(items, len, lambda batch: _hidden_batch(lm, batch, positions, pool), token_budget, window)
+    budget = token_budget or default_token_budget(lm)
+    return map_bucketed(items, len, lambda batch: _hidden_batch(lm, batch, positions, pool), budget, window)
