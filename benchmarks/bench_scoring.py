@@ -53,15 +53,16 @@ def baseline(model, tokenizer, prompts: list[str], responses: list[str]):
     import torch
 
     out, tokens = [], 0
+    device = model.device
     with torch.no_grad():
         for prompt, response in zip(prompts, responses):
             prompt_ids = tokenizer(prompt + "\n")["input_ids"]
             response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            ids = torch.tensor([prompt_ids + response_ids])
+            ids = torch.tensor([prompt_ids + response_ids], device=device)
             logprobs = model(ids).logits.float().log_softmax(-1)[0]
             start = len(prompt_ids) - 1
-            picked = logprobs[start:start + len(response_ids)].gather(-1, torch.tensor(response_ids)[:, None])
-            out.append(picked.squeeze(-1).numpy())
+            picked = logprobs[start:start + len(response_ids)].gather(-1, torch.tensor(response_ids, device=device)[:, None])
+            out.append(picked.squeeze(-1).cpu().numpy())
             tokens += ids.shape[1]
     return out, tokens
 
@@ -92,9 +93,11 @@ def attention_floor(lm, items, token_budget: int, repeat: int) -> float:
         for _ in range(repeat):
             start = time.perf_counter()
             for size, width in shapes:
-                q, k, v = (torch.randn(size, heads, width, head_dim) for _ in range(3))
+                q, k, v = (torch.randn(size, heads, width, head_dim, device=lm.device) for _ in range(3))
                 for _ in range(config.num_hidden_layers):
                     F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            if lm.device.type == "cuda":
+                torch.cuda.synchronize()
             best = min(best, time.perf_counter() - start)
     return best
 
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-budget", type=int, default=None,
                         help="curate's tokens per batch (default: curate's default for the device)")
     parser.add_argument("--repeat", type=int, default=2, help="runs per side; the best time is reported")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the claim is measured on cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
 
@@ -124,12 +128,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    lm = load(str(args.model), dtype="float32", device="cpu")
+    lm = load(str(args.model), dtype="float32", device=args.device)
     args.token_budget = args.token_budget or default_token_budget(lm)
     rows = read_rows(args.data, args.limit)
     prompts = [r["question"] for r in rows]
     responses = [r["answer"] for r in rows]
-    setup = dict(rows=len(rows), model=args.model.name, device="cpu", dtype="float32",
+    setup = dict(rows=len(rows), model=args.model.name, device=str(lm.device), dtype="float32",
                  threads=torch.get_num_threads(), token_budget=args.token_budget)
 
     # Warm up both paths on a few rows (first-call allocations, kernel selection).
