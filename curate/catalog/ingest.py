@@ -227,7 +227,8 @@ def _meta_hash() -> pl.Expr:
 
 def _duplicate_drops(dups: pl.DataFrame, seen: pl.DataFrame, chunk: Chunk) -> pl.DataFrame:
     """Drop rows for exact duplicates; a copy whose meta differs keeps that meta in the detail."""
-    dups = dups.with_columns(_meta_hash().alias("_dup_mh")).join(seen, on="_cid", how="left")
+    kept = seen.filter(pl.col("_cid").is_in(dups["_cid"].implode()))  # join against a few rows, not all seen
+    dups = dups.with_columns(_meta_hash().alias("_dup_mh")).join(kept, on="_cid", how="left")
     rows = _drop_rows(dups, "duplicate", chunk)
     differs = (dups["_dup_mh"] != dups["_mh"]).fill_null(True)
     return rows.with_columns(
