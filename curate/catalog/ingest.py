@@ -88,14 +88,15 @@ def ingest(
                 drop_frames.append(_drop_rows(bad, "missing_prompt", chunk))
                 frame = frame.filter(_has_prompt(shape.prompt_type))
             # Probe what was seen with this chunk's keys (a hash set of the chunk, not of all that was seen).
-            seen_here = seen["_cid"].filter(seen["_cid"].is_in(frame["_cid"].implode()))
-            first_copy = frame["_cid"].is_first_distinct() & ~frame["_cid"].is_in(seen_here.implode())
+            seen_here = seen.filter(pl.col("_cid").is_in(frame["_cid"].implode()))
+            first_copy = frame["_cid"].is_first_distinct() & ~frame["_cid"].is_in(seen_here["_cid"].implode())
             dups = frame.filter(~first_copy)
             frame = frame.filter(first_copy)
-            seen = pl.concat([seen, frame.select("_cid", _meta_hash())])
+            kept_here = frame.select("_cid", _meta_hash())
+            seen = pl.concat([seen, kept_here])
             if dups.height:
                 duplicates += dups.height
-                drop_frames.append(_duplicate_drops(dups, seen, chunk))
+                drop_frames.append(_duplicate_drops(dups, pl.concat([seen_here, kept_here]), chunk))
             if "_user_id" in frame.columns:
                 seen_user = _check_user_ids(frame, seen_user, chunk)
             writer.write(frame.select(CANONICAL_COLUMNS))
@@ -225,9 +226,11 @@ def _meta_hash() -> pl.Expr:
     return pl.col("meta").nchash.xxh3_64().alias("_mh")
 
 
-def _duplicate_drops(dups: pl.DataFrame, seen: pl.DataFrame, chunk: Chunk) -> pl.DataFrame:
-    """Drop rows for exact duplicates; a copy whose meta differs keeps that meta in the detail."""
-    kept = seen.filter(pl.col("_cid").is_in(dups["_cid"].implode()))  # join against a few rows, not all seen
+def _duplicate_drops(dups: pl.DataFrame, kept: pl.DataFrame, chunk: Chunk) -> pl.DataFrame:
+    """Drop rows for exact duplicates; a copy whose meta differs keeps that meta in the detail.
+
+    `kept`: the kept copies (`_cid`, `_mh`) this chunk's rows can match, not everything seen."""
+    kept = kept.filter(pl.col("_cid").is_in(dups["_cid"].implode()))
     dups = dups.with_columns(_meta_hash().alias("_dup_mh")).join(kept, on="_cid", how="left")
     rows = _drop_rows(dups, "duplicate", chunk)
     differs = (dups["_dup_mh"] != dups["_mh"]).fill_null(True)
