@@ -73,10 +73,10 @@ def curate_scoring(lm, prompts: list[str], responses: list[str], token_budget: i
 
     items = encode_pairs(prompts, responses, lm.tokenizer, template="plain")
     out = list(token_logprobs(lm, items, token_budget=token_budget))
-    return out, sum(len(item) for item in items)
+    return out, [len(item) for item in items]
 
 
-def attention_floor(lm, items, token_budget: int, repeat: int) -> float:
+def attention_floor(lm, lengths: list[int], token_budget: int, repeat: int) -> float:
     """Seconds of causal SDPA alone over curate's batches (random q, k, v of the model's shapes)."""
     import torch
     import torch.nn.functional as F
@@ -86,7 +86,6 @@ def attention_floor(lm, items, token_budget: int, repeat: int) -> float:
     config = lm.model.config
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    lengths = [len(item) for item in items]
     shapes = [(len(batch), max(lengths[i] for i in batch)) for batch in pack(lengths, token_budget)]
     best = float("inf")
     with torch.inference_mode():
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_s = theirs_s = float("inf")
     for _ in range(args.repeat):
         start = time.perf_counter()
-        ours, ours_tokens = curate_scoring(lm, prompts, responses, args.token_budget)
+        ours, lengths = curate_scoring(lm, prompts, responses, args.token_budget)
         ours_s = min(ours_s, time.perf_counter() - start)
         rss_after_curate = peak_rss_mb()
 
@@ -154,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_after_baseline = peak_rss_mb()
     setup["timing"] = f"best of {args.repeat} alternating runs per side"
 
+    ours_tokens = sum(lengths)
     assert ours_tokens == theirs_tokens, "the two sides tokenized differently"
     shapes_match = all(a.shape == b.shape for a, b in zip(ours, theirs))
     max_diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs) if a.size) if shapes_match else None
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
          baseline_s=round(theirs_s, 3), curate_s=round(ours_s, 3), **setup)
     emit(result="logprob_agreement", max_abs_diff=max_diff, shapes_match=shapes_match,
          response_tokens=int(sum(a.size for a in ours)), ok=bool(shapes_match and max_diff <= 1e-4), **setup)
-    from curate.lm.templates import encode_pairs
-
-    floor_s = attention_floor(lm, encode_pairs(prompts, responses, lm.tokenizer, template="plain"),
-                              args.token_budget, args.repeat)
+    floor_s = attention_floor(lm, lengths, args.token_budget, args.repeat)
     emit(result="attention_floor", unit="s", attention_s=round(floor_s, 3), baseline_s=round(theirs_s, 3),
          curate_s=round(ours_s, 3), attention_share_of_curate=round(floor_s / ours_s, 2),
          ratio_bound=round(theirs_s / floor_s, 2),
