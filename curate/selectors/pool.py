@@ -180,14 +180,15 @@ class Pool:
         if path not in self.shared.models:
             from curate.lm.loading import load
 
-            self.shared.models[path] = load(path, dtype="float32" if not _has_cuda() else "auto")
+            cache = self.ws.models_dir if self.ws is not None else None  # where a .gguf file is dequantised once
+            self.shared.models[path] = load(path, dtype="float32" if not _has_cuda() else "auto", cache_dir=cache)
         return self.shared.models[path]
 
     def model_hash(self, spec: str | None = None) -> str:
-        """The model's identity, without loading it when it is a local folder."""
+        """The model's identity, without loading it when it is a local folder or GGUF file."""
         path = self.model_path(spec)
         folder = Path(path).expanduser()
-        if folder.is_dir():
+        if folder.is_dir() or folder.is_file() and folder.suffix.lower() == ".gguf":
             from curate.lm.loading import fingerprint
 
             return fingerprint(folder)
