@@ -158,7 +158,8 @@ class Pool:
 
     # -- models ----------------------------------------------------------------------------
     def model_path(self, spec: str | None = None) -> str:
-        """What `spec` (default: the pool's model) names: "proxy" becomes the dataset's cached proxy."""
+        """What `spec` (default: the pool's model) names: "proxy" becomes the dataset's cached proxy, a `.gguf`
+        file in a workspace the folder it is dequantised into once (so the SFT of token cleaning opens it too)."""
         spec = spec or self.model
         if spec not in self.shared.model_paths:
             if spec == "proxy":
@@ -169,6 +170,11 @@ class Pool:
 
                 resolved = resolve_model(self.ws, self.version, "proxy",
                                          progress=lambda step, loss: self.say("training the proxy model", step, None))
+            elif self.ws is not None and spec.lower().endswith(".gguf"):
+                from curate.lm.gguf_cache import cached_folder
+
+                self.say("dequantising the GGUF model once", 0, None)
+                resolved = str(cached_folder(Path(spec).expanduser(), self.ws.models_dir)[0])
             else:
                 resolved = spec
             self.shared.model_paths[spec] = resolved
@@ -180,8 +186,7 @@ class Pool:
         if path not in self.shared.models:
             from curate.lm.loading import load
 
-            cache = self.ws.models_dir if self.ws is not None else None  # where a .gguf file is dequantised once
-            self.shared.models[path] = load(path, dtype="float32" if not _has_cuda() else "auto", cache_dir=cache)
+            self.shared.models[path] = load(path, dtype="float32" if not _has_cuda() else "auto")
         return self.shared.models[path]
 
     def model_hash(self, spec: str | None = None) -> str:

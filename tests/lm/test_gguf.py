@@ -34,10 +34,12 @@ def tiny_gguf(tmp_path_factory) -> tuple[object, Path]:
 
 
 def no_conversion(monkeypatch) -> None:
+    """From here on the GGUF file must not be read again: neither converted nor dequantised uncached."""
     def refuse(*args, **kwargs):
-        raise AssertionError("converted the GGUF file again instead of using the cache")
+        raise AssertionError("read the GGUF file again instead of using the cache")
 
     monkeypatch.setattr(gguf_cache, "convert", refuse)
+    monkeypatch.setattr(gguf_cache, "read", refuse)
 
 
 def logits(model, text: str) -> torch.Tensor:
@@ -131,7 +133,8 @@ def test_a_crash_mid_conversion_leaves_no_half_folder(tiny_gguf, tmp_path, monke
 
 
 def test_gguf_everywhere_a_model_is_accepted(tiny_gguf, tmp_path, capsys, monkeypatch):
-    """select, score, train sft, rollouts and synth with `--model x.gguf`: one conversion for all of them."""
+    """select, score, token cleaning (which trains from the model), train sft, rollouts and synth with
+    `--model x.gguf`: one conversion for all of them."""
     from curate.cli.app import main
     from tests.conftest import write_jsonl
 
@@ -151,6 +154,8 @@ def test_gguf_everywhere_a_model_is_accepted(tiny_gguf, tmp_path, capsys, monkey
                                                      *model)
     no_conversion(monkeypatch)  # from here on the workspace's cached folder serves every command
     assert "ifd scores of pool@v1" in curate("score", "pool", "--scorer", "ifd", *model)
+    curate("select", "pool", "--strategy", "token-clean", *model, "--param", "token-clean.steps=1",
+           "--param", "token-clean.warmup_rows=2", "--param", "token-clean.batch_tokens=512")
     curate("train", "sft", "pool", *model, "--out", str(tmp_path / "sft"), "--steps", "2", "--batch-tokens", "256")
     assert (tmp_path / "sft" / "model.safetensors").exists()
     curate("rollouts", "pool", *model, "-k", "2", "--max-completion-length", "4")
