@@ -22,10 +22,11 @@ One JSON line per seed and per method, then a summary line.
 
 With a real LM: `--model` may be a GGUF file (dequantised once into WORKDIR/models), and
 `--warm-steps 0` uses it as the base as it is (an instruct model needs no warm-up to know the
-format). What docs/selectors.md reports for SmolLM2-135M-Instruct on CPU:
+format). What docs/selectors.md reports for SmolLM2-135M-Instruct on CPU (small: 2 shared cores
+train a 135M model at a few hundred tokens a second):
 
     python benchmarks/bench_token_clean.py --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
-        --warm-steps 0 --ref-rows 400 --ref-steps 30 --pool-rows 300 --held-out 100 --steps 20 \
+        --warm-steps 0 --ref-rows 200 --ref-steps 15 --pool-rows 200 --held-out 60 --steps 10 \
         --lr 1e-4 --batch-tokens 2048 --seeds 3
 """
 

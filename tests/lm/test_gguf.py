@@ -42,6 +42,20 @@ def no_conversion(monkeypatch) -> None:
     monkeypatch.setattr(gguf_cache, "read", refuse)
 
 
+def cli(capsys, ws: Path):
+    """`curate ARGS --workspace ws` in this process; asserts exit code 0 and returns stdout."""
+    from curate.cli.app import main
+
+    def run(*args: str) -> str:
+        with pytest.raises(SystemExit) as exited:
+            main([*args, "--workspace", str(ws)])
+        out, err = capsys.readouterr()
+        assert exited.value.code == 0, out + err
+        return out
+
+    return run
+
+
 def logits(model, text: str) -> torch.Tensor:
     with torch.no_grad():
         return model(torch.tensor([byte_tokenizer.byte_ids(text)])).logits
@@ -135,18 +149,11 @@ def test_a_crash_mid_conversion_leaves_no_half_folder(tiny_gguf, tmp_path, monke
 def test_gguf_everywhere_a_model_is_accepted(tiny_gguf, tmp_path, capsys, monkeypatch):
     """select, score, token cleaning (which trains from the model), train sft, rollouts and synth with
     `--model x.gguf`: one conversion for all of them."""
-    from curate.cli.app import main
     from tests.conftest import write_jsonl
-
-    def curate(*args: str) -> str:
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--workspace", str(ws)])
-        out, err = capsys.readouterr()
-        assert exited.value.code == 0, out + err
-        return out
 
     _, path = tiny_gguf
     ws = tmp_path / "ws"
+    curate = cli(capsys, ws)
     rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(1, 9)]
     curate("ingest", str(write_jsonl(tmp_path / "pool.jsonl", rows)), "--name", "pool")
     model = ["--model", str(path)]
@@ -201,20 +208,13 @@ def test_smollm2_gguf_loads_from_the_cache_as_a_working_instruct_model(smollm_ca
 def test_smollm2_gguf_from_the_command_line(smollm_cache, tmp_path, capsys, monkeypatch):
     """`select --model x.gguf` and `train sft --model x.gguf` on a few rows; the workspace's models/ holds
     the converted folder (linked to the module's cache: the conversion itself is tested above)."""
-    from curate.cli.app import main
     from tests.conftest import write_jsonl
 
     path, cache = smollm_cache
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "models").symlink_to(cache, target_is_directory=True)
-
-    def curate(*args: str) -> str:
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--workspace", str(ws)])
-        out, err = capsys.readouterr()
-        assert exited.value.code == 0, out + err
-        return out
+    curate = cli(capsys, ws)
 
     rows = [{"instruction": f"Name a colour number {i}.", "output": ["Red.", "Blue.", "Green.", "Teal."][i % 4]}
             for i in range(6)]
