@@ -122,6 +122,19 @@ def get_reward(spec: str) -> RewardFunc:
     return func
 
 
+def reward_spec_name(spec: str | RewardFunc) -> str:
+    """How a reward is named in ledger keys: its `--reward` spelling, a built-in's name, or module:qualname."""
+    if isinstance(spec, str):
+        return spec.strip()
+    for name in ("math", "exact", "format"):
+        if spec is BUILTINS[name]():
+            return name
+    module, qualname = getattr(spec, "__module__", None), getattr(spec, "__qualname__", None)
+    if module and qualname:
+        return f"{module}:{qualname}"
+    return getattr(spec, "name", None) or f"{type(spec).__module__}:{type(spec).__qualname__}"
+
+
 def reward_name(func: RewardFunc) -> str:
     return getattr(func, "__name__", None) or getattr(func, "name", None) or type(func).__name__
 
