@@ -113,3 +113,17 @@ def test_a_raw_test_column_is_read_when_there_is_no_tests_column():
     out = CodeReward(limits=FAST)([PROMPT] * 2, [CANONICAL, WRONG[1]], test=[TEST] * 2,
                                   entry_point=["below_zero"] * 2)
     assert out == [1.0, 0.0]
+
+
+def test_humaneval_rows_ingested_then_scored_through_the_training_columns(ws, tmp_path):
+    """Ingest keeps entry_point in meta; the rows trainers read carry meta to the reward."""
+    from curate.catalog.ingest import IngestOptions, ingest
+    from curate.train.data import PROMPT_COLUMNS, iter_rows
+    from tests.conftest import write_jsonl
+
+    version = ingest(ws, str(write_jsonl(tmp_path / "he.jsonl", [ROW])), IngestOptions(name="he")).version
+    (row,) = list(iter_rows(version, PROMPT_COLUMNS))
+    completions = [row["response"], *WRONG]
+    columns = {k: [row[k]] * len(completions) for k in row if k != "prompt"}
+    reward = CodeReward(limits=FAST)
+    assert reward([row["prompt"]] * len(completions), completions, **columns) == [1.0, 0.0, 0.0, 0.0]
