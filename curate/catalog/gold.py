@@ -9,8 +9,9 @@ What counts: the whole answer is one number (thousands separators, a decimal par
 sign, or a fraction `a/b`), optionally after a currency sign, optionally followed by `%`
 and by a unit: words in parentheses, or a run of letters (`cm`, `square feet`, `km/h`).
 Anything else is left as it is: two numbers (`25 (pens); 15 (pencils)`), a ratio
-(`2:3`), LaTeX (`\\frac{\\sqrt{3}}{2}`), or a number times a symbol (`2 pi`, `3 x`: a bare
-one-letter "unit" other than m, g, s, l, h is read as a symbol, not a unit).
+(`2:3`), LaTeX (`\\frac{\\sqrt{3}}{2}`), a number times a symbol (`2 pi`, `3 x`: a bare
+one-letter "unit" other than m, g, s, l, h is read as a symbol, not a unit), or a number with
+a scale word (`1.5 million`, `2 dozen`), which the bare number would misstate.
 
 The same pattern serves the Python side (`curate.train.answers.reference_number`), so a
 reward scores a reference that was ingested before this rule, or never ingested, alike.
@@ -31,10 +32,17 @@ GOLD_PATTERN = (rf"^\s*(?:[$£€¥₹]\s*)?({NUMBER})\s*%?\s*"
 GOLD_RE = re.compile(GOLD_PATTERN)
 SYMBOLS = ("pi", "π")  # `2 pi` is a number times a symbol, not 2 in some unit
 UNIT_LETTERS = ("m", "g", "s", "l", "h")  # one-letter units; other single letters are variables
+SCALES = ("hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion", "billions",
+          "trillion", "trillions", "dozen", "dozens")  # `1.5 million` is not 1.5
 MINUS = "\u2212"
 
 
-def _unit_is_symbol(unit: str) -> bool:
+def _first_word(unit: str) -> str:
+    return re.match(r"[a-z]*", unit.strip(" .").lower()).group(0)
+
+
+def _is_symbol(unit: str) -> bool:
+    """`pi`, or one letter that is not a unit (`x`): the number times a symbol, not a quantity."""
     unit = unit.strip(" .").lower()
     return unit in SYMBOLS or (len(unit) == 1 and unit not in UNIT_LETTERS)
 
@@ -52,7 +60,9 @@ def normalise_gold(text: str | None) -> str | None:
     if match is None:
         return None
     number, bracketed, bare = match.groups()
-    if bare is not None and _unit_is_symbol(bare):
+    if bare is not None and (_is_symbol(bare) or _first_word(bare) in SCALES):
+        return None
+    if bracketed is not None and _first_word(bracketed) in SCALES:
         return None
     return _clean_number(number)
 
@@ -62,9 +72,13 @@ def normalise_gold_expr(answer: pl.Expr) -> pl.Expr:
     groups = answer.str.replace_all(MINUS, "-", literal=True).str.extract_groups(GOLD_PATTERN)
     number = groups.struct.field("1")
     bare = groups.struct.field("3").str.strip_chars(" .").str.to_lowercase()
+    bracketed = groups.struct.field("2").str.strip_chars(" .").str.to_lowercase()
     symbol = bare.is_in(list(SYMBOLS)) | ((bare.str.len_chars() == 1) & ~bare.is_in(list(UNIT_LETTERS)))
+    scaled = (bare.str.extract(r"^([a-z]*)", 1).is_in(list(SCALES)).fill_null(False)
+              | bracketed.str.extract(r"^([a-z]*)", 1).is_in(list(SCALES)).fill_null(False))
     clean = number.str.replace_all(r"[\s,]", "")
-    return pl.when(number.is_null() | symbol.fill_null(False)).then(answer).otherwise(clean)  # keeps answer's name
+    keep = number.is_null() | symbol.fill_null(False) | scaled
+    return pl.when(keep).then(answer).otherwise(clean)  # `then(answer)` first: the result keeps answer's name
 
 
 def add_json_field(meta: pl.Expr, key: str, value: pl.Expr) -> pl.Expr:

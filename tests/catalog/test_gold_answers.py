@@ -19,7 +19,7 @@ CASES = [  # (gold as written, normalised; None = left as it is)
     ("60 km/h", "60"), ("0.5 (hours).", "0.5"), ("3 / 4 cup", "3/4"), ("7 m", "7"), ("45 °C", "45"),
     ("2 pi", None), ("3 x", None), ("25 (pens); 15 (pencils)", None), ("2:3", None),
     ("\\frac{\\sqrt{3}}{2}", None), ("1 200", None), ("4 (hours) 30 (minutes)", None), ("Paris", None),
-    ("", None),
+    ("", None), ("1.5 million", None), ("2 dozen eggs", None), ("3 (thousand)", None), ("5 (x)", "5"),
 ]
 
 
