@@ -16,6 +16,7 @@ import polars as pl
 
 import polars_hash  # noqa: F401  (nchash namespace)
 
+from curate.catalog.gold import normalise_answers
 from curate.catalog.ids import content_digest_expr, digest_key
 from curate.catalog.readers import Chunk, open_source
 from curate.catalog.schema import CANONICAL_COLUMNS, MESSAGES
@@ -48,6 +49,7 @@ class IngestReport:
     duplicates: int
     invalid: int
     seconds: float
+    answers_normalised: int = 0  # numeric gold answers stripped of units/separators (originals in meta)
 
 
 def ingest(
@@ -68,15 +70,16 @@ def ingest(
                        hint="check that you passed the right file")
     shape = _shape_for(first, options)
 
-    rows_read = duplicates = invalid = 0
+    rows_read = duplicates = invalid = normalised = 0
     seen = pl.DataFrame(schema={"_cid": pl.UInt128, "_mh": pl.UInt64})
     seen_user = EMPTY_IDS
     drop_frames: list[pl.DataFrame] = []
     with ws.staging("ingest") as folder:
         writer = ShardWriter(folder)
         for chunk in chain([first], chunks):
-            frame = _canonical(chunk, shape, options)
+            frame, changed = _canonical(chunk, shape, options)
             rows_read += frame.height
+            normalised += changed
             bad = frame.filter(~_has_prompt(shape.prompt_type))
             if bad.height:
                 if not options.skip_invalid:
@@ -110,7 +113,7 @@ def ingest(
             inputs=[source],
             params={"shape": shape.name, "format": options.format, "map": options.mapping,
                     "domain": options.domain, "domain_field": options.domain_field, "split": options.split,
-                    "skip_invalid": options.skip_invalid},
+                    "skip_invalid": options.skip_invalid, "answers_normalised": normalised},
             rows_in=rows_read,
             rows_out=staged.rows,
             drop_counts={k: v for k, v in {"duplicate": duplicates, "missing_prompt": invalid}.items() if v},
@@ -119,7 +122,8 @@ def ingest(
         drops = pl.concat(drop_frames) if drop_frames else None
         version = commit_version(ws, options.name, staged, [step], prompt_type=shape.prompt_type,
                                  license=options.license, drops=drops)
-    return IngestReport(version, shape.name, rows_read, duplicates, invalid, round(time.perf_counter() - start, 3))
+    return IngestReport(version, shape.name, rows_read, duplicates, invalid, round(time.perf_counter() - start, 3),
+                        normalised)
 
 
 def _shape_for(first: Chunk, options: IngestOptions) -> Shape:
@@ -136,8 +140,9 @@ def _shape_for(first: Chunk, options: IngestOptions) -> Shape:
     return shape
 
 
-def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFrame:
-    """Canonical columns plus `_cid` (content id, for dedup) and `_pos` (source position)."""
+def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> tuple[pl.DataFrame, int]:
+    """Canonical columns plus `_cid` (content id, for dedup) and `_pos` (source position); and how many
+    gold answers were normalised to their number (curate.catalog.gold)."""
     frame = chunk.frame.with_columns(pl.Series("_pos", chunk.positions))
     if shape.prepare:
         frame = shape.prepare(frame)
@@ -171,10 +176,11 @@ def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFra
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
         raise BadInput(f"{chunk.source}: cannot map the rows as {shape.name} ({str(exc).splitlines()[0]})",
                        hint="name the columns yourself with --map DST=SRC") from None
+    out, normalised = normalise_answers(out)
     out = out.with_columns(content_digest_expr().alias("_digest"))
     out = out.with_columns(digest_key(pl.col("_digest")).alias("_cid"),
                            pl.col("_digest").bin.encode("hex").alias("_hex")).drop("_digest")
-    return out.with_columns(pl.col("_user_id" if "id" in columns else "_hex").alias("id")).drop("_hex")
+    return out.with_columns(pl.col("_user_id" if "id" in columns else "_hex").alias("id")).drop("_hex"), normalised
 
 
 def _meta_value(frame: pl.DataFrame, column: str) -> pl.Expr:

@@ -55,6 +55,10 @@ def ingest_cmd(
         "invalid rows dropped": ui.human(report.invalid), "prompt type": report.version.prompt_type,
         "license": report.version.license, "seconds": report.seconds,
     }))
+    if report.answers_normalised:
+        ui.err.print(f"[yellow]note:[/] {report.answers_normalised:,} gold answers were numbers with units or "
+                     "separators (e.g. `9 (apples)`, `1,200`): `answer` holds the number, `meta.answer_original` "
+                     "the text (docs/formats.md)")
 
 
 def ls_cmd(
