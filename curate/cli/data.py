@@ -183,6 +183,8 @@ def export_cmd(
     columns: Annotated[str, typer.Option(help="Layout: " + ", ".join(LAYOUTS) + ".")] = "canonical",
     trl: Annotated[bool, typer.Option("--trl", help="Same as --columns prompt-completion.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="SFT layouts (--trl, messages): leave out rows "
+                                              "without a response (counted) instead of refusing.")] = False,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
@@ -195,17 +197,21 @@ def export_cmd(
       curate export gsm8k --to gsm8k.parquet
       curate export gsm8k@v2 --to sft.jsonl --trl
       curate export prompts --to grpo.parquet --columns prompt
+      curate export mixed --to sft.jsonl --trl --allow-empty
     """
     parse_ref(ref)  # a malformed reference is bad usage, whether or not the workspace exists
     ws = Workspace.open(workspace, create=False)
     version = resolve(ws, ref)
     report = export_version(version, to, format=format, columns="prompt-completion" if trl else columns,
-                            overwrite=overwrite)
+                            overwrite=overwrite, allow_empty=allow_empty)
+    if report.dropped_empty:
+        ui.err.print(f"left out {report.dropped_empty:,} of {version.rows:,} rows without a response (--allow-empty)")
     if quiet:
         ui.out.print(str(report.path))
         return
-    ui.out.print(ui.key_values(f"exported {version.ref}", {"to": report.path, "format": report.format,
-                                                          "columns": report.columns, "rows": f"{report.rows:,}"}))
+    ui.out.print(ui.key_values(f"exported {version.ref}", {
+        "to": report.path, "format": report.format, "columns": report.columns, "rows": f"{report.rows:,}",
+        **({"left out (no response)": f"{report.dropped_empty:,}"} if report.dropped_empty else {})}))
 
 
 def register(app: typer.Typer) -> None:

@@ -167,3 +167,8 @@ def test_show_lists_every_domain_in_json_says_how_many_more_in_the_table_and_rep
     assert shown["present"]["response"] == 25 and shown["non_null"]["response"] == 50
     table = run("show", "many", ws=ws).stdout
     assert "and 5 more" in table and "answer conflicts: 25 prompts" in table
+    refused = run("export", "many", "--to", str(tmp_path / "sft.jsonl"), "--trl", ws=ws, check=1)
+    assert "25 of 50 rows have no response" in refused.stderr and not (tmp_path / "sft.jsonl").exists()
+    exported = run("export", "many", "--to", str(tmp_path / "sft.jsonl"), "--trl", "--allow-empty", ws=ws)
+    assert "left out 25 of 50 rows" in exported.stderr
+    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 25
