@@ -172,3 +172,19 @@ def test_show_lists_every_domain_in_json_says_how_many_more_in_the_table_and_rep
     exported = run("export", "many", "--to", str(tmp_path / "sft.jsonl"), "--trl", "--allow-empty", ws=ws)
     assert "left out 25 of 50 rows" in exported.stderr
     assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 25
+
+
+def test_mix_static_weights_validated_and_exact_from_the_command_line(tmp_path, pool):
+    ws = tmp_path / "ws"
+    run("ingest", str(pool), "--name", "pool", ws=ws)  # 200 add, 199 double
+    missing = run("mix", "pool", "--size", "10", "--method", "static", ws=ws, check=2)
+    assert "static mixing needs weights" in missing.stderr and "internal error" not in missing.stderr
+    negative = run("mix", "pool", "--size", "10", "--weights", "add=1,double=-1", ws=ws, check=2)
+    assert "'double=-1'" in negative.stderr
+    out = run("mix", "pool", "--size", "10", "--weights", "add=0.7,double=0.3", ws=ws).stdout
+    assert "pool-mix@v1" in out
+    shown = json.loads(run("show", "pool-mix", "--json", ws=ws).stdout)
+    assert dict((d, n) for d, n in shown["domains"]) == {"add": 7, "double": 3}
+    zero = run("mix", "pool", "--size", "10", "--weights", "add=1,double=0", "--out", "only-add", ws=ws).stdout
+    assert "only-add@v1" in zero
+    assert json.loads(run("show", "only-add", "--json", ws=ws).stdout)["domains"] == [["add", 10]]
