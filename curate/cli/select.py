@@ -34,8 +34,9 @@ def select_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to select from: NAME or NAME@vN.")],
     strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order: dedup,fisher. "
                                                                    "See docs/selectors.md.")],
-    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500), a fraction "
-                                                                      "(0.1) or a percentage (10%).")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500; 1 is one "
+                                                                      "row), a fraction (0.1; 1.0 is every row) or a "
+                                                                      "percentage (10%).")] = None,
     model: ModelOpt = "proxy",
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-STRATEGY).")] = None,
     param: ParamOpt = None,
