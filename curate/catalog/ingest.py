@@ -17,6 +17,7 @@ import polars as pl
 import polars_hash  # noqa: F401  (nchash namespace)
 
 from curate.catalog.ids import OPTIONAL_FIELDS, content_digest_expr, digest_key
+from curate.catalog.meta import meta_expr, verbatim_meta
 from curate.catalog.readers import Chunk, open_source
 from curate.catalog.schema import CANONICAL_COLUMNS, MESSAGES
 from curate.catalog.shapes import Shape, detect, override, source_expr
@@ -181,7 +182,7 @@ def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFra
         used.add("domain")
     for name in used - set(frame.columns):  # a chunk where every row lacked an optional field
         frame = frame.with_columns(pl.lit(None).alias(name))
-    meta = _meta_expr(frame, used, partial, shape.meta)
+    meta = meta_expr(frame, used, partial, shape.meta)
     prompt_dtype = MESSAGES if shape.prompt_type == "messages" else pl.String
     try:
         out = frame.select(
@@ -194,48 +195,12 @@ def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFra
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
         raise BadInput(f"{chunk.source}: cannot map the rows as {shape.name} ({str(exc).splitlines()[0]})",
                        hint="name the columns yourself with --map DST=SRC") from None
+    if chunk.raw is not None and shape.prepare is None:
+        out = verbatim_meta(out, chunk.raw, used, partial, frame.schema.get(shape.meta) if shape.meta else None)
     out = out.with_columns(content_digest_expr(OPTIONAL_FIELDS).alias("_digest"))
     out = out.with_columns(digest_key(pl.col("_digest")).alias("_cid"),
                            pl.col("_digest").bin.encode("hex").alias("_hex")).drop("_digest")
     return out.with_columns(pl.col("_user_id" if "id" in columns else "_hex").alias("id")).drop("_hex")
-
-
-def _meta_value(frame: pl.DataFrame, column: str) -> pl.Expr:
-    """A leftover column as it goes into meta; bytes become base64 text (JSON has no bytes)."""
-    if frame.schema[column] == pl.Binary:
-        return pl.col(column).bin.encode("base64")
-    return pl.col(column)
-
-
-def _meta_expr(frame: pl.DataFrame, used: set[str], partial: dict[str, set[str]], meta_column: str | None) -> pl.Expr:
-    """The `meta` JSON: every source column the mapping did not use, verbatim.
-
-    A struct column read through `a.b` paths keeps its other fields. When the source already
-    has curate's `meta` (an export ingested again), its fields are the base of the new meta.
-    """
-    items: list[pl.Expr] = []
-    for column in frame.columns:
-        if column in used:
-            continue
-        if column in partial:
-            dtype = frame.schema[column]
-            rest = [f.name for f in dtype.fields if f.name not in partial[column]] if isinstance(dtype, pl.Struct) else []
-            if rest:
-                items.append(pl.struct([pl.col(column).struct.field(f) for f in rest]).alias(column))
-            continue
-        items.append(_meta_value(frame, column).alias(column))
-    if meta_column is not None and meta_column in frame.columns:
-        dtype = frame.schema[meta_column]
-        if isinstance(dtype, pl.Struct):
-            items = [pl.col(meta_column).struct.field(f.name) for f in dtype.fields] + items
-        elif items:
-            extra = pl.struct(items).struct.json_encode()
-            base = pl.col(meta_column).cast(pl.String).fill_null("{}")
-            return pl.when(base.str.strip_chars() == "{}").then(extra).otherwise(
-                base.str.strip_chars().str.strip_suffix("}") + pl.lit(",") + extra.str.strip_prefix("{"))
-        else:
-            return pl.col(meta_column).cast(pl.String).fill_null("{}")
-    return pl.struct(items).struct.json_encode() if items else pl.lit("{}")
 
 
 def _has_prompt(prompt_type: str) -> pl.Expr:
