@@ -197,7 +197,8 @@ def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFra
                        hint="name the columns yourself with --map DST=SRC") from None
     if chunk.raw is not None and shape.prepare is None:
         out = verbatim_meta(out, chunk.raw, used, partial, frame.schema.get(shape.meta) if shape.meta else None)
-    out = out.with_columns(content_digest_expr(OPTIONAL_FIELDS).alias("_digest"))
+    present = tuple(c for c in OPTIONAL_FIELDS if out[c].null_count() < out.height)  # all-null: same id, less work
+    out = out.with_columns(content_digest_expr(present).alias("_digest"))
     out = out.with_columns(digest_key(pl.col("_digest")).alias("_cid"),
                            pl.col("_digest").bin.encode("hex").alias("_hex")).drop("_digest")
     return out.with_columns(pl.col("_user_id" if "id" in columns else "_hex").alias("id")).drop("_hex")
