@@ -70,7 +70,7 @@ def _patch(used: set[str], partial: dict[str, set[str]]) -> str:
     return json.dumps(patch, ensure_ascii=False)
 
 
-def verbatim_meta(out: pl.DataFrame, raw: Callable[[np.ndarray], list[str]], used: set[str],
+def verbatim_meta(out: pl.DataFrame, raw: Callable[[np.ndarray], pl.Series], used: set[str],
                   partial: dict[str, set[str]], meta_dtype: pl.DataType | None) -> pl.DataFrame:
     """`out` with the meta of rows that hold a null struct field rebuilt from their source text.
 

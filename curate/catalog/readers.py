@@ -44,7 +44,7 @@ class Chunk:
     positions: np.ndarray  # 1-based position of each row in its source, in `unit`s
     # JSON sources: the source text of the rows at these indices, as written (a parsed frame
     # unifies nested objects: a key one row lacks is a null there; ingest keeps meta verbatim)
-    raw: Callable[[np.ndarray], list[str]] | None = None
+    raw: Callable[[np.ndarray], pl.Series] | None = None
 
     def where(self, index: int) -> str:
         return f"{self.source}, {self.unit} {int(self.positions[index])}"
@@ -172,12 +172,21 @@ def _read_jsonl(path: Path) -> Iterator[Chunk]:
             raise BadInput(f"{path}: read failed ({exc.strerror or exc})") from exc
 
 
-def _object_lines(block) -> Callable[[np.ndarray], list[str]]:
-    """The text of the block's rows at these indices (row i is the i-th non-blank line)."""
+def _object_lines(block) -> Callable[[np.ndarray], pl.Series]:
+    """The text of the block's rows at these indices (row i is the i-th non-blank line), cut out
+    of the block by its newline offsets without a Python object per line."""
 
-    def pick(rows: np.ndarray) -> list[str]:
-        lines = [line for line in bytes(block).split(b"\n") if line.strip()]
-        return [lines[int(i)].decode("utf-8") for i in rows]
+    def pick(rows: np.ndarray) -> pl.Series:
+        data = np.frombuffer(block, dtype=np.uint8)
+        ends = np.flatnonzero(data == 10) + 1
+        if not len(ends) or ends[-1] != len(data):
+            ends = np.append(ends, len(data))
+        offsets = np.concatenate(([0], ends)).astype(np.int32)  # a block is far below 2 GiB
+        lines = pl.Series(pl.from_arrow(pa.StringArray.from_buffers(len(ends), pa.py_buffer(offsets),
+                                                                    pa.py_buffer(block))))
+        if not np.all(data[offsets[:-1]] == ord("{")):  # blank lines, or objects after leading spaces
+            lines = lines.filter(lines.str.strip_chars() != "")
+        return lines.gather(rows)
 
     return pick
 
@@ -279,7 +288,8 @@ def _read_json_array(path: Path) -> Iterator[Chunk]:
     for start in range(0, len(data), step):
         part = data[start:start + step]
         yield Chunk(frame_from_records(part), path.name, "item", np.arange(start + 1, start + len(part) + 1),
-                    raw=lambda rows, part=part: [json.dumps(part[int(i)], ensure_ascii=False) for i in rows])
+                    raw=lambda rows, part=part: pl.Series([json.dumps(part[int(i)], ensure_ascii=False) for i in rows],
+                                                          dtype=pl.String))
 
 
 def _read_csv(path: Path, delimiter: str = ",") -> Iterator[Chunk]:

@@ -12,7 +12,7 @@ from curate.catalog.export import LAYOUTS, export_version
 from curate.catalog.ingest import IngestOptions, ingest
 from curate.catalog.shapes import parse_map
 from curate.catalog.summary import answer_conflicts, summarize
-from curate.catalog.versions import list_versions, parse_ref, resolve
+from curate.catalog.versions import check_name, list_versions, parse_ref, resolve
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
@@ -85,6 +85,8 @@ def ls_cmd(
       curate ls
       curate ls gsm8k
     """
+    if name:
+        check_name(name)
     ws = Workspace.open(workspace, create=False)
     versions = list_versions(ws, name)
     if name and not versions:
