@@ -210,13 +210,17 @@ def curriculum_cmd(
 def mix_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset: NAME or NAME@vN.")],
     size: Annotated[int, typer.Option("--size", "-n", help="Rows in the mixed dataset.")],
-    method: Annotated[str, typer.Option(help="natural, static, doremi or progress.")] = "natural",
+    method: Annotated[str | None, typer.Option(help="natural, static, doremi or progress (default: static with "
+                                                    "--weights, natural without).")] = None,
     weights: Annotated[str | None, typer.Option(help="static: DOMAIN=WEIGHT,... e.g. math=0.6,code=0.4.")] = None,
     clusters: Annotated[int, typer.Option(help="Cluster into K domains with k-means (the default when there is "
                                                "no domain column).")] = 0,
     model: Annotated[str, typer.Option("--model", "-m", help="Embedding model for clustering (default: the proxy).")] = "proxy",
     model_key: ModelKeyOpt = None,
     doremi_steps: Annotated[int, typer.Option(help="doremi: proxy training steps.")] = 200,
+    redistribute: Annotated[bool, typer.Option("--redistribute", help="static: when a domain has fewer rows than "
+                                               "its share, give the rest to the other weighted domains (by default "
+                                               "the mix is refused).")] = False,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-mix).")] = None,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -234,11 +238,14 @@ def mix_cmd(
     from curate.selectors.pipeline import run_select
 
     ws = Workspace.open(workspace)
+    method = method or ("static" if weights else "natural")
     params = {"method": method, "clusters": clusters, "doremi_steps": doremi_steps}
     if weights is not None:
         params["weights"] = weights
     if model_key is not None:
         params["model_key"] = model_key
+    if redistribute:
+        params["redistribute"] = True
     name = resolve(ws, ref).name
     with ui.progress("mixing", quiet=quiet) as update:
         report = run_select(ws, ref, "mixing", budget=size, model=model, out=out or f"{name}-mix", params=params,
@@ -247,9 +254,14 @@ def mix_cmd(
         ui.out.print(report.version.ref)
         return
     stats = report.steps[-1].stats
-    rows = [[d, f"{w:.4f}", f"{stats['available'][d]:,}", f"{stats['taken'][d]:,}"] for d, w in stats["weights"].items()]
+    rows = [[d, f"{w:.4f}", f"{stats['available'][d]:,}", f"{stats['taken'][d]:,}", f"{stats['shares'][d]:.4f}"]
+            for d, w in stats["weights"].items()]
     ui.out.print(ui.table(f"{method} weights over {len(rows)} domains ({stats['domain_source']}) -> {report.version.ref}",
-                          ["domain", "weight", "available", "taken"], rows))
+                          ["domain", "weight", "available", "taken", "share"], rows))
+    off = [d for d, w in stats["weights"].items() if abs(stats["shares"][d] - w) * size > 1]
+    if off:
+        ui.err.print(f"note: {', '.join(off)} could not get their weight's share (too few rows); "
+                     "the others took their place by weight (the share column is what the mix holds)")
 
 
 def _fmt(value) -> str:
