@@ -27,7 +27,9 @@ def _shortcuts(params: dict[str, str], **values) -> dict[str, str]:
 
 
 def _progress(update):
-    return lambda what, done, total: update(done, total=total, description=what)
+    """Selectors report rows; the proxy model they may train first reports optimizer steps."""
+    return lambda what, done, total: update(done, total=total, description=what,
+                                            unit="steps" if what.startswith("training") else "rows")
 
 
 def select_cmd(
@@ -84,6 +86,8 @@ def select_cmd(
     if models:
         details["model"] = ", ".join(sorted(models))
     for step in report.steps:
+        if step.stats.get("truncated_rows"):
+            details[f"{step.strategy}: rows cut to the model's context"] = f"{step.stats['truncated_rows']:,}"
         shown = {k: v for k, v in step.stats.items() if k in ("kept_fraction", "logdet", "gain_evaluations",
                                                                "cached_scores", "covering_radius", "reference")}
         if shown:
@@ -130,6 +134,7 @@ def score_cmd(
     ui.out.print(ui.key_values(f"{report.scorer} scores of {report.source.ref}", {
         "scorer key": report.scorer_key, "rows": f"{report.rows:,}", "scored": f"{report.scored:,}",
         "NaN (excluded when selecting)": f"{report.nan:,}", "reused from the catalog": f"{report.cached:,}",
+        "rows cut to the model's context": f"{report.truncated:,}",
         **summary, "seconds": report.seconds,
     }))
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
@@ -16,7 +15,7 @@ from curate.errors import BadUsage
 
 
 def _warn(message: str) -> None:
-    ui.err.print(Text("warning: ", style="bold yellow") + Text(message), soft_wrap=True)
+    ui.note("warning", message, style="bold yellow")
 
 
 def _targets(items: list[str] | None) -> tuple[tuple[str, float], ...]:

@@ -52,7 +52,7 @@ def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kin
     ws = Workspace.open(workspace)
     version = resolve(ws, ref)
     with ui.progress(f"proxy model for {version.ref}", total=ProxyConfig.steps,
-                     quiet=quiet or model != "proxy") as update:
+                     quiet=quiet or model != "proxy", unit="steps") as update:
         model_path = resolve_model(ws, version, model, progress=lambda step, loss: update(step))
     return ws, version, model_path, out or ws.root / "runs" / f"{version.name}-{kind}"
 
@@ -64,7 +64,7 @@ def _warnings_to_console(quiet: bool) -> Iterator[None]:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if not quiet and category.__module__.startswith("curate"):
-            ui.err.print(f"[yellow]warning:[/] {message}")
+            ui.note("warning", message)
 
     warnings.showwarning = show
     try:
@@ -91,7 +91,7 @@ def _metrics_line(step: int, total: int, metrics: dict, fields: tuple, every: in
     if quiet or every <= 0 or (step % every and step != total):
         return
     parts = [f"{label} {_fmt(metrics[key])}" for key, label in fields if key in metrics]
-    ui.err.print(f"[dim]step {step}/{total}[/]  " + "  ".join(parts), highlight=False)
+    ui.err.print(ui.styled(f"step {step}/{total}", "dim") + ui.styled("  " + "  ".join(parts)))
 
 
 def _fmt(value: Any) -> str:
@@ -120,7 +120,7 @@ def proxy_cmd(
     ws = Workspace.open(workspace)
     version = resolve(ws, ref)
     proxy_config = ProxyConfig(steps=steps, max_examples=max_examples, seed=seed)
-    with ui.progress(f"training proxy on {version.ref}", total=steps, quiet=quiet) as update:
+    with ui.progress(f"training proxy on {version.ref}", total=steps, quiet=quiet, unit="steps") as update:
         folder, stats = ensure_proxy(ws, version, proxy_config, progress=lambda step, loss: update(step))
     if quiet:
         ui.out.print(str(folder))
@@ -182,7 +182,7 @@ def sft_cmd(
         update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
         _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)
 
-    with _warnings_to_console(quiet), ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet) as update:
+    with _warnings_to_console(quiet), ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_sft(model_path, version, out_dir, cfg, resume=resume, progress=show)
     if quiet:
         ui.out.print(str(out_dir))
@@ -280,7 +280,7 @@ def grpo_cmd(
         update(step, description=f"grpo on {version.ref}  reward {_fmt(metrics['reward'])}")
         _metrics_line(step, cfg.steps, metrics, GRPO_LINE, log_every, quiet)
 
-    with _warnings_to_console(quiet), ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet) as update:
+    with _warnings_to_console(quiet), ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
                            progress=show, backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
     if quiet:
