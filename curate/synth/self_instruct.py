@@ -106,12 +106,20 @@ def _sampling(config: SelfInstructConfig, seed: int) -> dict[str, SamplingParams
     }
 
 
+def check_seeds(seeds: list[SeedTask], config: SelfInstructConfig) -> None:
+    """Everything the recipe needs from the seed file, checked before any generation (and before
+    a model is loaded): enough tasks for the demonstrations, and instances to show."""
+    if len(seeds) < config.demos - config.machine_demos:
+        raise BadUsage(f"--demos {config.demos} needs at least {config.demos - config.machine_demos} seed tasks, "
+                       f"the seed file has {len(seeds)}", hint="lower --demos or add seed tasks")
+    if not any(s.instances for s in seeds):
+        raise BadUsage("no seed task has instances, so there is nothing to show for instance generation",
+                       hint="give seed tasks with \"instances\": [{\"input\": ..., \"output\": ...}]")
+
+
 def generate_instructions(ctx: SynthContext, seeds: list[SeedTask], config: SelfInstructConfig,
                           sampling: SamplingParams, drops: list[Drop], stats: dict) -> list[KeptInstruction]:
     seed_texts = [squash(s.instruction) for s in seeds]
-    if len(seed_texts) < config.demos - config.machine_demos:
-        raise BadUsage(f"--demos {config.demos} needs at least {config.demos - config.machine_demos} seed tasks, "
-                       f"the seed file has {len(seed_texts)}", hint="lower --demos or add seed tasks")
     pool = RougeIndex()
     pool.extend(seed_texts)
     kept: list[KeptInstruction] = []
@@ -190,9 +198,6 @@ def _instance_demos(seeds: list[SeedTask], classification: bool, count: int, rng
 
 def generate_rows(ctx: SynthContext, seeds: list[SeedTask], kept: list[KeptInstruction], config: SelfInstructConfig,
                   sampling: dict[str, SamplingParams], drops: list[Drop], stats: dict) -> list[SynthRow]:
-    if not any(s.instances for s in seeds):
-        raise BadUsage("no seed task has instances, so there is nothing to show for instance generation",
-                       hint="give seed tasks with \"instances\": [{\"input\": ..., \"output\": ...}]")
     prompts, templates = [], []
     for item in kept:
         rng = random.Random(derive_seed(ctx.seed, "self-instruct/instance-demos", item.text))
@@ -231,6 +236,7 @@ def generate_rows(ctx: SynthContext, seeds: list[SeedTask], kept: list[KeptInstr
 def run(ctx: SynthContext, seeds: list[SeedTask], config: SelfInstructConfig, name: str, inputs: list[str],
         license: str | None) -> SynthResult:
     config.validate()
+    check_seeds(seeds, config)
     start = time.perf_counter()
     sampling = _sampling(config, ctx.seed)
     ctx.provenance.sampling = sampling
