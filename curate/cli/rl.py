@@ -212,7 +212,8 @@ def mix_cmd(
     name = resolve(ws, ref).name
     with ui.progress("mixing", quiet=quiet) as update:
         report = run_select(ws, ref, "mixing", budget=size, model=model, out=out or f"{name}-mix", params=params,
-                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what))
+                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what,
+                                                                                 unit=ui.unit_of(what)))
     if quiet:
         ui.out.print(report.version.ref)
         return

@@ -27,9 +27,8 @@ def _shortcuts(params: dict[str, str], **values) -> dict[str, str]:
 
 
 def _progress(update):
-    """Selectors report rows; the proxy model they may train first reports optimizer steps."""
-    return lambda what, done, total: update(done, total=total, description=what,
-                                            unit="steps" if what.startswith("training") else "rows")
+    """Selectors report rows; a model they train first (the proxy, a reference) reports optimizer steps."""
+    return lambda what, done, total: update(done, total=total, description=what, unit=ui.unit_of(what))
 
 
 def select_cmd(

@@ -14,6 +14,10 @@ from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, Workspace
 from curate.errors import BadUsage
 
 
+SYNTH_UNITS = {"instructions": "instructions", "classification": "tasks", "instances": "tasks",
+               "rejection sampling": "prompts"}  # what each recipe stage counts; gap-fill counts examples
+
+
 def _warn(message: str) -> None:
     ui.note("warning", message, style="bold yellow")
 
@@ -130,7 +134,8 @@ def synth_cmd(
     shown = {"demos": demos} if demos is not None else {}  # the recipes' defaults differ
     selection = None
     with ui.progress(f"synth {recipe}", quiet=quiet) as update:
-        progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}")
+        progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}",
+                                                     unit=SYNTH_UNITS.get(stage, "examples"))
         if recipe == "self-instruct":
             from curate.synth.self_instruct import SelfInstructConfig
 

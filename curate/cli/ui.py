@@ -64,6 +64,16 @@ def key_values(title: str, items: dict[str, Any]) -> Table:
     return t
 
 
+def unit_of(stage: str) -> str:
+    """What a stage of a long command counts: training stages count steps, loops rounds, the rest rows."""
+    lowered = stage.lower()
+    if "round" in lowered:
+        return "rounds"
+    if "training" in lowered or "proxy" in lowered or lowered.startswith("sft"):
+        return "steps"
+    return "rows"
+
+
 def human(n: float) -> str:
     return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.2f}"
 

@@ -80,8 +80,11 @@ class SelfInstructConfig:
             raise BadUsage(f"--demos {self.demos} and machine demos {self.machine_demos}: need 0 <= machine <= demos")
         if not 0 < self.rouge_threshold <= 1:
             raise BadUsage(f"--rouge-threshold must be in (0, 1], not {self.rouge_threshold}")
-        if self.round_size < 1 or self.max_instances < 1 or self.instance_demos < 0:
-            raise BadUsage("--round-size and --max-instances must be at least 1")
+        if self.max_instances < 1:
+            raise BadUsage(f"--max-instances must be at least 1, not {self.max_instances}")
+        if self.round_size < 1 or self.instance_demos < 0:  # Python API settings, no CLI options
+            raise BadUsage(f"round_size must be >= 1 and instance_demos >= 0, not {self.round_size} and "
+                           f"{self.instance_demos}")
 
 
 @dataclass
