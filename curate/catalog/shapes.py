@@ -8,14 +8,13 @@ which chat roles, ...) are written down in docs/formats.md.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from curate.catalog.schema import MESSAGES
-from curate.catalog.source_paths import is_template, not_text_error, resolve_path, template_expr
+from curate.catalog.source_paths import column_of, is_template, not_text_error, resolve_path, template_expr
 from curate.errors import BadUsage
 
 TARGETS = ("prompt", "response", "answer", "tests", "domain", "id")
@@ -300,7 +299,7 @@ def override(shape: Shape | None, frame: pl.DataFrame, mapping: dict[str, str]) 
             continue
         resolved = resolve_path(frame, src, f"--map {dst}={src}")
         if resolved is None:
-            raise BadUsage(f"--map {dst}={src}: the source has no column {re.split(r'[.[]', src)[0]!r}",
+            raise BadUsage(f"--map {dst}={src}: the source has no column {column_of(src)!r}",
                            hint="columns: " + ", ".join(frame.columns))
         head, whole = resolved.head, not resolved.fields
         if dst == "prompt" and whole and (_is_messages(frame, head) or _is_sharegpt(frame, head)):

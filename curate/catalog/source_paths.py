@@ -39,11 +39,16 @@ def is_template(spec: str) -> bool:
     return "{" in spec or "}" in spec
 
 
+def column_of(path: str) -> str:
+    """The column a path starts from, as written (for messages)."""
+    return re.split(r"[.\[]", path, maxsplit=1)[0] or path
+
+
 def split_path(frame: pl.DataFrame, path: str, option: str | None = None) -> tuple[str, list[str | int]] | None:
     """(column, [field or index, ...]), or None when no column starts the path."""
     if path in frame.columns:
         return path, []
-    head = re.split(r"[.\[]", path, maxsplit=1)[0]
+    head = column_of(path)
     if head not in frame.columns:
         return None
     rest, parts, at = path[len(head):], [], 0
@@ -104,7 +109,7 @@ def template_expr(frame: pl.DataFrame, template: str, option: str) -> pl.Expr:
             resolved = resolve_path(frame, name, option) if name else None
             if resolved is None:
                 raise BadUsage(f"{option}: the template names {{{name}}}, but the source has no column "
-                               f"{name.split('.')[0].split('[')[0]!r}", hint="columns: " + ", ".join(frame.columns))
+                               f"{column_of(name)!r}", hint="columns: " + ", ".join(frame.columns))
             if isinstance(resolved.dtype, (pl.List, pl.Array, pl.Struct)):
                 raise BadUsage(f"{option}: {{{name}}} is {_kind(resolved.dtype)}, not text",
                                hint=_hint_for(resolved.dtype, name))
