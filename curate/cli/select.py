@@ -11,6 +11,9 @@ from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WorkspaceOpt, parse_key_values
 from curate.errors import BadUsage
+from curate.selectors.registry import STRATEGIES  # names only: importing a strategy's module waits for its use
+
+STRATEGY_NAMES = ", ".join(STRATEGIES)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id; `proxy` trains (once) a small "
                                                                "model on the dataset itself.")]
@@ -33,8 +36,8 @@ def _progress(update):
 
 def select_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to select from: NAME or NAME@vN.")],
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order: dedup,fisher. "
-                                                                   "See docs/selectors.md.")],
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order (dedup,fisher): "
+                                                                   f"{STRATEGY_NAMES}. See docs/selectors.md.")],
     budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500), a fraction "
                                                                       "(0.1) or a percentage (10%).")] = None,
     model: ModelOpt = "proxy",
@@ -97,8 +100,8 @@ def select_cmd(
 
 def score_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to score: NAME or NAME@vN.")],
-    scorer: Annotated[str, typer.Option("--scorer", "-s", help="ifd, perplexity, length, random, fisher, dedup or "
-                                                               "token-clean.")],
+    scorer: Annotated[str, typer.Option("--scorer", "-s", help=f"A strategy that scores each example: {STRATEGY_NAMES} "
+                                                               "(those that only decide as a set say so).")],
     model: ModelOpt = "proxy",
     param: ParamOpt = None,
     template: TemplateOpt = "auto",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib
 import math
 import warnings
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from curate.catalog.versions import resolve
 from curate.catalog.workspace import Workspace
@@ -18,6 +21,27 @@ from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, Workspace
 from curate.train.proxy import ProxyConfig, ensure_proxy
 
 train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True)
+
+
+class ConfigDefaults(TyperCommand):
+    """A command whose options default to None ("keep the config's value") and whose help shows the
+    config dataclass's value instead. The dataclass is read when help is asked for, since importing
+    the trainer imports torch."""
+
+    config: str = ""  # "module:Class"
+
+    def format_help(self, ctx, formatter) -> None:
+        module, _, name = self.config.partition(":")
+        defaults = {f.name: f.default for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+        for param in self.params:
+            value = defaults.get(param.name, dataclasses.MISSING)
+            if param.default is None and value is not dataclasses.MISSING and value is not None:
+                param.show_default = ("on" if value else "off") if isinstance(value, bool) else str(value)
+        return super().format_help(ctx, formatter)
+
+
+def defaults_from(config: str) -> type[ConfigDefaults]:
+    return type(f"DefaultsOf{config.rpartition(':')[2]}", (ConfigDefaults,), {"config": config})
 
 RefArg = Annotated[str, typer.Argument(help="Training data: NAME or NAME@vN (a selection's output works too).")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id to start from; `proxy` uses "
@@ -132,7 +156,7 @@ def proxy_cmd(
     }))
 
 
-@train_app.command("sft")
+@train_app.command("sft", cls=defaults_from("curate.train.sft:SFTConfig"))
 def sft_cmd(
     ref: RefArg,
     model: ModelOpt,
@@ -144,7 +168,8 @@ def sft_cmd(
     warmup: WarmupOpt = None,
     lr_schedule: ScheduleOpt = None,
     loss: Annotated[str | None, typer.Option(help="nll (cross-entropy) or dft (Dynamic Fine-Tuning).")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Truncate prompt + response to this many tokens.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Truncate prompt + response to this many tokens (default: "
+                                                        "the model's context).")] = None,
     template: TemplateOpt = None,
     save_every: SaveEveryOpt = None,
     lora: LoraOpt = None,
@@ -196,7 +221,7 @@ def sft_cmd(
     }))
 
 
-@train_app.command("grpo")
+@train_app.command("grpo", cls=defaults_from("curate.train.grpo:GRPOConfig"))
 def grpo_cmd(
     ref: RefArg,
     model: ModelOpt,
