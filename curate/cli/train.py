@@ -18,7 +18,7 @@ from curate.catalog.versions import resolve
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
-from curate.train.proxy import ProxyConfig, ensure_proxy
+from curate.train.proxy import STEPS_ENV, ProxyConfig, default_config, ensure_proxy
 
 train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True)
 
@@ -75,7 +75,7 @@ def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kin
 
     ws = Workspace.open(workspace)
     version = resolve(ws, ref)
-    with ui.progress(f"proxy model for {version.ref}", total=ProxyConfig.steps,
+    with ui.progress(f"proxy model for {version.ref}", total=default_config().steps,
                      quiet=quiet or model != "proxy", unit="steps") as update:
         model_path = resolve_model(ws, version, model, progress=lambda step, loss: update(step))
     return ws, version, model_path, out or ws.root / "runs" / f"{version.name}-{kind}"
@@ -127,7 +127,8 @@ def _fmt(value: Any) -> str:
 @train_app.command("proxy")
 def proxy_cmd(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = ProxyConfig.steps,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (also what --model proxy trains).",
+                                       envvar=STEPS_ENV)] = ProxyConfig.steps,
     max_examples: Annotated[int, typer.Option(help="Examples sampled from the dataset.")] = ProxyConfig.max_examples,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,

@@ -168,11 +168,11 @@ class Pool:
                                    hint="pass a model folder or hub id for rows in memory")
                 from curate.train.proxy import resolve_model
 
-                from curate.train.proxy import ProxyConfig
+                from curate.train.proxy import default_config
 
+                steps = default_config().steps
                 resolved = resolve_model(self.ws, self.version, "proxy",
-                                         progress=lambda step, loss: self.say("training the proxy model", step,
-                                                                              ProxyConfig.steps))
+                                         progress=lambda step, loss: self.say("training the proxy model", step, steps))
             else:
                 resolved = spec
             self.shared.model_paths[spec] = resolved
