@@ -195,8 +195,9 @@ def _arrow_input(path: Path, kind: str | None):
 
 
 def _corrupt(path: Path, kind: str, exc: Exception) -> BadInput:
+    test = "gzip -t" if kind == "gzip" else f"{kind} -t"
     return BadInput(f"{path.name}: the {kind} data is corrupt or cut short ({str(exc)[:200]})",
-                    hint=f"check the file (e.g. `{'gzip -t' if kind == 'gzip' else kind + ' -t'} FILE`) or download it again")
+                    hint=f"check the file (e.g. `{test} FILE`) or download it again")
 
 
 DECOMPRESS_ERRORS = (pa.ArrowInvalid, pa.ArrowIOError, EOFError, lzma.LZMAError, OSError)

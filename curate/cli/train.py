@@ -208,7 +208,8 @@ def sft_cmd(
         update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
         _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)
 
-    with _warnings_to_console(quiet), ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
+    with _warnings_to_console(quiet), \
+            ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_sft(model_path, version, out_dir, cfg, resume=resume, progress=show)
     if quiet:
         ui.out.print(str(out_dir))
@@ -306,7 +307,8 @@ def grpo_cmd(
         update(step, description=f"grpo on {version.ref}  reward {_fmt(metrics['reward'])}")
         _metrics_line(step, cfg.steps, metrics, GRPO_LINE, log_every, quiet)
 
-    with _warnings_to_console(quiet), ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
+    with _warnings_to_console(quiet), \
+            ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
                            progress=show, backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
     if quiet:

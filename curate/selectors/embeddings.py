@@ -101,8 +101,9 @@ def _lm_mean(pool, path: str, mask: np.ndarray, batch_size: int, normalize: bool
         items = [encode_pair(p, r, lm.tokenizer, pool.template, add_eos=r is not None, max_length=lm.max_length)
                  for p, r in zip(*_texts(frame, normalize))]
         pool.truncated += sum(item.truncated for item in items)
-        vectors = np.stack(list(hidden_states(lm, items, positions="all", pool="mean",
-                                              on_batch=batch_progress(pool, "embedding", done, total)))).astype(np.float32)
+        states = hidden_states(lm, items, positions="all", pool="mean",
+                               on_batch=batch_progress(pool, "embedding", done, total))
+        vectors = np.stack(list(states)).astype(np.float32)
         done += frame.height
         yield frame["_pos"].to_numpy(), vectors
 

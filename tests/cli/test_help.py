@@ -42,7 +42,8 @@ def test_select_and_score_help_list_every_registered_strategy(command):
         assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flat), name
 
 
-@pytest.mark.parametrize("kind, config", [("sft", "curate.train.sft:SFTConfig"), ("grpo", "curate.train.grpo:GRPOConfig")])
+@pytest.mark.parametrize("kind, config", [("sft", "curate.train.sft:SFTConfig"),
+                                          ("grpo", "curate.train.grpo:GRPOConfig")])
 def test_train_help_shows_the_config_defaults(kind, config):
     import importlib
 
