@@ -82,7 +82,7 @@ class LoopConfig:
             if getattr(self, name) < 1:
                 raise BadUsage(f"--{name.replace('_', '-')} must be >= 1")
         if not 0 < self.eval_fraction < 1:
-            raise BadUsage("--eval-fraction must be in (0, 1)")
+            raise BadUsage(f"eval_fraction must be in (0, 1), not {self.eval_fraction}")  # no CLI option
 
     @property
     def uses_dynamic_sampling(self) -> bool:
@@ -110,7 +110,7 @@ def split_heldout(ids: pl.Series, fraction: float, size: int, seed: int) -> tupl
     train = np.setdiff1d(np.arange(len(ids)), heldout)
     if len(train) == 0 or len(heldout) == 0:
         raise BadUsage(f"cannot split {len(ids)} prompts into train and held-out parts",
-                       hint="use a larger dataset or change --eval-fraction")
+                       hint=f"use a larger dataset: about {fraction:.0%} of the prompts are held out")
     return train, heldout
 
 

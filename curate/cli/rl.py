@@ -61,7 +61,7 @@ def rollouts_cmd(
                              temperature=temperature,
                              prompts_per_batch=prompts_per_batch, template=template, refresh=refresh,
                              model_key=model_key, seed=seed)
-    with ui.progress(f"rollouts of {version.ref}", quiet=quiet) as update:
+    with ui.progress(f"rollouts of {version.ref}", quiet=quiet, unit="prompts") as update:
         report = collect_rollouts(ws, version, resolve_model(ws, version, model), reward, settings,
                                   progress=lambda done, total: update(done, total=total))
     if as_json:
@@ -150,7 +150,7 @@ def loop_cmd(
                           target=target, model_key=model_key, template=template, seed=seed)
     name = resolve(ws, ref).name
     folder = out or ws.root / "runs" / f"loop-{name}-{strategy}"
-    say = (lambda _: None) if quiet else (lambda text: ui.err.print(f"[dim]•[/] {text}"))
+    say = (lambda _: None) if quiet else ui.say
     report = run_loop(ws, ref, model, folder, settings, reward, resume=resume, say=say)
     if quiet:
         ui.out.print(str(report.out_dir))
@@ -204,7 +204,7 @@ def curriculum_cmd(
     if report.empty_stages:
         notes.append("empty stages (not written): " + ", ".join(map(str, report.empty_stages)))
     for note in notes:
-        ui.err.print(f"[yellow]note:[/] {note}")
+        ui.note("note", note)
 
 
 def mix_cmd(
@@ -249,7 +249,8 @@ def mix_cmd(
     name = resolve(ws, ref).name
     with ui.progress("mixing", quiet=quiet) as update:
         report = run_select(ws, ref, "mixing", budget=size, model=model, out=out or f"{name}-mix", params=params,
-                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what))
+                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what,
+                                                                                 unit=ui.unit_of(what)))
     if quiet:
         ui.out.print(report.version.ref)
         return

@@ -47,11 +47,18 @@ def map_bucketed(
     token_budget: int,
     window: int = 4096,
     max_batch: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Iterator:
-    """`run` over length-bucketed batches; results come back in input order."""
+    """`run` over length-bucketed batches; results come back in input order.
+
+    `on_batch(n)` is called after each batch with its size: results are yielded a window at a
+    time, so this is what lets a progress bar move inside a window.
+    """
     for chunk in windows(items, window):
         results: list = [None] * len(chunk)
         for batch in pack([length(item) for item in chunk], token_budget, max_batch):
             for index, result in zip(batch, run([chunk[i] for i in batch])):
                 results[index] = result
+            if on_batch is not None:
+                on_batch(len(batch))
         yield from results

@@ -74,6 +74,7 @@ class ScoreReport:
     cached: int
     summary: dict[str, float]
     seconds: float
+    truncated: int = 0  # rows longer than the model's context, scored on their first tokens
 
 
 def parse_strategies(text: str | list[str]) -> list[str]:
@@ -214,6 +215,8 @@ def _step_report(selector: Selector, selection: Selection, budget: int | None, r
     stats = dict(selection.stats)
     if hasattr(selector, "cached_rows_"):
         stats["cached_scores"] = selector.cached_rows_
+    if getattr(selector, "pool_", None) is not None and selector.pool_.truncated:
+        stats["truncated_rows"] = selector.pool_.truncated
     return StepReport(selector.name, selection.params, budget, rows_in, len(selection), selection.drop_counts,
                       round(time.perf_counter() - began, 3), model_id, stats)
 
@@ -264,4 +267,4 @@ def run_score(
     summary = ({"min": float(finite.min()), "mean": float(finite.mean()), "median": float(np.median(finite)),
                 "max": float(finite.max())} if len(finite) else {})
     return ScoreReport(source, cls.name, key, pool.rows, len(finite), np.isnan(scores).sum().item(), cached,
-                       summary, round(time.perf_counter() - start, 3))
+                       summary, round(time.perf_counter() - start, 3), pool.truncated)

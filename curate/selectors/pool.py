@@ -47,6 +47,7 @@ class Pool:
     template: str = "auto"
     batch_rows: int = 4096
     progress: Progress | None = None
+    truncated: int = 0  # rows cut to the model's context while this pool was scored (reported per step)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -167,8 +168,11 @@ class Pool:
                                    hint="pass a model folder or hub id for rows in memory")
                 from curate.train.proxy import resolve_model
 
+                from curate.train.proxy import default_config
+
+                steps = default_config().steps
                 resolved = resolve_model(self.ws, self.version, "proxy",
-                                         progress=lambda step, loss: self.say("training the proxy model", step, None))
+                                         progress=lambda step, loss: self.say("training the proxy model", step, steps))
             else:
                 resolved = spec
             self.shared.model_paths[spec] = resolved

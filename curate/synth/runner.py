@@ -78,6 +78,7 @@ def synthesize_self_instruct(ws: Workspace, job: SynthJob, seeds: str | Path, co
 
     config.validate()
     tasks = load_seeds(seeds)
+    self_instruct.check_seeds(tasks, config)  # before a model is loaded or anything generated
     inputs = [str(Path(seeds).expanduser().resolve())]
     ctx = open_context(ws, job, config, inputs, progress, warn, backend, job.source_license)
     try:

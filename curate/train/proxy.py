@@ -26,6 +26,7 @@ import xxhash
 
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace
+from curate.errors import BadUsage
 from curate.lm import byte_tokenizer
 from curate.lm.templates import render_prompt  # torch is imported where a model is built: the CLI starts fast
 
@@ -48,6 +49,20 @@ class ProxyConfig:
 
     def key(self) -> str:
         return xxhash.xxh3_64_hexdigest(json.dumps(asdict(self), sort_keys=True).encode())
+
+
+STEPS_ENV = "CURATE_PROXY_STEPS"  # the proxy's training steps when none are given (quick tries, CI)
+
+
+def default_config() -> ProxyConfig:
+    """The proxy `--model proxy` trains: ProxyConfig's defaults, with steps from $CURATE_PROXY_STEPS if set."""
+    value = os.environ.get(STEPS_ENV, "").strip()
+    if not value:
+        return ProxyConfig()
+    if not value.isdigit() or int(value) < 1:
+        raise BadUsage(f"${STEPS_ENV}={value!r} is not a positive whole number of steps",
+                       hint=f"unset it for the default ({ProxyConfig.steps}), or set e.g. {STEPS_ENV}=100")
+    return ProxyConfig(steps=int(value))
 
 
 class _PlainTemplate:
@@ -157,7 +172,7 @@ def ensure_proxy(
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[Path, dict]:
     """The proxy for `version`: from the cache, or trained now and cached. Returns (folder, stats)."""
-    config = config or ProxyConfig()
+    config = config or default_config()
     folder = proxy_folder(ws, version, config)
     if (folder / "proxy.json").exists():
         return folder, {**json.loads((folder / "proxy.json").read_text()), "cached": True}
