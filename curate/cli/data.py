@@ -105,7 +105,8 @@ def show_cmd(
         payload = {"version": version.ref, "rows": version.rows, "prompt_type": version.prompt_type,
                    "license": version.license, "content_hash": version.content_hash, "non_null": summary.non_null,
                    "domains": summary.domains, "lengths": summary.lengths, "drops": summary.drops,
-                   "lineage": summary.lineage, "samples": summary.samples}
+                   "lineage": summary.lineage, "samples": summary.samples,
+                   "comparisons": _comparisons_json(ws, version)}
         ui.out.print_json(json.dumps(payload, default=str))
         return
     out = ui.out
@@ -134,6 +135,28 @@ def show_cmd(
         out.print(ui.table("dropped examples", ["reason", "count"], [[r, f"{n:,}"] for r, n in summary.drops.items()]))
     for i, row in enumerate(summary.samples):
         out.print(ui.key_values(f"sample {i + 1}", {k: _clip(v) for k, v in row.items()}))
+    _print_comparisons(ws, version)
+
+
+def _comparisons_json(ws: Workspace, version) -> list[dict]:
+    from curate.catalog.comparisons import comparisons_of
+
+    return comparisons_of(ws, version.ref).to_dicts()
+
+
+def _print_comparisons(ws: Workspace, version) -> None:
+    """The `curate compare` runs on this pool: per comparison and arm, the finished seeds and mean metric."""
+    from rich.markup import escape
+
+    from curate.catalog.comparisons import comparisons_of
+
+    frame = comparisons_of(ws, version.ref)
+    if frame.height:
+        ui.out.print(ui.table("comparisons (curate compare)", ["comparison", "eval", "base", "recipe", "arm",
+                                                               "seeds", "metric", "mean"],
+                              [[escape(str(r["name"])), r["eval"], escape(str(r["base_model"])), r["recipe_hash"],
+                                r["strategy"], r["seeds"], r["metric"],
+                                "-" if r["mean"] is None else f"{r['mean']:.4g}"] for r in frame.to_dicts()]))
 
 
 def _clip(value, limit: int = 300) -> str:
