@@ -52,7 +52,7 @@ def check_base(ws: Workspace, pool: DatasetVersion, base: str) -> list[str]:
     for run in history:
         shared, source = _shared_with_pool(ws, pool, run)
         if shared:
-            via = "" if run.model == base else f", which {base} was trained from"
+            via = "" if run.model == base else f", which {base} was trained from,"
             raise BadInput(f"base model {base} was trained on {pool.ref}'s rows: the {run.kind} run in {run.model}"
                            f"{via} trained on {source}, which shares {shared:,} rows with the pool",
                            hint="start every arm from a model that has not seen the pool (e.g. the model that run "
