@@ -66,3 +66,16 @@ def test_leakage_is_a_clear_error_without_a_traceback(tmp_path, capsys, tiny_mod
     code, out, err = curate(capsys, "compare", "pool", "-s", "length", "--model", "proxy", "--eval", "held",
                             "--workspace", str(ws.root))
     assert code == 2 and "the proxy belongs in --scorer-model" in err
+
+
+def test_a_config_file_names_options_as_they_are_spelled(tmp_path, capsys, tiny_model_dir):
+    ws = Workspace.open(tmp_path / "ws")
+    pool_and_eval(ws, tmp_path)
+    config = tmp_path / "compare.yaml"
+    config.write_text(f"eval: held\nstrategy: [length, 'dedup,fisher']\nmodel: {tiny_model_dir}\nbudget: 8\n"
+                      f"scorer-model: {tiny_model_dir}\nworkspace: {ws.root}\n")
+    code, out, err = curate(capsys, "compare", "pool", "--config", str(config), "--resume")
+    assert code == 2 and "--resume: comparison pool-compare has no cells with these settings yet" in err
+    config.write_text("evaluate: held\n")
+    code, out, err = curate(capsys, "compare", "pool", "--config", str(config))
+    assert code == 2 and "unknown option 'evaluate'" in err
