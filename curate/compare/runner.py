@@ -26,15 +26,14 @@ import xxhash
 from curate.catalog.comparisons import Cell, load_cells, save_cell
 from curate.catalog.versions import DatasetVersion, check_name, resolve
 from curate.catalog.workspace import Workspace
+from curate.compare.arms import REFERENCE, arm_chains, arm_params
 from curate.compare.config import CompareConfig, recipe_hash
 from curate.compare.guards import check_base, check_leakage, check_metric_columns
 from curate.compare.stats import ArmSummary, summarize
 from curate.errors import BadInput, BadUsage, CurateError
-from curate.selectors import registry
 from curate.selectors.base import parse_budget
-from curate.selectors.pipeline import parse_strategies, run_select
+from curate.selectors.pipeline import run_select
 
-REFERENCE = "random"
 BASE_ARM = "(base)"  # the untrained base, scored once (seed -1)
 Progress = Callable[[str, int, int | None], None]
 
@@ -70,40 +69,6 @@ class CompareResult:
         out["cells"] = [{**asdict(c), "created_at": str(c.created_at), "finished_at": str(c.finished_at)}
                         for c in self.cells]
         return out
-
-
-def arm_chains(strategies: list[str]) -> list[str]:
-    """Canonical chains (registry names, comma-joined), deduplicated, `random` first when absent."""
-    arms: list[str] = []
-    for text in strategies:
-        chain = ",".join(registry.get(n).name for n in parse_strategies(text))
-        if chain not in arms:
-            arms.append(chain)
-    return arms if REFERENCE in arms else [REFERENCE, *arms]
-
-
-def arm_params(arms: list[str], params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each arm's share of `--param`: STRATEGY.NAME goes to the arms with that step, a bare NAME to the
-    arms with a step that takes it. Step numbers are ambiguous across arms and refused."""
-    out: dict[str, dict[str, Any]] = {arm: {} for arm in arms}
-    used: set[str] = set()
-    for key, value in params.items():
-        scope, dot, name = key.rpartition(".")
-        if name == "budget" and not dot:
-            raise BadUsage(f"--param {key}: every arm keeps --budget rows", hint="set --budget instead")
-        if scope.isdigit():
-            raise BadUsage(f"--param {key}: a step number means a different step in each arm",
-                           hint="name the strategy instead, e.g. --param fisher.dim=32")
-        scope = registry.get(scope).name if dot else ""
-        for arm in arms:
-            classes = [registry.get(n) for n in arm.split(",")]
-            if (dot and scope in arm.split(",")) or (not dot and any(name in c.param_names() for c in classes)):
-                out[arm][f"{scope}.{name}" if dot else name] = value
-                used.add(key)
-    unused = [k for k in params if k not in used]
-    if unused:
-        raise BadUsage(f"--param {unused[0]}: no arm has a step that takes it", hint="arms: " + "; ".join(arms))
-    return out
 
 
 def model_identity(model: str) -> str:
@@ -246,8 +211,8 @@ def _run_cell(ctx: _Context, cell: Cell, label: str, progress: Progress | None) 
     from curate.train.checkpoints import load_checkpoint
     from curate.train.sft import train_sft
 
-    config, report = ctx.config, (lambda what, done, total: progress(f"{label}: {what}", done, total)) \
-        if progress else None
+    config = ctx.config
+    report = (lambda what, done, total: progress(f"{label}: {what}", done, total)) if progress else None
     selection = _stored_selection(ctx.ws, cell)
     if selection is None:
         t0 = time.perf_counter()
@@ -296,9 +261,8 @@ def _evaluate(ctx: _Context, model: str | Path) -> dict[str, Any]:
     config = ctx.config
     result = evaluate(str(model), ctx.eval_rows, ctx.metrics, list(config.reward), config.max_new_tokens,
                       config.template, config.max_length, config.dtype, config.device, config.eval_batch_size)
-    ctx_eval_s = round(time.perf_counter() - t0, 3)
     return {**result.metrics, "eval_rows": result.rows, "scored": result.scored, "unscored": result.unscored,
-            "loss_tokens": result.loss_tokens, "eval_s": ctx_eval_s}
+            "loss_tokens": result.loss_tokens, "eval_s": round(time.perf_counter() - t0, 3)}
 
 
 def _finish(ctx: _Context, cell: Cell) -> Cell:

@@ -9,7 +9,7 @@ import pytest
 from curate.catalog.workspace import query_frame
 from curate.compare import run_compare
 from curate.compare.guards import check_base
-from curate.compare.runner import arm_chains, arm_params
+from curate.compare.arms import arm_chains, arm_params
 from curate.errors import BadInput, BadUsage
 from curate.train.provenance import training_history
 from tests.compare.helpers import pool_and_eval, problems, tiny_config
