@@ -127,3 +127,31 @@ def test_a_cell_interrupted_after_its_selection_trains_on_that_selection(tmp_pat
     result = run_compare(ws, config)
     assert result.cells[0].selection == "pool-compare-random@v1" and result.cells[0].status == "done"
     assert [v.ref for v in list_versions(ws, "pool-compare-random")] == ["pool-compare-random@v1"]
+
+
+def test_a_cell_interrupted_mid_training_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, monkeypatch):
+    import curate.train.sft as sft
+
+    ws = Workspace.open(tmp_path / "ws")
+    pool_and_eval(ws, tmp_path)
+    config = tiny_config(tiny_model_dir, strategies=["random"], seeds=1, eval_base=False, steps=3, save_every=1)
+    real, calls = sft.train_sft, []
+
+    def stop_after_two_steps(*args, progress=None, **kwargs):
+        def report(step, metrics):
+            if step == 2:
+                raise KeyboardInterrupt
+        return real(*args, progress=report, **kwargs)
+
+    def record(*args, **kwargs):
+        stats = real(*args, **kwargs)
+        calls.append((kwargs["resume"], stats["resumed_from"]))
+        return stats
+
+    monkeypatch.setattr(sft, "train_sft", stop_after_two_steps)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(ws, config)
+    monkeypatch.setattr(sft, "train_sft", record)
+    result = run_compare(ws, config)
+    assert calls == [(True, 1)]  # the checkpoint of step 1 (step 2 was cut short before its save)
+    assert result.cells[0].status == "done"
