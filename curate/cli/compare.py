@@ -25,20 +25,20 @@ def compare_cmd(
     eval_: Annotated[str, Opt("--eval", "-e", help="Held-out dataset version: NAME or NAME@vN; must share no "
                                                    "rows with POOL.")],
     budget: Annotated[str | None, Opt("--budget", "-b", help="Rows every arm keeps: a count, a fraction or a "
-                                                             "percentage of POOL. [default: 10%]")] = None,
-    seeds: Annotated[int | None, Opt(help="Seeds per arm (SEED, SEED+1, ...). [default: 3]")] = None,
-    steps: Annotated[int | None, Opt(help="SFT optimizer steps per cell. [default: 100]")] = None,
+                                                             "percentage of POOL.", show_default="10%")] = None,
+    seeds: Annotated[int | None, Opt(help="Seeds per arm (SEED, SEED+1, ...).", show_default="3")] = None,
+    steps: Annotated[int | None, Opt(help="SFT optimizer steps per cell.", show_default="100")] = None,
     metric: Annotated[str | None, Opt(help="accuracy (greedy, through --reward), loss (response tokens) or "
-                                           "reward (mean). [default: accuracy]")] = None,
+                                           "reward (mean).", show_default="accuracy")] = None,
     reward: Annotated[list[str] | None, Opt("--reward", "-r", help="math, exact, code or module:function; "
-                                                                   "repeat to combine. [default: math]")] = None,
-    scorer_model: Annotated[str | None, Opt(help="The model the SELECTORS score with (not the one trained). "
-                                                 "[default: proxy, the pool's own small model]")] = None,
+                                                                   "repeat to combine.", show_default="math")] = None,
+    scorer_model: Annotated[str | None, Opt(help="The model the SELECTORS score with (not the one trained); "
+                                                 "proxy: the pool's own small model.", show_default="proxy")] = None,
     param: Annotated[list[str] | None, Opt("--param", "-p", help="STRATEGY.NAME=VALUE for the arms with that "
                                                                  "step (or NAME=VALUE), e.g. fisher.dim=32.")] = None,
-    out: Annotated[str | None, Opt("--out", "-o", help="Name of the comparison (its cells and selections). "
-                                                       "[default: POOL-compare]")] = None,
-    lr: Annotated[float | None, Opt(help="SFT peak learning rate.")] = None,
+    out: Annotated[str | None, Opt("--out", "-o", help="Name of the comparison (its cells and selections).",
+                                   show_default="POOL-compare")] = None,
+    lr: Annotated[float | None, Opt(help="SFT peak learning rate (every SFT default is `curate train sft`'s).")] = None,
     batch_tokens: Annotated[int | None, Opt(help="SFT tokens per micro-batch.")] = None,
     grad_accum: Annotated[int | None, Opt(help="SFT micro-batches per optimizer step.")] = None,
     warmup: Annotated[int | None, Opt(help="SFT linear warmup steps.")] = None,
@@ -48,9 +48,9 @@ def compare_cmd(
     lora: Annotated[bool | None, Opt("--lora/--no-lora", help="Train LoRA adapters instead of all weights.")] = None,
     dtype: Annotated[str | None, Opt(help="auto, float32 or bfloat16.")] = None,
     device: Annotated[str | None, Opt(help="auto, cpu, cuda, ...")] = None,
-    max_new_tokens: Annotated[int | None, Opt(help="Greedy tokens per held-out answer. [default: 256]")] = None,
+    max_new_tokens: Annotated[int | None, Opt(help="Greedy tokens per held-out answer.", show_default="256")] = None,
     eval_base: Annotated[bool | None, Opt("--eval-base/--no-eval-base", help="Also score the untrained base "
-                                                                             "once. [default: on]")] = None,
+                                                                             "once.", show_default="on")] = None,
     keep_checkpoints: Annotated[bool | None, Opt("--keep-checkpoints", help="Keep each cell's SFT checkpoint "
                                                                             "(optimizer state) when it is done.")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue a comparison (a rerun of the same command does too; "

@@ -79,3 +79,18 @@ def test_a_config_file_names_options_as_they_are_spelled(tmp_path, capsys, tiny_
     config.write_text("evaluate: held\n")
     code, out, err = curate(capsys, "compare", "pool", "--config", str(config))
     assert code == 2 and "unknown option 'evaluate'" in err
+
+
+def test_the_defaults_the_help_shows_are_the_config_defaults():
+    import typer.main
+
+    from curate.cli.app import app
+    from curate.compare import CompareConfig
+
+    command = typer.main.get_command(app).commands["compare"]
+    config = CompareConfig(pool="p", eval="e", model="m", strategies=["random"])
+    shown = {p.name: p.show_default for p in command.params
+             if isinstance(p.show_default, str) and p.name not in ("workspace", "seed")}
+    assert shown.pop("out") == "POOL-compare" and shown.pop("eval_base") == ("on" if config.eval_base else "off")
+    assert shown.pop("reward") == ",".join(config.reward)
+    assert len(shown) == 6 and all(shown[name] == str(getattr(config, name)) for name in shown), shown
