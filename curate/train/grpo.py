@@ -55,6 +55,7 @@ from curate.train.logprobs import response_logprobs
 from curate.train.losses import LOSS_TYPES, SCALE_REWARDS, group_advantages, sft_token_loss
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, check_lr_settings, lr_at, set_lr
+from curate.train.provenance import write_training_record
 from curate.train.rewards import CheckedReward, RewardFunc, get_reward, reward_spec_name
 from curate.train.rollouts import Group, generate_groups, ledger_rollouts, reward_matrix, score_groups
 
@@ -332,6 +333,7 @@ def train_grpo(
     save_checkpoint(out_dir, network, optimizer, config.steps, run_config,
                     {"cursor": cursor, "run": run_name, "tokens": tokens_seen})
     save_model_folder(network, tokenizer, out_dir)
+    write_training_record(out_dir, "grpo", model, data)
     logger.close()
     window = max(1, len(history) // 4)
     return {"model": model, "data": describe(data), "out_dir": str(out_dir), "steps": config.steps,
