@@ -42,12 +42,13 @@ def _segment_sdpa(module: Any, query: torch.Tensor, key: torch.Tensor, value: to
     if bounds is None:
         return sdpa_attention_forward(module, query, key, value, None, **kwargs)
     window = kwargs.pop("sliding_window", None)
+    lengths = [end - start for start, end in zip(bounds[:-1], bounds[1:])]
     outputs = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        q, k, v = query[:, :, start:end], key[:, :, start:end], value[:, :, start:end]
+    # split, not slicing: its backward is one concatenation, where each slice's would write a full-size zero tensor
+    for q, k, v in zip(query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2)):
         mask = None
-        if window is not None and end - start > window:  # keep k in (q - window, q], as transformers' sliding mask
-            offsets = torch.arange(end - start, device=query.device)
+        if window is not None and q.shape[2] > window:  # keep k in (q - window, q], as transformers' sliding mask
+            offsets = torch.arange(q.shape[2], device=query.device)
             distance = offsets[:, None] - offsets[None, :]
             mask = (distance >= 0) & (distance < window)
         out, _ = sdpa_attention_forward(module, q, k, v, mask, is_causal=mask is None, **kwargs)
@@ -86,13 +87,9 @@ def packed_attention(model: Any) -> Iterator[None]:
         base.set_attn_implementation(previous)
 
 
-def packed_response_logprobs(model: Any, items: list[tuple[list[int], list[int]]], device: torch.device,
-                             temperature: float = 1.0) -> list[torch.Tensor]:
-    """Per-token log p of each response given its prompt, the (prompt_ids, response_ids) pairs packed in one row.
-
-    Equal, up to float rounding, to running each pair alone; the LM head sees only the
-    positions that predict response tokens.
-    """
+def packed_response_states(model: Any, items: list[tuple[list[int], list[int]]],
+                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden states that predict the response tokens [R, d], and those tokens [R], from one packed row."""
     lengths = [len(p) + len(r) for p, r in items]
     bounds = tuple(accumulate(lengths, initial=0))
     ids = torch.tensor([t for p, r in items for t in (*p, *r)], dtype=torch.long, device=device)[None]
@@ -104,5 +101,16 @@ def packed_response_logprobs(model: Any, items: list[tuple[list[int], list[int]]
     index = torch.cat([torch.arange(len(r), device=device) + (start + len(p) - 1)
                        for (p, r), start in zip(items, bounds)])
     targets = torch.tensor([t for _, r in items for t in r], dtype=torch.long, device=device)
-    flat, _ = head_logprobs(model, hidden[index], targets, temperature)
+    return hidden[index], targets
+
+
+def packed_response_logprobs(model: Any, items: list[tuple[list[int], list[int]]], device: torch.device,
+                             temperature: float = 1.0) -> list[torch.Tensor]:
+    """Per-token log p of each response given its prompt, the (prompt_ids, response_ids) pairs packed in one row.
+
+    Equal, up to float rounding, to running each pair alone; the LM head sees only the
+    positions that predict response tokens.
+    """
+    rows, targets = packed_response_states(model, items, device)
+    flat, _ = head_logprobs(model, rows, targets, temperature)
     return list(torch.split(flat, [len(r) for _, r in items]))

@@ -14,7 +14,8 @@
 - Packing (default): each micro-batch is one row of several whole examples (best-fit
   decreasing, `curate.lm.batching.pack_bins`), position ids restarting per example and
   block-diagonal causal attention (`curate.train.packing`): no padding, and no example sees
-  another. The LM head runs only where the loss is taken. `packing=False`, or a model whose
+  another. The LM head runs only where the loss is taken, fused with the loss
+  (`curate.train.head_loss`: each slice of logits computed once, never a full logits tensor). `packing=False`, or a model whose
   attention cannot be packed exactly, uses length-sorted right-padded batches instead.
 - AdamW, linear warmup then cosine decay, gradient clipping; bf16 weights on a GPU that
   supports them (`dtype="auto"`), float32 on CPU; LoRA through peft with `lora=True`.
@@ -40,11 +41,12 @@ from curate.lm.loading import load
 from curate.lm.templates import TEMPLATES
 from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
 from curate.train.data import SFTExample, describe, encode_sft, micro_batches, packed_micro_batches, stream_slice
-from curate.train.logprobs import response_logprobs
-from curate.train.losses import SFT_LOSSES, sft_token_loss
+from curate.train.head_loss import sft_head_loss
+from curate.train.logprobs import response_states
+from curate.train.losses import SFT_LOSSES
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, check_lr_settings, lr_at, set_lr
-from curate.train.packing import packed_attention, packed_response_logprobs, supports_packing
+from curate.train.packing import packed_attention, packed_response_states, supports_packing
 
 
 @dataclass
@@ -109,11 +111,11 @@ def _step_loss(network: Any, batch: list[SFTExample], kind: str, n_tokens: int, 
                device: torch.device, packed: bool = True) -> tuple[torch.Tensor, float]:
     """This micro-batch's share of the step loss, and its summed NLL over kept tokens (for logging)."""
     items = [(e.prompt_ids, e.response_ids) for e in batch]
-    logps = torch.cat(packed_response_logprobs(network, items, device) if packed
-                      else response_logprobs(network, items, pad_id, device))
-    weights = torch.tensor([w for e in batch for w in e.weights], dtype=logps.dtype, device=device)
-    loss = (sft_token_loss(logps, kind) * weights).sum() / max(1, n_tokens)
-    return loss, float(-(logps.detach() * weights).sum())
+    states, targets = (packed_response_states(network, items, device) if packed
+                       else response_states(network, items, pad_id, device))
+    weights = torch.tensor([w for e in batch for w in e.weights], dtype=torch.float32, device=device)
+    loss, logps = sft_head_loss(network, states, targets, weights, kind, n_tokens)
+    return loss, float(-(logps * weights).sum())
 
 
 def train_sft(
