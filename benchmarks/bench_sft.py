@@ -20,14 +20,16 @@ Tokens are counted the same way for all: real (non-pad) tokens of the inputs a s
 prompt and response. The first step of a run is warm-up; the clock runs from the end of step 1
 to the end of the last step (data loading, logging and everything else in the loop included).
 The runs alternate (curate, trl, trl-packed, then the reverse order) so machine noise hits all.
-One JSON line per run, then one per model with both tokens/s and the ratios (curate / TRL).
+One JSON line per run, then one per model with every trainer's tokens/s and the ratios (curate /
+other), per wall second and per CPU second of the process (the second is less disturbed by other
+jobs on a shared machine; every trainer runs on `--threads` torch threads).
 
 SmolLM2-135M-Instruct ships as a 4-bit GGUF: it is loaded with transformers' GGUF support
 (the `gguf` package), dequantised to float32 and saved as an ordinary model folder in a
 temporary directory that both trainers load.
 
     python benchmarks/bench_sft.py                                  # both models, defaults below
-    python benchmarks/bench_sft.py --models stories260K --steps 30 --repeats 3
+    python benchmarks/bench_sft.py --models stories260K --steps 20 --repeats 2 --curate-padded
     python benchmarks/bench_sft.py --models smollm2 --steps 3 --batch-tokens 2048
 """
 
@@ -52,8 +54,8 @@ import torch  # noqa: E402
 
 SMOLLM2_GGUF = SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Per model: timed steps, tokens per step, rows to tokenise (enough that no row repeats in the timed span).
-DEFAULTS = {"stories260K": {"steps": 30, "batch_tokens": 4096, "rows": 3000},
-            "smollm2": {"steps": 4, "batch_tokens": 2048, "rows": 400}}
+DEFAULTS = {"stories260K": {"steps": 10, "batch_tokens": 4096, "rows": 3000},
+            "smollm2": {"steps": 3, "batch_tokens": 2048, "rows": 400}}
 LR, WARMUP = 2e-5, 1
 
 
@@ -99,33 +101,39 @@ def encoded(model: Path, rows: list[dict]):
     return examples, lm.max_length
 
 
-def summarise(label: str, step_ends: list[float], step_tokens: list[int], losses: list[float]) -> dict:
-    """Throughput over steps 2..N (step 1 is warm-up)."""
-    seconds = step_ends[-1] - step_ends[0]
+def clock() -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds): the second is what load from other processes disturbs least."""
+    return time.perf_counter(), time.process_time()
+
+
+def summarise(label: str, step_ends: list[tuple[float, float]], step_tokens: list[int], losses: list[float]) -> dict:
+    """Throughput over steps 2..N (step 1 is warm-up), per wall second and per CPU second."""
+    seconds = step_ends[-1][0] - step_ends[0][0]
+    cpu_seconds = step_ends[-1][1] - step_ends[0][1]
     tokens = sum(step_tokens[1:])
     timed = len(step_ends) - 1
     return {"trainer": label, "timed_steps": timed, "seconds_per_step": round(seconds / timed, 3),
             "tokens_per_step": round(tokens / timed, 1), "tokens_per_s": round(tokens / seconds, 1),
-            "mean_loss": round(statistics.fmean(losses[1:]), 4)}
+            "tokens_per_cpu_s": round(tokens / cpu_seconds, 1), "mean_loss": round(statistics.fmean(losses[1:]), 4)}
 
 
-def run_curate(model: Path, rows: list[dict], args) -> dict:
+def run_curate(model: Path, rows: list[dict], args, packing: bool = True) -> dict:
     from curate.train.sft import SFTConfig, train_sft
 
     out = Path(tempfile.mkdtemp(prefix="bench-sft-curate-")) / "run"
     config = SFTConfig(steps=args.steps + 1, lr=LR, warmup=WARMUP, lr_schedule="cosine", batch_tokens=args.batch_tokens,
                        grad_accum=1, grad_clip=1.0, weight_decay=0.0, save_every=0, seed=0, dtype="float32",
-                       device="cpu", template="auto")
+                       device="cpu", template="auto", packing=packing)
     ends, tokens, losses = [], [], []
 
     def progress(step: int, metrics: dict) -> None:
-        ends.append(time.perf_counter())
+        ends.append(clock())
         tokens.append(int(metrics["input_tokens"]))
         losses.append(metrics["loss"])
 
     train_sft(str(model), rows, out, config, progress=progress)
     shutil.rmtree(out.parent, ignore_errors=True)
-    return summarise("curate", ends, tokens, losses)
+    return summarise("curate" if packing else "curate-padded", ends, tokens, losses)
 
 
 def run_trl(model: Path, examples, max_length: int, args, packed: bool) -> dict:
@@ -163,7 +171,7 @@ def run_trl(model: Path, examples, max_length: int, args, packed: bool) -> dict:
 
     class Clock(TrainerCallback):
         def on_step_end(self, *a, **k):
-            ends.append(time.perf_counter())
+            ends.append(clock())
             tokens.append(pending[0])
             pending[0] = 0
 
@@ -189,6 +197,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for every trainer")
     parser.add_argument("--repeats", type=int, default=2, help="alternate the trainers this many times")
     parser.add_argument("--trl-modes", default="trl,trl-packed", help="which TRL runs: trl, trl-packed")
+    parser.add_argument("--curate-padded", action="store_true",
+                        help="also run curate with packing off (length-sorted padded batches)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -214,9 +224,10 @@ def main() -> None:
                        "response_share": round(sum(len(e.response_ids) for e in examples)
                                                / sum(len(e) for e in examples), 3)}
             runners = {"curate": lambda: run_curate(model, rows, run_args),
+                       "curate-padded": lambda: run_curate(model, rows, run_args, packing=False),
                        "trl": lambda: run_trl(model, examples, max_length, run_args, packed=False),
                        "trl-packed": lambda: run_trl(model, examples, max_length, run_args, packed=True)}
-            order = ["curate", *modes]
+            order = ["curate", *(["curate-padded"] if args.curate_padded else []), *modes]
             results: dict[str, list[dict]] = {label: [] for label in order}
             for repeat in range(args.repeats):
                 for label in order if repeat % 2 == 0 else order[::-1]:
@@ -224,14 +235,16 @@ def main() -> None:
                     results[label].append(result)
                     print(json.dumps({**setting, "repeat": repeat, **result}), flush=True)
             line = {**setting, "repeats": args.repeats}
-            ours = statistics.fmean(r["tokens_per_s"] for r in results["curate"])
-            line["curate_tokens_per_s"] = round(ours, 1)
-            for label in modes:
-                theirs = statistics.fmean(r["tokens_per_s"] for r in results[label])
-                ratios = [c["tokens_per_s"] / t["tokens_per_s"] for c, t in zip(results["curate"], results[label])]
-                line[f"{label}_tokens_per_s"] = round(theirs, 1)
-                line[f"ratio_vs_{label}"] = round(ours / theirs, 2)
-                line[f"ratio_vs_{label}_per_repeat"] = [round(r, 2) for r in ratios]
+            for unit in ("tokens_per_s", "tokens_per_cpu_s"):
+                line[f"curate_{unit}"] = round(statistics.fmean(r[unit] for r in results["curate"]), 1)
+            for label in order[1:]:
+                for unit, tag in (("tokens_per_s", ""), ("tokens_per_cpu_s", "_cpu")):
+                    ours = statistics.fmean(r[unit] for r in results["curate"])
+                    theirs = statistics.fmean(r[unit] for r in results[label])
+                    line[f"{label}_{unit}"] = round(theirs, 1)
+                    line[f"ratio{tag}_vs_{label}"] = round(ours / theirs, 2)
+                    line[f"ratio{tag}_vs_{label}_per_repeat"] = [
+                        round(c[unit] / t[unit], 2) for c, t in zip(results["curate"], results[label])]
             print(json.dumps(line), flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
