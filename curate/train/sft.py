@@ -114,6 +114,9 @@ def _step_loss(network: Any, batch: list[SFTExample], kind: str, n_tokens: int, 
     states, targets = (packed_response_states(network, items, device) if packed
                        else response_states(network, items, pad_id, device))
     weights = torch.tensor([w for e in batch for w in e.weights], dtype=torch.float32, device=device)
+    if not bool((weights > 0).all()):  # tokens a token mask drops need no logits at all
+        kept = (weights > 0).nonzero().squeeze(1)
+        states, targets, weights = states[kept], targets[kept], weights[kept]
     loss, logps = sft_head_loss(network, states, targets, weights, kind, n_tokens)
     return loss, float(-(logps * weights).sum())
 

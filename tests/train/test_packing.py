@@ -15,12 +15,7 @@ from curate.train.sft import SFTConfig, train_sft
 ROWS = [{"prompt": f"What is {i} + {i}?", "response": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(1, 13)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def brute_force_bfd(lengths: list[int], capacity: int, seed: int) -> list[list[int]]:
@@ -178,3 +173,16 @@ def test_training_packs_by_default_and_pads_on_request(tiny_model_dir, tmp_path)
     assert all(line["padding"] == 0.0 and 0 < line["input_tokens"] <= 256 for line in lines)
     with pytest.raises(BadUsage, match="packing"):
         train_sft(str(tiny_model_dir), ROWS, tmp_path / "padded", SFTConfig(**{**fast, "steps": 6}), resume=True)
+
+
+def test_a_fully_masked_micro_batch_adds_nothing(tiny_model_dir):
+    from curate.lm.loading import load
+    from curate.train.data import SFTExample
+    from curate.train.sft import _step_loss
+
+    lm = load(str(tiny_model_dir), dtype="float32", device="cpu")
+    batch = [SFTExample([1, 5, 6, 7, 2], 2, [0.0, 0.0, 0.0]), SFTExample([1, 9, 2], 1, [0.0, 0.0])]
+    loss, nll = _step_loss(lm.model, batch, "nll", 4, 0, lm.device)
+    loss.backward()
+    assert loss.item() == 0.0 and nll == 0.0
+    assert all(p.grad is None or not p.grad.any() for p in lm.model.parameters())
