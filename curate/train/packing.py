@@ -67,8 +67,9 @@ def supports_packing(model: Any) -> bool:
     base = unwrap(model)
     config = getattr(base, "config", None)
     implementation = getattr(config, "_attn_implementation", None)
-    can_set = getattr(type(base), "_can_set_attn_implementation", None)
-    return implementation in ("sdpa", PACKED_ATTENTION) and callable(can_set) and bool(can_set())
+    can_set = getattr(type(base), "_can_set_attn_implementation", None)  # older transformers: padded batches
+    return (implementation in ("sdpa", PACKED_ATTENTION) and callable(can_set) and bool(can_set())
+            and hasattr(base, "set_attn_implementation"))
 
 
 @contextmanager
