@@ -8,8 +8,9 @@ on response tokens only. curate runs through `curate.train.sft.train_sft`, the f
 `curate train sft`. Same float32 weights, AdamW (fused, TRL's default), lr 2e-5 with one warmup
 step then cosine, gradient clipping at 1.0, no weight decay, no checkpoints in the timed span.
 
-Effective batch = real tokens per optimizer step. curate packs micro-batches of at most
-`--batch-tokens` tokens (one micro-batch per step). TRL runs in two modes:
+Effective batch = real tokens per optimizer step. curate packs whole examples into one row of at
+most `--batch-tokens` tokens per step (`--curate-padded` adds a run with its length-sorted padded
+batches of at most `--batch-tokens` padded tokens). TRL runs in two modes:
 - `trl`: its default collation (right padding per batch, shuffled rows), with as many rows per
   step as fill `--batch-tokens` on average (batch_tokens / mean row length);
 - `trl-packed`: its best-fit-decreasing packing (`packing=True`, padding-free, position ids),
@@ -19,7 +20,8 @@ Every printed line says the mean real tokens per step of each run, so the batche
 Tokens are counted the same way for all: real (non-pad) tokens of the inputs a step processes,
 prompt and response. The first step of a run is warm-up; the clock runs from the end of step 1
 to the end of the last step (data loading, logging and everything else in the loop included).
-The runs alternate (curate, trl, trl-packed, then the reverse order) so machine noise hits all.
+The runs alternate (curate, [curate-padded,] trl, trl-packed, then the reverse order) so machine
+noise hits all.
 One JSON line per run, then one per model with every trainer's tokens/s and the ratios (curate /
 other), per wall second and per CPU second of the process (the second is less disturbed by other
 jobs on a shared machine; every trainer runs on `--threads` torch threads).
