@@ -61,6 +61,19 @@ DEFAULTS = {"stories260K": {"steps": 10, "batch_tokens": 4096, "rows": 3000},
 LR, WARMUP = 2e-5, 1
 
 
+def quiet_setup(threads: int) -> None:
+    """Torch threads, and no library warnings or progress bars between the JSON lines."""
+    torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def gsm8k_rows(count: int) -> list[dict]:
     rows = []
     with open(SHARED / "data" / "gsm8k" / "train.jsonl") as fh:
@@ -202,16 +215,7 @@ def main() -> None:
     parser.add_argument("--curate-padded", action="store_true",
                         help="also run curate with packing off (length-sorted padded batches)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    import datasets
-
-    datasets.disable_progress_bars()
+    quiet_setup(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="bench-sft-models-"))
     modes = [m.strip() for m in args.trl_modes.split(",") if m.strip()]
     try:

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +34,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
-from bench_sft import DEFAULTS, gsm8k_rows, model_folder  # noqa: E402
+from bench_sft import DEFAULTS, gsm8k_rows, model_folder, quiet_setup  # noqa: E402
 
 
 def best_of(repeats: int, runs: dict) -> dict[str, float]:
@@ -63,13 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_setup(args.threads)
 
     from curate.lm.loading import load
     from curate.train.data import encode_sft, micro_batches, packed_micro_batches
