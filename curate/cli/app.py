@@ -12,6 +12,7 @@ from rich.text import Text
 
 from curate import __version__
 from curate.cli import data, demo, train
+from curate.cli import report as report_commands
 from curate.cli import rl
 from curate.cli import select as select_commands
 from curate.cli import synth as synth_commands
@@ -52,6 +53,7 @@ demo.register(app)
 select_commands.register(app)
 synth_commands.register(app)
 rl.register(app)
+report_commands.register(app)
 
 
 def _quiet_libraries() -> None:
