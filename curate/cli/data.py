@@ -16,6 +16,7 @@ from curate.catalog.versions import list_versions, resolve
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.errors import BadUsage
 
 
 def ingest_cmd(
@@ -144,32 +145,53 @@ def _clip(value, limit: int = 300) -> str:
 def export_cmd(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
     to: Annotated[Path, typer.Option("--to", help="Output: FILE.parquet, FILE.jsonl, or a folder (datasets).")],
-    format: Annotated[str | None, typer.Option("--format", help="parquet, jsonl or hf (default: by --to).")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="parquet, jsonl or hf (default: by --to), or a "
+                                                              "trainer's layout: verl, trl-preference, trl-messages, "
+                                                              "llamafactory (docs/formats.md).")] = None,
     columns: Annotated[str, typer.Option(help="Layout: " + ", ".join(LAYOUTS) + ".")] = "canonical",
     trl: Annotated[bool, typer.Option("--trl", help="Same as --columns prompt-completion.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    card: Annotated[bool, typer.Option("--card", help="Write a dataset card (README.md) beside the file; a folder "
+                                                      "export always gets one.")] = False,
+    push_to_hub: Annotated[str | None, typer.Option("--push-to-hub", help="Upload the export and its card to this "
+                                                                          "Hub dataset repo (REPO_ID).")] = None,
+    data_source: Annotated[str | None, typer.Option(help="verl: the data_source column (selects verl's reward "
+                                                         "function; default: the dataset name).")] = None,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Export a version to Parquet, JSONL or a datasets folder, optionally in TRL's columns.
+    """Export a version to Parquet, JSONL or a datasets folder, optionally in TRL's, verl's or LLaMA-Factory's layout.
 
     Examples:
       curate export gsm8k --to gsm8k.parquet
       curate export gsm8k@v2 --to sft.jsonl --trl
       curate export prompts --to grpo.parquet --columns prompt
+      curate export prompts --to rl.parquet --format verl --data-source openai/gsm8k
+      curate export prefs --to dpo.jsonl --format trl-preference --card
     """
+    from curate.catalog.export_formats import TRAINER_FORMATS, card_folder, export_for_trainer, publish
+
     ws = Workspace.open(workspace)
     version = resolve(ws, ref)
-    report = export_version(version, to, format=format, columns="prompt-completion" if trl else columns,
-                            overwrite=overwrite)
+    readme = card_folder(to, None if format in TRAINER_FORMATS else format) / "README.md"
+    if (card or push_to_hub) and readme.exists() and not overwrite and readme.parent != Path(to).expanduser():
+        raise BadUsage(f"{readme} already exists", hint="pass --overwrite to replace it, or export to another folder")
+    if format in TRAINER_FORMATS:
+        report = export_for_trainer(version, to, format, overwrite=overwrite, data_source=data_source)
+    else:
+        report = export_version(version, to, format=format, columns="prompt-completion" if trl else columns,
+                                overwrite=overwrite)
+    written = publish(ws, version, report, card=card, repo_id=push_to_hub, overwrite=overwrite)
     if quiet:
         ui.out.print(str(report.path))
         return
-    ui.out.print(ui.key_values(f"exported {version.ref}", {"to": report.path, "format": report.format,
-                                                          "columns": report.columns, "rows": f"{report.rows:,}"}))
+    ui.out.print(ui.key_values(f"exported {version.ref}", {
+        "to": report.path, "format": report.format, "columns": report.columns, "rows": f"{report.rows:,}",
+        **{k.replace("_", " "): v for k, v in vars(report).items() if k in ("data_source", "dataset_info") and v},
+        **written}))
 
 
 def register(app: typer.Typer) -> None:
