@@ -103,7 +103,10 @@ def _step(step: dict[str, Any]) -> str:
     if scores and scores["histogram"]:
         hist = scores["histogram"]
         cuts = [(value, label) for value, label in scores["cuts"]]
-        extra = f"; {scores['no_score']:,} rows had no score" if scores["no_score"] else ""
+        extra = ""
+        if scores["no_score"]:
+            extra = f"; {scores['no_score']:,} rows have no score"
+            extra += f" ({scores['no_score_means']})" if scores.get("no_score_means") else ""
         if not cuts:
             extra += "; no single threshold separates kept from dropped rows (a set or sampling strategy)"
         charts.append(svg.histogram(hist["edges"], {"kept": hist["kept"], "dropped": hist["dropped"]},
@@ -143,11 +146,13 @@ def _examples(step: dict[str, Any]) -> str:
     kept = step["kept_examples"]
     if not dropped and not kept:
         return ""
-    left = [f"<h4>kept (first {len(kept)})</h4>"] + [_example(r, "kept", "kept") for r in kept]
+    left = [f"<h4>kept ({len(kept)} of {step['rows_out']:,}, from the first to the last in order)</h4>"]
+    left += [_example(r, "kept", "kept") for r in kept]
     right = []
     for reason in list(dropped)[:MAX_EXAMPLE_REASONS]:
         rows = dropped[reason]
-        right.append(f"<h4>dropped: {escape(reason)} ({len(rows)} of {step['drop_counts'].get(reason, len(rows)):,})</h4>")
+        right.append(f"<h4>dropped: {escape(reason)} ({len(rows)} of {step['drop_counts'].get(reason, len(rows)):,}, "
+                     f"from the first dropped to the last)</h4>")
         right += [_example(r, "dropped", reason) for r in rows]
     return f'<div class="examples"><div>{"".join(left)}</div><div>{"".join(right)}</div></div>'
 

@@ -19,6 +19,9 @@ from curate.errors import CurateError
 
 BINS = 30
 TEXT_LIMIT = 600  # characters of a prompt or response kept per example row
+# What a missing score means, where it is not an error.
+NO_SCORE = {"dedup": "no other row at or above the threshold", "token-clean": "no token could be scored",
+            "difficulty": "the kept rows carry their pass rate; dropped rows have none recorded"}
 # Parameters that are the strategy's own threshold on its score (drawn as cut lines).
 THRESHOLDS = {"dedup": ("threshold",), "ifd": ("max_ifd",)}
 
@@ -62,12 +65,14 @@ def _rows(con, version: DatasetVersion, ids: list[str]) -> dict[str, dict[str, A
     return out
 
 
-def histogram(values: np.ndarray, kept: np.ndarray, bins: int = BINS) -> dict[str, Any] | None:
-    """Counts of kept and dropped rows per bin over the finite scores; None when there are none."""
+def histogram(values: np.ndarray, kept: np.ndarray, bins: int = BINS, include: list[float] = ()) -> dict[str, Any] | None:
+    """Counts of kept and dropped rows per bin over the finite scores (the range stretched to the
+    values in `include`, the cuts, so they are drawn where they are); None when there is no score."""
     finite = np.isfinite(values)
     if not finite.any():
         return None
-    lo, hi = float(values[finite].min()), float(values[finite].max())
+    lo = min([float(values[finite].min()), *include])
+    hi = max([float(values[finite].max()), *include])
     if hi == lo:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
@@ -101,10 +106,11 @@ def _scores(con, version: DatasetVersion, index: int, step: dict[str, Any]) -> d
         return None
     values = np.ma.filled(np.ma.asarray(found["value"], dtype=np.float64), np.nan)  # NULL -> NaN
     kept = np.ma.filled(np.ma.asarray(found["kept"], dtype=bool), False)
-    hist = histogram(values, kept)
+    cuts = cuts_of(step.get("strategy"), step.get("params", {}), values, kept)
+    hist = histogram(values, kept, include=[c[0] for c in cuts])
     finite = np.isfinite(values)
     return {"rows": int(len(values)), "kept": int(kept.sum()), "no_score": int((~finite).sum()),
-            "histogram": hist, "cuts": cuts_of(step.get("strategy"), step.get("params", {}), values, kept),
+            "histogram": hist, "cuts": cuts, "no_score_means": NO_SCORE.get(step.get("strategy") or ""),
             "kept_mean": _mean(values[finite & kept]), "dropped_mean": _mean(values[finite & ~kept])}
 
 
@@ -112,12 +118,25 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
-def _drop_examples(con, version: DatasetVersion, source: DatasetVersion, index: int,
+def spread(total: int, count: int) -> list[int]:
+    """`count` positions (1-based) spread evenly from the first to the last of `total`."""
+    if total <= count:
+        return list(range(1, total + 1))
+    return sorted({int(round(p)) for p in np.linspace(1, total, count)})
+
+
+def _drop_examples(con, version: DatasetVersion, source: DatasetVersion, index: int, counts: dict[str, int],
                    count: int) -> dict[str, list[dict[str, Any]]]:
+    """`count` drops per reason, spread over the order the step dropped them in (for a ranking step,
+    from just below the cut to the worst)."""
+    wanted = [[reason, position] for reason, total in counts.items() for position in spread(total, count)]
+    if not wanted:
+        return {}
     drops = con.execute(
         "SELECT reason, id, detail FROM (SELECT reason, id, detail, row_number() OVER (PARTITION BY reason "
-        "ORDER BY rowid) AS n FROM drops WHERE name = ? AND version = ? AND step = ?) WHERE n <= ? "
-        "ORDER BY reason, n", [version.name, version.version, index, count]).fetchall()
+        "ORDER BY rowid) AS n FROM drops WHERE name = ? AND version = ? AND step = ?) "
+        "WHERE list_contains(?, reason || ':' || n) ORDER BY reason, n",
+        [version.name, version.version, index, [f"{r}:{p}" for r, p in wanted]]).fetchall()
     rows = _rows(con, source, [i for _, i, _ in drops])
     out: dict[str, list[dict[str, Any]]] = {}
     for reason, row_id, detail in drops:
@@ -127,15 +146,19 @@ def _drop_examples(con, version: DatasetVersion, source: DatasetVersion, index: 
 
 def _kept_examples(con, version: DatasetVersion, source: DatasetVersion, index: int, last: bool,
                    count: int) -> list[dict[str, Any]]:
-    """The first rows that survived the step: the version's own first rows after the last step."""
+    """Rows that survived the step, spread over their order: the version's own order after the last
+    step (best ranked first), the source's order after an earlier one."""
     if last or source is version:
-        ids = [r[0] for r in con.execute("SELECT id FROM read_parquet(?) LIMIT ?", [_files(version), count]).fetchall()]
+        positions = spread(version.rows, count)
+        ids = [r[0] for r in con.execute(
+            "SELECT id FROM (SELECT id, row_number() OVER () AS n FROM read_parquet(?)) WHERE list_contains(?, n) "
+            "ORDER BY n", [_files(version), positions]).fetchall()]
         rows = _rows(con, version, ids)
     else:
-        ids = [r[0] for r in con.execute(
+        survivors = con.execute(
             "SELECT s.id FROM read_parquet(?) s ANTI JOIN (SELECT id FROM drops WHERE name = ? AND version = ? "
-            "AND step <= ?) d ON d.id = s.id LIMIT ?", [_files(source), version.name, version.version, index,
-                                                        count]).fetchall()]
+            "AND step <= ?) d ON d.id = s.id", [_files(source), version.name, version.version, index]).fetchall()
+        ids = [survivors[p - 1][0] for p in spread(len(survivors), count)]
         rows = _rows(con, source, ids)
     return [rows[i] for i in ids if i in rows]
 
@@ -182,7 +205,8 @@ def step_sections(ws: Workspace, version: DatasetVersion, lineage: list[dict[str
                 "rows_out": step.get("rows_out"), "drop_counts": step.get("drop_counts", {}),
                 "seconds": step.get("duration_s"),
                 "scores": _scores(con, version, step["step"], step),
-                "dropped_examples": _drop_examples(con, version, source, step["step"], examples),
+                "dropped_examples": _drop_examples(con, version, source, step["step"],
+                                                   step.get("drop_counts") or {}, examples),
                 "kept_examples": _kept_examples(con, version, source, step["step"], index == len(lineage) - 1,
                                                 examples),
                 "domains": domain_flow[index] if domain_flow else None,

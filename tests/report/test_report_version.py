@@ -13,7 +13,7 @@ import pytest
 
 from curate.catalog.versions import resolve
 from curate.report.build import write_report
-from curate.report.steps import cuts_of, histogram
+from curate.report.steps import cuts_of, histogram, spread
 from tests.report.helpers import DOMAINS, selected
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import""", re.I)
@@ -54,12 +54,15 @@ def test_each_step_counts_examples_and_domains(report, ws):
     length_step, random_step = data["steps"]
     assert (length_step["rows_in"], length_step["rows_out"]) == (120, 60)
     assert length_step["drop_counts"] == {"below_budget": 60} and random_step["drop_counts"] == {"below_budget": 40}
-    # 5 examples per drop reason, each with its drop detail and the row's text
+    # 5 examples per drop reason spread from the cut to the worst, each with its detail and text:
+    # drops 1, 16, 30, 45 and 60 of 60, whose details give their rank after the 60 kept
+    assert spread(60, 5) == [1, 16, 30, 45, 60] and spread(20, 5) == [1, 6, 10, 15, 20] and spread(3, 5) == [1, 2, 3]
     examples = length_step["dropped_examples"]["below_budget"]
-    assert len(examples) == 5 and all(e["detail"].startswith("score ") and e["prompt"] for e in examples)
-    # the kept rows of the last step are the version's first rows, in order
-    first = resolve(ws, made.version.ref).scan().head(5).collect()["id"].to_list()
-    assert [e["id"] for e in random_step["kept_examples"]] == first
+    assert [int(e["detail"].rsplit("rank ", 1)[1]) for e in examples] == [60, 75, 89, 104, 119]
+    assert all(e["prompt"] and e["response"] for e in examples)
+    # the kept rows of the last step: the version's rows 1, 6, 10, 15 and 20, in order
+    order = resolve(ws, made.version.ref).scan().collect()["id"].to_list()
+    assert [e["id"] for e in random_step["kept_examples"]] == [order[p - 1] for p in (1, 6, 10, 15, 20)]
     # rows per domain before and after each step, brute-forced from the pool and the drops
     frame = source.scan().select("id", "domain", pl.col("response").str.len_chars().alias("n")).collect()
     with ws.catalog() as con:
