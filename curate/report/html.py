@@ -169,7 +169,8 @@ def _tokens(section: dict[str, Any]) -> str:
     for example in section["examples"]:
         spans = "".join(f'<span class="{"k" if kept else "m"}">{escape(text)}</span>'
                         for text, kept in example["tokens"])
-        parts.append(f'<h4><code>{escape(example["id"][:16])}</code></h4><div class="tokens">{spans}</div>')
+        prompt = f'<div class="example"><pre>{escape(example["prompt"])}</pre></div>' if example.get("prompt") else ""
+        parts.append(f'<h4><code>{escape(example["id"][:16])}</code></h4>{prompt}<div class="tokens">{spans}</div>')
     return "\n".join(parts)
 
 

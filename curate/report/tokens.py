@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from curate.catalog.versions import DatasetVersion
+from curate.report.steps import clip
 
 PROXY_ID = re.compile(r"^proxy \((?P<path>.+)\)$")
 
@@ -67,7 +68,7 @@ def token_section(version: DatasetVersion, lineage: list[dict[str, Any]], rows: 
                                f"tokens for row {row['id']}): was the tokenizer changed?")
             section["examples"] = []
             break
-        section["examples"].append({"id": row["id"], "tokens": [[tokenizer.decode([t]), int(m)]
-                                                                for t, m in zip(ids, mask)]})
+        section["examples"].append({"id": row["id"], "prompt": clip(row["prompt"]),
+                                    "tokens": [[tokenizer.decode([t]), int(m)] for t, m in zip(ids, mask)]})
     section["tokenizer"] = path
     return section
