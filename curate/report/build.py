@@ -128,6 +128,8 @@ def write_report(ws: Workspace | None, target: str, out: str | os.PathLike | Non
     """Write the report of `target` (NAME[@vN] or a run folder) to `out` (HTML) and its .json sidecar."""
     from curate.report.html import render
 
+    if examples < 0:
+        raise BadUsage(f"--examples must be 0 or more, got {examples}")
     folder = Path(target).expanduser()
     if folder.is_dir():
         data = run_data(ws, folder)
