@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from curate import __version__
-from curate.catalog.provenance import Provenance, provenance
+from curate.catalog.provenance import Provenance, provenance, step_detail
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace
 from curate.errors import BadUsage
@@ -64,12 +64,20 @@ def card_metadata(found: Provenance, version: DatasetVersion, fmt: str) -> dict[
 def _step_line(step: dict[str, Any]) -> str:
     params = {k: v for k, v in step.get("params", {}).items()
               if v not in (None, {}, [], False, "") and k not in ("generator", "sampling", "config")}
-    what = step.get("strategy") or step["op"]
-    rows = f"{step.get('rows_in')} → {step.get('rows_out')} rows" if step.get("rows_in") is not None else ""
+    what = f" `{step['strategy']}`" if step.get("strategy") and step["strategy"] != step["op"] else ""
+    rows = f" {step_detail(step)}" if step_detail(step) else ""
     drops = ", ".join(f"{r}: {n:,}" for r, n in (step.get("drop_counts") or {}).items())
     model = f"; model `{step['model_id']}`" if step.get("model_id") else ""
-    return (f"- `{step['ref']}` step {step['step'] + 1}: **{step['op']}** `{what}` {rows}"
+    return (f"- `{step['ref']}` step {step['step'] + 1}: **{step['op']}**{what}{rows}"
             f"{'; dropped ' + drops if drops else ''}{model}; parameters `{json.dumps(params, default=str)}`")
+
+
+def chronological(found: Provenance) -> list[dict[str, Any]]:
+    """The walk's steps oldest first: the sources' versions before the versions made from them."""
+    by_version: dict[str, list[dict[str, Any]]] = {}
+    for step in found.steps:
+        by_version.setdefault(step["ref"], []).append(step)
+    return [s for v in reversed(found.versions) for s in sorted(by_version.get(v.ref, []), key=lambda s: s["step"])]
 
 
 def card_text(ws: Workspace, version: DatasetVersion, fmt: str, files: list[str]) -> str:
@@ -82,7 +90,7 @@ def card_text(ws: Workspace, version: DatasetVersion, fmt: str, files: list[str]
              "## Sources", ""]
     lines += [f"- `{s}`" for s in found.sources] or ["- (not recorded)"]
     lines += ["", "## How it was made", ""]
-    lines += [_step_line(s) for s in reversed(found.steps)]
+    lines += [_step_line(s) for s in chronological(found)]
     if found.truncated:
         lines.append("- … (earlier steps not shown)")
     lines += ["", "## Licenses", ""]

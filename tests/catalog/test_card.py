@@ -46,7 +46,8 @@ def test_card_beside_a_file_loads_with_huggingface_hub(selected, tmp_path):
     assert card.data.license == "mit" and card.data.size_categories == ["n<1K"]
     assert card.data.task_categories == ["text-generation"] and card.data.source_datasets == ["original"]
     assert card.data.pretty_name == "pool-length@v1" and "curate" in card.data.tags
-    assert "**select** `length` 30 → 10 rows" in card.text and "**ingest**" in card.text
+    assert "**select** `length` 30 → 10 rows" in card.text
+    assert card.text.index("**ingest** 30 → 30 rows") < card.text.index("**select**")  # oldest first
     assert "`sft.jsonl`" in card.text and "pool.jsonl" in card.text
     again = cli("export", "pool-length", "--to", str(out / "other.jsonl"), "--card", "--workspace", str(selected),
                 check=2)
