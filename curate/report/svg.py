@@ -57,7 +57,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         return [lo]
     raw = (hi - lo) / max(1, count)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))  # 0.05/5 is 0.0100...01
     start = math.ceil(lo / step - 1e-9) * step
     ticks = []
     value = start
@@ -196,7 +196,9 @@ def lines(x: Sequence[float], series: dict[str, Sequence[float | None]], *, titl
         return frame.top + frame.inner_height * (1 - (value - lo) / (hi - lo))
 
     out = _open(frame, title)
-    x_ticks = [(px(t), fmt(t)) for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
+    whole = all(float(v).is_integer() for v in x)  # rounds and steps: no tick at 2.5
+    x_ticks = [(px(t), fmt(t)) for t in nice_ticks(x_lo, x_hi, 6)
+               if x_lo <= t <= x_hi and (not whole or float(t).is_integer())]
     out += _axes(frame, x_ticks, [(py(t), fmt(t)) for t in nice_ticks(lo, hi, 4) if lo <= t <= hi], x_label, y_label)
     for name, colour in zip(names, colours):
         segment: list[str] = []
