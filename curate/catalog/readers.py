@@ -16,7 +16,7 @@ import io
 import json
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,9 @@ class Chunk:
     source: str
     unit: str  # "line", "row" or "item"
     positions: np.ndarray  # 1-based position of each row in its source, in `unit`s
+    # JSON sources: the source text of the rows at these indices, as written (a parsed frame
+    # unifies nested objects: a key one row lacks is a null there; ingest keeps meta verbatim)
+    raw: Callable[[np.ndarray], pl.Series] | None = None
 
     def where(self, index: int) -> str:
         return f"{self.source}, {self.unit} {int(self.positions[index])}"
@@ -168,9 +171,28 @@ def _read_jsonl(path: Path) -> Iterator[Chunk]:
                 line_offset += count
                 del data
                 if frame.height:
-                    yield Chunk(frame, name, "line", lines)
+                    yield Chunk(frame, name, "line", lines, raw=_object_lines(block))
         except OSError as exc:
             raise BadInput(f"{path}: read failed ({exc.strerror or exc})") from exc
+
+
+def _object_lines(block) -> Callable[[np.ndarray], pl.Series]:
+    """The text of the block's rows at these indices (row i is the i-th non-blank line), cut out
+    of the block by its newline offsets without a Python object per line."""
+
+    def pick(rows: np.ndarray) -> pl.Series:
+        data = np.frombuffer(block, dtype=np.uint8)
+        ends = np.flatnonzero(data == 10) + 1
+        if not len(ends) or ends[-1] != len(data):
+            ends = np.append(ends, len(data))
+        offsets = np.concatenate(([0], ends)).astype(np.int32)  # a block is far below 2 GiB
+        lines = pl.Series(pl.from_arrow(pa.StringArray.from_buffers(len(ends), pa.py_buffer(offsets),
+                                                                    pa.py_buffer(block))))
+        if not np.all(data[offsets[:-1]] == ord("{")):  # blank lines, or objects after leading spaces
+            lines = lines.filter(lines.str.strip_chars() != "")
+        return lines.gather(rows)
+
+    return pick
 
 
 def _check_utf8(block: bytes, name: str, line_offset: int) -> None:
@@ -269,7 +291,9 @@ def _read_json_array(path: Path) -> Iterator[Chunk]:
     step = 50_000
     for start in range(0, len(data), step):
         part = data[start:start + step]
-        yield Chunk(frame_from_records(part), path.name, "item", np.arange(start + 1, start + len(part) + 1))
+        yield Chunk(frame_from_records(part), path.name, "item", np.arange(start + 1, start + len(part) + 1),
+                    raw=lambda rows, part=part: pl.Series([json.dumps(part[int(i)], ensure_ascii=False) for i in rows],
+                                                          dtype=pl.String))
 
 
 def _read_csv(path: Path, delimiter: str = ",") -> Iterator[Chunk]:

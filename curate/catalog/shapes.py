@@ -142,6 +142,8 @@ def detect(frame: pl.DataFrame) -> Shape | None:
                                "answer": gsm8k_answer(pl.col("answer"))}, {"question", "answer"})
     if {"code", "test_list"} <= cols and ({"text"} & cols or {"prompt"} & cols):
         return _mbpp(frame)
+    if {"prompt", "test", "entry_point"} <= cols:
+        return _humaneval(frame)
     if {"instruction", "instances"} <= cols:
         return _self_instruct()
     if {"instruction", "output"} <= cols:
@@ -243,6 +245,17 @@ def _mbpp(frame: pl.DataFrame) -> Shape:
     tests = pl.concat_str([p for p in parts], separator="\n").str.strip_chars("\n")
     return Shape("mbpp", {"prompt": _text(pl.col(prompt_col)), "response": _text(pl.col("code")), "tests": tests},
                  {prompt_col, "code", "test_list", "test_setup_code", "test_imports"})
+
+
+def _humaneval(frame: pl.DataFrame) -> Shape:
+    """HumanEval: the prompt is the signature and docstring, the solution its body, the test a
+    `def check(candidate)` that nothing calls. `entry_point` stays in meta: the code reward reads it
+    to call `check(entry_point)` (docs/rl.md)."""
+    columns = {"prompt": _text(pl.col("prompt")), "tests": _text(pl.col("test"))}
+    if "canonical_solution" in frame.columns:
+        columns["response"] = _text(pl.col("canonical_solution"))
+    return Shape("humaneval", columns, {"prompt", "canonical_solution", "test"},
+                 notes=["entry_point is kept in meta; the code reward calls check(entry_point)"])
 
 
 def _self_instruct() -> Shape:

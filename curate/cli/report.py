@@ -36,7 +36,7 @@ def report_cmd(
 
     # a run folder's report reads the ledger when a workspace exists, and never creates one
     is_run = Path(target).expanduser().is_dir()
-    ws = Workspace.open(workspace) if not is_run or _has_catalog(workspace) else None
+    ws = Workspace.open(workspace, create=False) if not is_run or _has_catalog(workspace) else None
     with ui.progress(f"reporting on {target}", quiet=quiet):
         files = write_report(ws, target, out, examples=examples)
     if quiet:

@@ -34,8 +34,9 @@ def select_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to select from: NAME or NAME@vN.")],
     strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order: dedup,fisher. "
                                                                    "See docs/selectors.md.")],
-    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500), a fraction "
-                                                                      "(0.1) or a percentage (10%).")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500; 1 is one "
+                                                                      "row), a fraction (0.1; 1.0 is every row) or a "
+                                                                      "percentage (10%).")] = None,
     model: ModelOpt = "proxy",
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-STRATEGY).")] = None,
     param: ParamOpt = None,
@@ -84,11 +85,19 @@ def select_cmd(
     if models:
         details["model"] = ", ".join(sorted(models))
     for step in report.steps:
-        shown = {k: v for k, v in step.stats.items() if k in ("kept_fraction", "logdet", "gain_evaluations",
-                                                               "cached_scores", "covering_radius", "reference")}
+        shown = {k: v for k, v in step.stats.items() if k in ("kept_fraction", "scored_kept_fraction", "tokens_unscored",
+                                                               "logdet", "gain_evaluations", "cached_scores",
+                                                               "covering_radius", "reference")}
         if shown:
             details[f"{step.strategy} details"] = json.dumps(shown, default=lambda v: round(v, 4))
     ui.out.print(ui.key_values("selection", details))
+    for step in report.steps:
+        if step.stats.get("tokens_unscored"):
+            stats = step.stats
+            ui.err.print(f"note: {step.strategy} kept {stats['kept_fraction']:.2%} of the response tokens: "
+                         f"{stats['scored_kept_fraction']:.2%} of the {stats['tokens_scored']:,} scored ones (the ratio), "
+                         f"and all {stats['tokens_unscored']:,} tokens past the model's context, which are not scored "
+                         "and stay in the loss")
     ui.out.print(f"next: curate show {report.version.ref}   ·   curate export {report.version.ref} --to out.jsonl --trl")
 
 

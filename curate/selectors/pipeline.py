@@ -6,7 +6,8 @@ new dataset version whose lineage has one step per strategy (with its parameters
 rows in and out, and drop counts) and whose `drops` rows carry the step that dropped them.
 
 How the budget applies in a chain:
-- `--budget N` (a count, a fraction such as 0.1, or 10%) goes to the LAST ranking step
+- `--budget N` (a count such as 500, a fraction such as 0.1 or 1.0, or 10%: the rules are in
+  `base.parse_budget`) goes to the LAST ranking step
   (kind `rank` or `set`: random, length, perplexity, ifd, fisher, diversity);
 - filters (dedup) and annotators (token-clean) ignore it; token-clean's own budget is
   `ratio`, the fraction of tokens kept;
@@ -117,7 +118,7 @@ def _describe(names: list[str], classes: list[type]) -> str:
 def plan_budgets(names: list[str], classes: list[type], budget: Any, step_budgets: list[Any], rows: int) -> list[int | None]:
     """The budget of each step (see the module docstring)."""
     ranking = [i for i, cls in enumerate(classes) if cls.kind in RANKING]
-    plan = [parse_budget(b, rows) for b in step_budgets]
+    plan = [parse_budget(b, rows, f"--param {name}.budget") for b, name in zip(step_budgets, names)]
     if budget is not None:
         if not ranking:
             raise BadUsage(f"--budget needs a ranking strategy, and {', '.join(names)} only filter or annotate",

@@ -64,9 +64,9 @@ class Pool:
             if column not in frame.columns:
                 frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
         if "id" not in frame.columns:
-            from curate.catalog.ids import content_id_expr
+            from curate.catalog.ids import content_fields_of, content_id_expr
 
-            frame = frame.with_columns(content_id_expr().alias("id"))
+            frame = frame.with_columns(content_id_expr(content_fields_of(frame.columns)).alias("id"))
         return cls(_Shared(None, frame, None, frame["id"].cast(pl.String)), np.arange(frame.height, dtype=np.int64),
                    **options)
 

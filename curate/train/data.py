@@ -146,7 +146,7 @@ def load_prompts(data: DatasetVersion | Sequence[dict], tokenizer: Any, template
         counts["rows"] += 1
         row = dict(row)
         if not row.get("id"):
-            row["id"] = content_id(row["prompt"], row.get("response"))
+            row["id"] = content_id(row["prompt"], row.get("response"), row.get("answer"), row.get("tests"))
         length = len(prompt_ids(row["prompt"], tokenizer, template))
         if max_prompt_length is not None and length > max_prompt_length:
             counts["too_long"] += 1
