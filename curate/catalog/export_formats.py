@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from curate.catalog.export import ExportReport, _write_hf_folder, infer_format, sql_string
+from curate.catalog.export import ExportReport, _source_sql, infer_format, sql_string, write_query
 from curate.catalog.versions import DatasetVersion
 from curate.errors import BadInput, BadUsage
 
@@ -42,10 +41,6 @@ TRAINER_FORMATS = ("verl", "trl-preference", "trl-messages", "llamafactory")
 FILE_TYPES = {"verl": ("parquet",), "trl-preference": ("parquet", "jsonl", "hf"),
               "trl-messages": ("parquet", "jsonl", "hf"), "llamafactory": ("jsonl", "parquet")}
 ASSISTANT_MARKER = "\n\nAssistant:"  # Anthropic HH dialogues: ingest cut the prompt after this
-
-
-def _source(version: DatasetVersion) -> str:
-    return "read_parquet([" + ", ".join(sql_string(f.as_posix()) for f in version.files()) + "])"
 
 
 def _as_messages(version: DatasetVersion) -> str:
@@ -81,25 +76,25 @@ def verl_sql(version: DatasetVersion, data_source: str) -> str:
             f"coalesce(domain, 'general') AS ability, "
             f"{{'style': 'rule', 'ground_truth': coalesce(answer, tests)}} AS reward_model, "
             f"{{'index': (row_number() OVER () - 1)::BIGINT, 'id': id, 'split': 'train', 'domain': domain}} "
-            f"AS extra_info FROM {_source(version)}")
+            f"AS extra_info FROM {_source_sql(version)}")
 
 
 def preference_sql(version: DatasetVersion) -> str:
     rejected = _side(version, "rejected")
     if version.prompt_type == "messages":
         return (f"SELECT id, prompt, [{_reply('response')}] AS chosen, [{_reply(rejected)}] AS rejected "
-                f"FROM {_source(version)}")
-    return f"SELECT id, prompt, response AS chosen, {rejected} AS rejected FROM {_source(version)}"
+                f"FROM {_source_sql(version)}")
+    return f"SELECT id, prompt, response AS chosen, {rejected} AS rejected FROM {_source_sql(version)}"
 
 
 def messages_sql(version: DatasetVersion) -> str:
     messages = (f"CASE WHEN response IS NULL THEN {_as_messages(version)} "
                 f"ELSE list_append({_as_messages(version)}, {_reply('response')}) END")
-    return f"SELECT id, {messages} AS messages, {_tools()} AS tools, answer, tests FROM {_source(version)}"
+    return f"SELECT id, {messages} AS messages, {_tools()} AS tools, answer, tests FROM {_source_sql(version)}"
 
 
 def _count(con: duckdb.DuckDBPyConnection, version: DatasetVersion, condition: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {_source(version)} WHERE {condition}").fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {_source_sql(version)} WHERE {condition}").fetchone()[0]
 
 
 def _check(con: duckdb.DuckDBPyConnection, version: DatasetVersion, fmt: str) -> None:
@@ -119,31 +114,6 @@ def _check(con: duckdb.DuckDBPyConnection, version: DatasetVersion, fmt: str) ->
 
 def _is_preference(con: duckdb.DuckDBPyConnection, version: DatasetVersion) -> bool:
     return _count(con, version, "json_exists(CAST(meta AS JSON), '$.rejected')") > 0
-
-
-def write_query(con: duckdb.DuckDBPyConnection, sql: str, target: Path, fmt: str, overwrite: bool,
-                json_array: bool = False) -> int:
-    """Stream `sql` to `target` through a partial file renamed into place; returns the rows written."""
-    if target.exists() and not overwrite:
-        raise BadUsage(f"{target} already exists", hint="choose another path or pass --overwrite")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        if fmt == "parquet":
-            con.execute(f"COPY ({sql}) TO {sql_string(partial.as_posix())} (FORMAT PARQUET, COMPRESSION ZSTD)")
-        elif fmt == "jsonl":
-            array = ", ARRAY true" if json_array else ""
-            con.execute(f"COPY ({sql}) TO {sql_string(partial.as_posix())} (FORMAT JSON{array})")
-        else:
-            _write_hf_folder(con, sql, partial)
-        (rows,) = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
-        raise
-    if target.exists():
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    os.rename(partial, target)
-    return rows
 
 
 SHAREGPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
@@ -172,12 +142,12 @@ def llamafactory_sql(version: DatasetVersion, preference: bool) -> str:
         rejected = _side(version, "rejected")
         if version.prompt_type == "messages":
             return (f"SELECT prompt AS messages, {_reply('response')} AS chosen, {_reply(rejected)} AS rejected, "
-                    f"{_tools()} AS tools FROM {_source(version)}")
-        return f"SELECT prompt, response AS chosen, {rejected} AS rejected FROM {_source(version)}"
+                    f"{_tools()} AS tools FROM {_source_sql(version)}")
+        return f"SELECT prompt, response AS chosen, {rejected} AS rejected FROM {_source_sql(version)}"
     if version.prompt_type == "messages":
         return (f"SELECT list_append(prompt, {_reply('response')}) AS messages, {_tools()} AS tools "
-                f"FROM {_source(version)} WHERE response IS NOT NULL")
-    return f"SELECT prompt, response FROM {_source(version)} WHERE response IS NOT NULL"
+                f"FROM {_source_sql(version)} WHERE response IS NOT NULL")
+    return f"SELECT prompt, response FROM {_source_sql(version)} WHERE response IS NOT NULL"
 
 
 def _update_dataset_info(folder: Path, name: str, entry: dict) -> Path:

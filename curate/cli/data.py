@@ -127,13 +127,7 @@ def show_cmd(
     summary = summarize(ws, version, samples=samples)
     conflicts = summary.conflicts
     if as_json:
-        payload = {"version": version.ref, "rows": version.rows, "prompt_type": version.prompt_type,
-                   "license": version.license, "content_hash": version.content_hash, "non_null": summary.non_null,
-                   "present": summary.present, "domains": summary.domains, "lengths": summary.lengths,
-                   "answer_conflicts": {"prompts": conflicts.prompts, "rows": conflicts.rows,
-                                        "examples": conflicts.examples},
-                   "drops": summary.drops, "lineage": summary.lineage, "samples": summary.samples}
-        ui.out.print_json(json.dumps(payload, default=str))
+        ui.out.print_json(json.dumps(summary.payload(), default=str))
         return
     out = ui.out
     out.print(ui.key_values(version.ref, {

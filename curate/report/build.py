@@ -38,15 +38,7 @@ class ReportFiles:
 
 def show_payload(ws: Workspace, version: DatasetVersion, samples: int = 3) -> dict[str, Any]:
     """The fields `curate show REF --json` prints, as JSON values."""
-    summary = summarize(ws, version, samples=samples)
-    conflicts = summary.conflicts
-    payload = {"version": version.ref, "rows": version.rows, "prompt_type": version.prompt_type,
-               "license": version.license, "content_hash": version.content_hash, "non_null": summary.non_null,
-               "present": summary.present, "domains": summary.domains, "lengths": summary.lengths,
-               "answer_conflicts": {"prompts": conflicts.prompts, "rows": conflicts.rows,
-                                    "examples": conflicts.examples},
-               "drops": summary.drops, "lineage": summary.lineage, "samples": summary.samples}
-    return json.loads(json.dumps(payload, default=str))
+    return json.loads(json.dumps(summarize(ws, version, samples=samples).payload(), default=str))
 
 
 def finite(value: Any) -> Any:
