@@ -38,9 +38,10 @@ def synth_cmd(
                                                              "the served model name (openai).")],
     n: Annotated[int | None, typer.Option("-n", help="self-instruct: instructions to keep (200); rejection: prompts "
                                                      "to sample (all); gap-fill: new examples (100).")] = None,
-    seeds: Annotated[Path | None, typer.Option(help="self-instruct: seed tasks, JSON lines or a JSON array "
-                                                    "(instruction, instances, is_classification; or Alpaca's "
-                                                    "instruction, input, output).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="self-instruct: seed tasks (JSON lines or a JSON array: "
+                                                   "instruction, instances, is_classification; or Alpaca's "
+                                                   "instruction, input, output), any file `curate ingest` reads, "
+                                                   "or a dataset NAME@vN.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="rejection, gap-fill: the source "
                                                                          "dataset, NAME or NAME@vN.")] = None,
     name: Annotated[str | None, typer.Option("--name", "--out", "-o", help="Output dataset name.")] = None,

@@ -73,6 +73,20 @@ class Selection:
     def __len__(self) -> int:
         return self.kept.height
 
+    def score_rows(self) -> pl.DataFrame:
+        """id, value, kept for every row the step saw: what `curate report` plots with the cut.
+
+        Where the strategy has no pool-wide score, the kept rows carry their selection score
+        and the dropped rows a null.
+        """
+        kept_ids = self.kept["id"]
+        if self.scores is not None:
+            frame = self.scores.select(pl.col("id").cast(pl.String), pl.col("value").cast(pl.Float64))
+        else:
+            frame = pl.concat([self.kept.select("id", pl.col("score").alias("value")),
+                               self.dropped.select("id", pl.lit(None, pl.Float64).alias("value"))])
+        return frame.with_columns(pl.col("id").is_in(kept_ids.implode()).alias("kept"))
+
 
 def empty_dropped() -> pl.DataFrame:
     return pl.DataFrame(schema=DROPPED_SCHEMA)
