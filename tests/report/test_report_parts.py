@@ -15,40 +15,35 @@ from curate.catalog.selections import commit_selection
 from curate.catalog.versions import Lineage, resolve
 from curate.errors import BadUsage
 from curate.report.build import write_report
-from curate.report.comparisons import comparisons_section, mean_interval
+from curate.catalog.comparisons import Cell, save_cell
+from curate.report.comparisons import comparisons_section
 from curate.report.rl import ledger_section
 from curate.report.tokens import token_section
 from tests.report.helpers import selected
 
 
-def test_mean_interval_by_hand():
-    stats = mean_interval([1.0, 2.0, 3.0])
-    assert stats["n"] == 3 and stats["mean"] == 2.0 and stats["sd"] == 1.0
-    half = 4.303 * 1.0 / math.sqrt(3)  # t(0.975, df=2)
-    assert stats["lo"] == pytest.approx(2.0 - half) and stats["hi"] == pytest.approx(2.0 + half)
-    assert mean_interval([5.0])["lo"] is None and mean_interval([])["n"] == 0
+def _cell(key: str, strategy: str, seed: int, value: float | None) -> Cell:
+    return Cell(cell_key=key, name="cmp", pool="pool@v1", pool_hash="p", eval="held@v1", eval_hash="e",
+                strategy=strategy, seed=seed, base_model="base", base_hash="b", scorer_model="proxy",
+                recipe_hash="r", recipe={}, metric="loss", value=value,
+                status="selected" if value is None else "done")
 
 
-COMPARISONS = """CREATE TABLE comparisons (cell_key VARCHAR, name VARCHAR, pool VARCHAR, eval VARCHAR, strategy VARCHAR,
-    seed BIGINT, selection VARCHAR, metric VARCHAR, value DOUBLE, status VARCHAR)"""
-
-
-def test_comparisons_absent_then_read_from_a_hand_made_table(ws, tmp_path):
+def test_comparisons_none_then_read_from_hand_made_cells(ws, tmp_path):
     made = selected(ws, tmp_path)
     pool = resolve(ws, "pool@v1")
-    assert comparisons_section(ws, pool) is None  # no table: the section is left out, nothing fails
+    assert comparisons_section(ws, pool) == []  # no comparison yet: the section is left out, nothing fails
     cells = [("random", 0, 0.50), ("random", 1, 0.40), ("random", 2, 0.45),
              ("fisher", 0, 0.60), ("fisher", 1, 0.44), ("fisher", 2, 0.55), ("fisher", 3, None)]
-    with ws.transaction() as con:
-        con.execute(COMPARISONS)
-        for i, (strategy, seed, value) in enumerate(cells):
-            status = "selected" if value is None else "done"
-            con.execute("INSERT INTO comparisons VALUES (?, 'cmp', 'pool@v1', 'held@v1', ?, ?, NULL, 'loss', ?, ?)",
-                        [f"k{i}", strategy, seed, value, status])
+    for i, (strategy, seed, value) in enumerate(cells):
+        save_cell(ws, _cell(f"k{i}", strategy, seed, value))
     (entry,) = comparisons_section(ws, pool)
     assert (entry["name"], entry["metric"], entry["eval"]) == ("cmp", "loss", "held@v1")
     arms = {a["strategy"]: a for a in entry["arms"]}
     assert arms["random"]["n"] == 3 and arms["random"]["mean"] == pytest.approx(0.45)
+    assert arms["random"]["sd"] == pytest.approx(0.05)  # deviations 0.05, -0.05, 0: sqrt(0.005 / 2)
+    half = 4.302653 * 0.05 / math.sqrt(3)  # t(0.975, df=2) * sd / sqrt(n)
+    assert (arms["random"]["lo"], arms["random"]["hi"]) == (pytest.approx(0.45 - half), pytest.approx(0.45 + half))
     assert arms["fisher"]["seeds"] == [0, 1, 2]  # the unfinished cell is not counted
     paired = arms["fisher"]["vs_random"]
     assert paired["n"] == 3 and paired["mean"] == pytest.approx((0.10 + 0.04 + 0.10) / 3)
