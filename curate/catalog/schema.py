@@ -63,6 +63,14 @@ CREATE TABLE IF NOT EXISTS drops (
     reason VARCHAR NOT NULL,
     detail VARCHAR
 );
+CREATE TABLE IF NOT EXISTS step_scores (  -- each selection step's score of every row it saw (`curate report`)
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    id VARCHAR NOT NULL,
+    value DOUBLE,                   -- NaN/NULL where the step had no score
+    kept BOOLEAN NOT NULL
+);
 CREATE TABLE IF NOT EXISTS scorers (
     scorer_key VARCHAR PRIMARY KEY, -- scorer + model hash + params hash
     scorer VARCHAR NOT NULL,
@@ -116,5 +124,32 @@ CREATE TABLE IF NOT EXISTS prompt_stats (
     zero_var_streak INTEGER NOT NULL,
     last_group_mean DOUBLE,         -- mean reward of the latest group: tells all-right from all-wrong streaks
     PRIMARY KEY (prompt_id, model_key)
+);
+CREATE TABLE IF NOT EXISTS comparisons (  -- one cell (strategy x seed) of `curate compare`
+    cell_key VARCHAR PRIMARY KEY,   -- hash of name, pool, eval, base, strategy, seed and recipe hash
+    name VARCHAR NOT NULL,          -- the comparison (--out)
+    pool VARCHAR NOT NULL,          -- name@vN selected from
+    pool_hash VARCHAR NOT NULL,
+    eval VARCHAR NOT NULL,          -- name@vN evaluated on
+    eval_hash VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,      -- the chain, e.g. dedup,fisher
+    seed BIGINT NOT NULL,
+    selection VARCHAR,              -- name@vN the selection made
+    base_model VARCHAR NOT NULL,    -- the model that is trained
+    base_hash VARCHAR NOT NULL,
+    scorer_model VARCHAR NOT NULL,  -- the model the selectors used
+    recipe_hash VARCHAR NOT NULL,   -- every setting that changes the result
+    recipe VARCHAR NOT NULL,        -- JSON
+    model_path VARCHAR,             -- the trained model folder
+    metric VARCHAR NOT NULL,        -- the metric compared
+    value DOUBLE,                   -- its value
+    metrics VARCHAR,                -- JSON: every metric measured
+    status VARCHAR NOT NULL,        -- selected | done
+    select_s DOUBLE,
+    train_s DOUBLE,
+    eval_s DOUBLE,
+    seconds DOUBLE,                 -- select + train + eval
+    created_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP
 );
 """

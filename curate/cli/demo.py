@@ -34,10 +34,11 @@ def demo_cmd(
     from curate.demo import run_demo  # imports torch: keep `curate --help` fast
 
     ws = Workspace.open(workspace)
-    say = (lambda _: None) if quiet else (lambda text: ui.err.print(f"[dim]•[/] {text}"))
-    with ui.progress("demo", quiet=quiet) as update:
+    say = (lambda _: None) if quiet else ui.say
+    with ui.progress("demo", quiet=quiet, unit="steps") as update:
         report = run_demo(ws, rows=rows, proxy_steps=proxy_steps, seed=seed, say=say,
-                          progress=lambda what, done, total: update(done, total=total, description=what),
+                          progress=lambda what, done, total: update(done, total=total, description=what,
+                                                                    unit=ui.unit_of(what)),
                           budget=budget, sft_steps=sft_steps, curate=curate, loop_rounds=loop_rounds)
     if quiet:
         ui.out.print(report.ingest.version.ref)

@@ -173,7 +173,9 @@ def test_gguf_everywhere_a_model_is_accepted(tiny_gguf, tmp_path, capsys, monkey
 
     rollouts = read_rollouts(Workspace.open(ws))
     # rollouts and rejection sampling both record k=2 samples of each of the 8 prompts, under the file's identity
-    assert rollouts.height == 2 * 8 * 2 and set(rollouts["model_key"]) == {gguf_cache.file_fingerprint(path)}
+    # (the ledger's model key is the model's identity, then `#` and the reward that scored the samples)
+    model_keys = {key.partition("#")[0] for key in rollouts["model_key"]}
+    assert rollouts.height == 2 * 8 * 2 and model_keys == {gguf_cache.file_fingerprint(path)}
     assert [p.name for p in (ws / "models").iterdir() if p.name.startswith("gguf-")] == \
         [f"gguf-{gguf_cache.file_fingerprint(path)[:16]}"]
 
