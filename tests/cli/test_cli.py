@@ -119,16 +119,20 @@ def test_version_and_help():
 @pytest.mark.slow
 def test_demo_runs_offline(tmp_path):
     ws = tmp_path / "ws"
-    result = run("demo", "--rows", "400", "--proxy-steps", "20", "--budget", "40", "--sft-steps", "2",
-                 "--loop-rounds", "1", ws=ws)
+    result = run("demo", "--rows", "400", "--proxy-steps", "20", "--budget", "40", "--sft-steps", "2", "--seeds", "2",
+                 "--base-steps", "2", "--loop-rounds", "1", ws=ws)
     assert "curate demo" in result.stdout and "held-out accuracy" in result.stdout
     assert "curate loop (thompson, reward curate.demo_loop:demo_reward)" in result.stdout
-    curated = json.loads(run("show", "demo-curated", "--json", ws=ws).stdout)
+    assert "curate compare demo -s dedup,random" in result.stdout  # the command that runs every candidate arm
+    curated = json.loads(run("show", "demo-compare-dedup-perplexity-random", "--json", ws=ws).stdout)
     chain = [s["strategy"] for s in curated["lineage"]]
-    assert curated["rows"] == 40 and chain == ["dedup", "perplexity", "fisher", "token-clean"]
+    assert curated["rows"] == 40 and chain == ["dedup", "perplexity", "random"]
     rounds = [json.loads(line) for line in next((ws / "demo").glob("loop-*/metrics.jsonl")).read_text().splitlines()]
     assert len(rounds) == 1 and rounds[0]["rollouts"] > 0
+    pool = (ws / "demo" / "pool.jsonl").read_text().splitlines()
+    copies = len(pool) - len(set(pool))
     shown = json.loads(run("show", "demo", "--json", ws=ws).stdout)
-    assert shown["rows"] == 381 and shown["lineage"][0]["drop_counts"] == {"duplicate": 19}
+    assert copies > 0 and shown["rows"] == 400 - copies
+    assert shown["lineage"][0]["drop_counts"] == {"duplicate": copies}
     assert shown["non_null"]["answer"] == shown["rows"]
     assert len(list((ws / "models").glob("proxy-*/proxy.json"))) == 1
