@@ -139,7 +139,7 @@ def prepare(ws: Workspace, pool: DatasetVersion, config: AblationConfig,
                         "demo-warmup")
     steps = config.base_config.steps
     folder, stats = ensure_base(ws, warm, config.base_config,
-                                progress=(lambda s, _m: progress("warming up the base", s, steps)) if progress else None)
+                                progress=(lambda s, _m: progress("training the base (warm-up)", s, steps)) if progress else None)
     return heldout, str(folder), stats
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from curate.catalog.ledger import ledger_key
 from curate.catalog.versions import DatasetVersion, resolve
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
@@ -69,7 +70,7 @@ class LoopConfig:
     adarft_eta: float = 0.5
     adarft_alpha: float = 2.0
     adarft_beta: float = 0.5
-    model_key: str | None = None  # ledger key (default: the starting model's hash)
+    model_key: str | None = None  # the policy's ledger key (default: the starting model's hash); + "#" + the reward
     template: str = "auto"
     dtype: str = "auto"
     seed: int = 0
@@ -81,7 +82,7 @@ class LoopConfig:
             if getattr(self, name) < 1:
                 raise BadUsage(f"--{name.replace('_', '-')} must be >= 1")
         if not 0 < self.eval_fraction < 1:
-            raise BadUsage("--eval-fraction must be in (0, 1)")
+            raise BadUsage(f"eval_fraction must be in (0, 1), not {self.eval_fraction}")  # no CLI option
 
     @property
     def uses_dynamic_sampling(self) -> bool:
@@ -100,14 +101,16 @@ class LoopReport:
 
 
 def split_heldout(ids: pl.Series, fraction: float, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train positions, held-out positions): the held-out prompts are those with the smallest id hashes."""
+    """(train positions, held-out positions): the held-out prompts are those with the smallest id hashes:
+    the ones whose hash falls under `fraction`, at most `size`, and at least the smallest one (a small
+    set can have no hash under the fraction by chance: 16 prompts at 0.1, one time in five)."""
     u = hash_uniform(ids, seed)
-    heldout = np.flatnonzero(u < fraction)
-    heldout = heldout[np.argsort(u[heldout], kind="stable")][:size]
+    count = min(size, max(1, int(np.count_nonzero(u < fraction)))) if len(ids) > 1 else 0
+    heldout = np.argsort(u, kind="stable")[:count]
     train = np.setdiff1d(np.arange(len(ids)), heldout)
     if len(train) == 0 or len(heldout) == 0:
         raise BadUsage(f"cannot split {len(ids)} prompts into train and held-out parts",
-                       hint="use a larger dataset or change --eval-fraction")
+                       hint=f"use a larger dataset: about {fraction:.0%} of the prompts are held out")
     return train, heldout
 
 
@@ -119,7 +122,8 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def _rows_by_id(version: DatasetVersion, ids: list[str]) -> list[dict]:
     frame = (version.scan().filter(pl.col("id").is_in(pl.Series(ids, dtype=pl.String).implode()))
-             .select([c for c in ("id", "prompt", "response", "answer", "tests", "domain") if c in version.columns])
+             .select([c for c in ("id", "prompt", "response", "answer", "tests", "domain", "meta")
+                      if c in version.columns])
              .collect())
     by_id = {row["id"]: row for row in frame.to_dicts()}
     return [by_id[i] for i in ids if i in by_id]
@@ -135,7 +139,7 @@ def evaluate(model: str, rows: list[dict], reward: str, max_tokens: int, templat
     backend = HFBackend(lm, batch_size=32, template=template)
     outputs = backend.generate([r["prompt"] for r in rows], 1, SamplingParams(temperature=0, max_new_tokens=max_tokens))
     completions = [group[0].text for group in outputs]
-    columns = {k: [r.get(k) for r in rows] for k in ("answer", "tests", "domain", "response", "id")}
+    columns = {k: [r.get(k) for r in rows] for k in ("answer", "tests", "domain", "response", "id", "meta")}
     values = get_reward(reward)(prompts=[r["prompt"] for r in rows], completions=completions, **columns)
     scored = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(scored)) if scored else math.nan
@@ -171,6 +175,7 @@ def run_loop(
     from curate.train.grpo import GRPOConfig, train_grpo
     from curate.train.metrics import read_metrics
     from curate.train.proxy import resolve_model
+    from curate.train.rewards import reward_spec_name
 
     began = time.perf_counter()
     config.check()
@@ -190,6 +195,7 @@ def run_loop(
         state = json.loads(state_path.read_text())
         fixed = ("strategy", "prompts_per_round", "num_generations", "seed", "eval_fraction", "eval_size")
         changed = [k for k in fixed if state["config"].get(k) != getattr(config, k)]
+        changed += ["reward"] if state.get("reward", reward) != reward else []
         if changed or state["dataset"] != version.ref:
             raise BadUsage("--resume with different settings: " + ", ".join(changed or ["dataset"]),
                            hint=f"resume with the settings in {state_path}")
@@ -201,11 +207,13 @@ def run_loop(
         say(f"evaluating the starting model on {len(heldout_rows)} held-out prompts")
         eval_before = evaluate(base, heldout_rows, reward, config.max_completion_length, config.template, config.dtype)
         state = {"config": asdict(config), "dataset": version.ref, "reward": reward, "base_model": base, "model": base,
-                 "model_key": model_key, "run": f"loop-{os.urandom(4).hex()}", "eval_before": eval_before,
+                 "model_key": model_key, "ledger_key": ledger_key(model_key, [(reward_spec_name(reward), 1.0)]),
+                 "run": f"loop-{os.urandom(4).hex()}", "eval_before": eval_before,
                  "curriculum": {"p_easy": 0.5, "p_hard": 0.5, "adarft_target": config.adarft_target},
                  "rounds": [], "rollouts": 0}
         _write_json(state_path, state)
     resumed_from = len(state["rounds"])
+    key = state.get("ledger_key", state["model_key"])  # a loop started before reward-keyed ledgers keeps its key
     state["config"]["rounds"] = config.rounds
 
     for round_no in range(len(state["rounds"]) + 1, config.rounds + 1):
@@ -221,7 +229,7 @@ def run_loop(
             chosen = json.loads(selection_path.read_text())["ids"]
         else:
             want = config.prompts_per_round * ((1 + config.max_refills) if config.uses_dynamic_sampling else 1)
-            view = ledger_view(ws, train_ids, state["model_key"])
+            view = ledger_view(ws, train_ids, key)
             params = CurriculumParams(config.lo, config.hi, True, config.target, config.floor, curriculum["p_easy"],
                                       curriculum["p_hard"], curriculum["adarft_target"])
             rng = np.random.default_rng([config.seed, round_no])
@@ -242,7 +250,7 @@ def run_loop(
                           dynamic_sampling=config.uses_dynamic_sampling, max_refills=config.max_refills,
                           mask_truncated_completions=config.mask_truncated_completions, template=config.template,
                           seed=config.seed + round_no, save_every=1,
-                          model_key=state["model_key"], run_name=run, dtype=config.dtype)
+                          ledger_key=key, run_name=run, dtype=config.dtype)
         resume_round = (grpo_dir / "checkpoint").exists()
         say(f"round {round_no}/{config.rounds}: GRPO on {len(rows)} prompts ({config.strategy})"
             + (" — resuming" if resume_round else ""))
@@ -254,7 +262,7 @@ def run_loop(
 
         # 7. The round's row and the curriculum's state.
         metrics = read_metrics(grpo_dir)
-        easy, hard, spent, rolled = _round_shares(ws, state["model_key"], run, config.num_generations)
+        easy, hard, spent, rolled = _round_shares(ws, key, run, config.num_generations)
         if config.strategy == "greso":
             new = rules.greso_update(rules.GresoState(curriculum["p_easy"], curriculum["p_hard"]), easy, hard,
                                      config.greso_target_easy, config.greso_target_hard)

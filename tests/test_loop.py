@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 
 from curate.catalog.ledger import read_rollouts, read_stats
@@ -40,6 +42,18 @@ def test_split_heldout_is_disjoint_and_deterministic(ws, tmp_path):
     assert len(heldout) == 5 and not set(train) & set(heldout) and len(train) + 5 == 40
     again = split_heldout(ids, 0.2, 5, seed=3)
     assert heldout.tolist() == again[1].tolist()
+
+
+def test_split_heldout_holds_out_the_smallest_hash_when_none_falls_under_the_fraction():
+    from curate.selectors.random_sample import hash_uniform
+
+    ids = pl.Series("id", [f"prompt-{i}" for i in range(16)])
+    u = hash_uniform(ids, 0)
+    fraction = float(u.min()) / 2  # no hash falls under it
+    train, heldout = split_heldout(ids, fraction, 5, seed=0)
+    assert heldout.tolist() == [int(np.argmin(u))] and len(train) == 15
+    with pytest.raises(BadUsage, match="cannot split 1 prompts"):
+        split_heldout(ids.head(1), 0.5, 5, seed=0)
 
 
 @pytest.mark.parametrize("strategy", ["thompson", "greso"])

@@ -16,11 +16,14 @@ import polars as pl
 
 import polars_hash  # noqa: F401  (nchash namespace)
 
-from curate.catalog.ids import content_digest_expr, digest_key
+from curate.catalog.gold import normalise_answers
+from curate.catalog.ids import OPTIONAL_FIELDS, content_digest_expr, digest_key
+from curate.catalog.meta import meta_expr, verbatim_meta
 from curate.catalog.readers import Chunk, open_source
 from curate.catalog.schema import CANONICAL_COLUMNS, MESSAGES
 from curate.catalog.shapes import Shape, detect, override, source_expr
-from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, check_name, commit_version
+from curate.catalog.versions import (DatasetVersion, Lineage, ShardWriter, StagedShards, check_name, commit_version,
+                                     list_versions)
 from curate.catalog.workspace import Workspace
 from curate.errors import BadInput, BadUsage
 from curate.util.prefetch import prefetch
@@ -38,6 +41,7 @@ class IngestOptions:
     format: str | None = None
     split: str | None = None
     skip_invalid: bool = False
+    new_version: bool = False  # commit even when the content equals the latest version's
 
 
 @dataclass
@@ -48,6 +52,9 @@ class IngestReport:
     duplicates: int
     invalid: int
     seconds: float
+    answers_normalised: int = 0  # numeric gold answers stripped of units/separators (originals in meta)
+    duplicates_differing: int = 0  # dropped copies whose meta or domain differs from the kept one
+    unchanged: bool = False  # the latest version already held this content: no version was made
 
 
 def ingest(
@@ -68,15 +75,16 @@ def ingest(
                        hint="check that you passed the right file")
     shape = _shape_for(first, options)
 
-    rows_read = duplicates = invalid = 0
-    seen = pl.DataFrame(schema={"_cid": pl.UInt128, "_mh": pl.UInt64})
+    rows_read = duplicates = differing = invalid = normalised = 0
+    seen = pl.DataFrame(schema={"_cid": pl.UInt128, "_mh": pl.UInt64, "_dh": pl.UInt64})
     seen_user = EMPTY_IDS
     drop_frames: list[pl.DataFrame] = []
     with ws.staging("ingest") as folder:
         writer = ShardWriter(folder)
         for chunk in chain([first], chunks):
-            frame = _canonical(chunk, shape, options)
+            frame, changed = _canonical(chunk, shape, options)
             rows_read += frame.height
+            normalised += changed
             bad = frame.filter(~_has_prompt(shape.prompt_type))
             if bad.height:
                 if not options.skip_invalid:
@@ -92,11 +100,13 @@ def ingest(
             first_copy = frame["_cid"].is_first_distinct() & ~frame["_cid"].is_in(seen_here["_cid"].implode())
             dups = frame.filter(~first_copy)
             frame = frame.filter(first_copy)
-            kept_here = frame.select("_cid", _meta_hash())
+            kept_here = frame.select("_cid", *_label_hashes())
             seen = pl.concat([seen, kept_here])
             if dups.height:
                 duplicates += dups.height
-                drop_frames.append(_duplicate_drops(dups, pl.concat([seen_here, kept_here]), chunk))
+                dropped, differ = _duplicate_drops(dups, pl.concat([seen_here, kept_here]), chunk)
+                drop_frames.append(dropped)
+                differing += differ
             if "_user_id" in frame.columns:
                 seen_user = _check_user_ids(frame, seen_user, chunk)
             writer.write(frame.select(CANONICAL_COLUMNS))
@@ -110,16 +120,33 @@ def ingest(
             inputs=[source],
             params={"shape": shape.name, "format": options.format, "map": options.mapping,
                     "domain": options.domain, "domain_field": options.domain_field, "split": options.split,
-                    "skip_invalid": options.skip_invalid},
+                    "skip_invalid": options.skip_invalid, "answers_normalised": normalised},
             rows_in=rows_read,
             rows_out=staged.rows,
             drop_counts={k: v for k, v in {"duplicate": duplicates, "missing_prompt": invalid}.items() if v},
             duration_s=round(time.perf_counter() - start, 3),
         )
+        same = None if options.new_version else _same_as_latest(ws, options, staged, shape.prompt_type)
+        if same is not None:
+            return IngestReport(same, shape.name, rows_read, duplicates, invalid,
+                                round(time.perf_counter() - start, 3), normalised, differing, unchanged=True)
         drops = pl.concat(drop_frames) if drop_frames else None
         version = commit_version(ws, options.name, staged, [step], prompt_type=shape.prompt_type,
                                  license=options.license, drops=drops)
-    return IngestReport(version, shape.name, rows_read, duplicates, invalid, round(time.perf_counter() - start, 3))
+    return IngestReport(version, shape.name, rows_read, duplicates, invalid, round(time.perf_counter() - start, 3),
+                        normalised, differing)
+
+
+def _same_as_latest(ws: Workspace, options: IngestOptions, staged: StagedShards,
+                    prompt_type: str) -> DatasetVersion | None:
+    """The latest version of the name when it holds exactly the staged rows (content hash, prompt type)
+    and no other license was given: ingesting it again would only make a copy."""
+    versions = list_versions(ws, options.name)
+    if not versions:
+        return None
+    latest = versions[-1]
+    same = latest.content_hash == staged.content_hash and latest.prompt_type == prompt_type
+    return latest if same and options.license in (None, latest.license) else None
 
 
 def _shape_for(first: Chunk, options: IngestOptions) -> Shape:
@@ -136,8 +163,9 @@ def _shape_for(first: Chunk, options: IngestOptions) -> Shape:
     return shape
 
 
-def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFrame:
-    """Canonical columns plus `_cid` (content id, for dedup) and `_pos` (source position)."""
+def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> tuple[pl.DataFrame, int]:
+    """Canonical columns plus `_cid` (content id, for dedup) and `_pos` (source position); and how many
+    gold answers were normalised to their number (curate.catalog.gold)."""
     frame = chunk.frame.with_columns(pl.Series("_pos", chunk.positions))
     if shape.prepare:
         frame = shape.prepare(frame)
@@ -158,7 +186,7 @@ def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFra
         used.add("domain")
     for name in used - set(frame.columns):  # a chunk where every row lacked an optional field
         frame = frame.with_columns(pl.lit(None).alias(name))
-    meta = _meta_expr(frame, used, partial, shape.meta)
+    meta = meta_expr(frame, used, partial, shape.meta)
     prompt_dtype = MESSAGES if shape.prompt_type == "messages" else pl.String
     try:
         out = frame.select(
@@ -171,48 +199,14 @@ def _canonical(chunk: Chunk, shape: Shape, options: IngestOptions) -> pl.DataFra
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
         raise BadInput(f"{chunk.source}: cannot map the rows as {shape.name} ({str(exc).splitlines()[0]})",
                        hint="name the columns yourself with --map DST=SRC") from None
-    out = out.with_columns(content_digest_expr().alias("_digest"))
+    if chunk.raw is not None and shape.prepare is None:
+        out = verbatim_meta(out, chunk.raw, used, partial, frame.schema.get(shape.meta) if shape.meta else None)
+    out, normalised = normalise_answers(out)
+    present = tuple(c for c in OPTIONAL_FIELDS if out[c].null_count() < out.height)  # all-null: same id, less work
+    out = out.with_columns(content_digest_expr(present).alias("_digest"))
     out = out.with_columns(digest_key(pl.col("_digest")).alias("_cid"),
                            pl.col("_digest").bin.encode("hex").alias("_hex")).drop("_digest")
-    return out.with_columns(pl.col("_user_id" if "id" in columns else "_hex").alias("id")).drop("_hex")
-
-
-def _meta_value(frame: pl.DataFrame, column: str) -> pl.Expr:
-    """A leftover column as it goes into meta; bytes become base64 text (JSON has no bytes)."""
-    if frame.schema[column] == pl.Binary:
-        return pl.col(column).bin.encode("base64")
-    return pl.col(column)
-
-
-def _meta_expr(frame: pl.DataFrame, used: set[str], partial: dict[str, set[str]], meta_column: str | None) -> pl.Expr:
-    """The `meta` JSON: every source column the mapping did not use, verbatim.
-
-    A struct column read through `a.b` paths keeps its other fields. When the source already
-    has curate's `meta` (an export ingested again), its fields are the base of the new meta.
-    """
-    items: list[pl.Expr] = []
-    for column in frame.columns:
-        if column in used:
-            continue
-        if column in partial:
-            dtype = frame.schema[column]
-            rest = [f.name for f in dtype.fields if f.name not in partial[column]] if isinstance(dtype, pl.Struct) else []
-            if rest:
-                items.append(pl.struct([pl.col(column).struct.field(f) for f in rest]).alias(column))
-            continue
-        items.append(_meta_value(frame, column).alias(column))
-    if meta_column is not None and meta_column in frame.columns:
-        dtype = frame.schema[meta_column]
-        if isinstance(dtype, pl.Struct):
-            items = [pl.col(meta_column).struct.field(f.name) for f in dtype.fields] + items
-        elif items:
-            extra = pl.struct(items).struct.json_encode()
-            base = pl.col(meta_column).cast(pl.String).fill_null("{}")
-            return pl.when(base.str.strip_chars() == "{}").then(extra).otherwise(
-                base.str.strip_chars().str.strip_suffix("}") + pl.lit(",") + extra.str.strip_prefix("{"))
-        else:
-            return pl.col(meta_column).cast(pl.String).fill_null("{}")
-    return pl.struct(items).struct.json_encode() if items else pl.lit("{}")
+    return out.with_columns(pl.col("_user_id" if "id" in columns else "_hex").alias("id")).drop("_hex"), normalised
 
 
 def _has_prompt(prompt_type: str) -> pl.Expr:
@@ -222,22 +216,29 @@ def _has_prompt(prompt_type: str) -> pl.Expr:
     return prompt.is_not_null() & (prompt.str.strip_chars() != "")
 
 
-def _meta_hash() -> pl.Expr:
-    return pl.col("meta").nchash.xxh3_64().alias("_mh")
+def _label_hashes() -> list[pl.Expr]:
+    """Hashes of what the content id leaves out (meta, domain), to tell a copy that differs there."""
+    return [pl.col("meta").nchash.xxh3_64().alias("_mh"), pl.col("domain").nchash.xxh3_64().fill_null(0).alias("_dh")]
 
 
-def _duplicate_drops(dups: pl.DataFrame, kept: pl.DataFrame, chunk: Chunk) -> pl.DataFrame:
-    """Drop rows for exact duplicates; a copy whose meta differs keeps that meta in the detail.
+def _duplicate_drops(dups: pl.DataFrame, kept: pl.DataFrame, chunk: Chunk) -> tuple[pl.DataFrame, int]:
+    """Drop rows for exact duplicates, and how many differ from their kept copy in meta or domain
+    (those keep their meta and domain in the detail, so nothing is lost).
 
-    `kept`: the kept copies (`_cid`, `_mh`) this chunk's rows can match, not everything seen."""
+    `kept`: the kept copies (`_cid`, `_mh`, `_dh`) this chunk's rows can match, not everything seen."""
     kept = kept.filter(pl.col("_cid").is_in(dups["_cid"].implode()))
-    dups = dups.with_columns(_meta_hash().alias("_dup_mh")).join(kept, on="_cid", how="left")
+    mine = [h.alias("_dup" + h.meta.output_name()) for h in _label_hashes()]
+    dups = dups.with_columns(mine).join(kept, on="_cid", how="left")
     rows = _drop_rows(dups, "duplicate", chunk)
-    differs = (dups["_dup_mh"] != dups["_mh"]).fill_null(True)
+    meta_differs = (dups["_dup_mh"] != dups["_mh"]).fill_null(True)
+    domain_differs = (dups["_dup_dh"] != dups["_dh"]).fill_null(True)
+    differing = int((meta_differs | domain_differs).sum())
     return rows.with_columns(
-        pl.when(differs).then(pl.col("detail") + pl.lit("; meta differs from the kept copy: ") + dups["meta"])
-        .otherwise(pl.col("detail"))
-    )
+        pl.col("detail")
+        + pl.when(meta_differs).then(pl.lit("; meta differs from the kept copy: ") + dups["meta"]).otherwise(pl.lit(""))
+        + pl.when(domain_differs).then(pl.lit("; domain differs from the kept copy: ")
+                                       + dups["domain"].fill_null("(none)")).otherwise(pl.lit(""))
+    ), differing
 
 
 def _drop_rows(rows: pl.DataFrame, reason: str, chunk: Chunk) -> pl.DataFrame:

@@ -12,6 +12,13 @@ history). The posterior follows MoPPS (Qu et al. 2025, arXiv 2507.04632): per up
 alpha <- decay * alpha + (1 - decay) * alpha0 + successes, and likewise beta with the
 failures, from a Beta(alpha0=1, beta0=1) prior: old evidence fades toward the prior as
 the policy moves; decay = 1 keeps plain counts.
+
+Ledger keys name a policy *and* the reward that scored it: `ledger_key(policy, rewards)`
+is `POLICY#SPEC`, SPEC being the reward names with their weights (`math`,
+`0.2*format+math`) and, when it is not 0.5, the success threshold (`math;pass>=0.8`).
+Statistics of one prompt under two reward specifications never mix, and a prompt sampled
+under one is not "already sampled" under another. Keys written before this rule have no
+`#SPEC`; they stay readable under their own name and new runs do not add to them.
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ import polars as pl
 import xxhash
 
 from curate.catalog.workspace import Workspace, query_frame
+from curate.errors import BadUsage
 
 PRIOR = 1.0
+SUCCESS_THRESHOLD = 0.5
+KEY_SEPARATOR = "#"
 STATS_COLUMNS = ("prompt_id", "model_key", "attempts", "successes", "reward_sum", "reward_sq_sum", "reward_mean",
                  "reward_var", "alpha", "beta", "last_seen", "last_step", "zero_var_streak", "last_group_mean")
 
@@ -47,6 +57,49 @@ class Rollout:
     def rollout_id(self) -> str:
         key = f"{self.model_key}\x1f{self.run}\x1f{self.step}\x1f{self.prompt_id}\x1f{self.sample_idx}"
         return xxhash.xxh3_128_hexdigest(key.encode())
+
+
+def _number(value: float) -> str:
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def reward_spec(rewards: Sequence[tuple[str, float]], success_threshold: float = SUCCESS_THRESHOLD) -> str:
+    """Canonical text of what turns completions into ledger statistics: the reward names with their
+    weights (a weight of 1 is not written), sorted, as the weighted sum does not depend on the order;
+    then the success threshold when it is not the default."""
+    if not rewards:
+        raise ValueError("a reward specification needs at least one reward")
+    terms = sorted((name, float(weight)) for name, weight in rewards)
+    spec = "+".join(name if weight == 1 else f"{_number(weight)}*{name}" for name, weight in terms)
+    return spec if success_threshold == SUCCESS_THRESHOLD else f"{spec};pass>={_number(success_threshold)}"
+
+
+def ledger_key(policy: str, rewards: Sequence[tuple[str, float]], success_threshold: float = SUCCESS_THRESHOLD) -> str:
+    """`POLICY#SPEC`: the key rollouts of `policy` scored by `rewards` are kept under.
+
+    A `policy` that already ends in this `#SPEC` is returned as it is; one that names another
+    specification is refused, as it would mix the two."""
+    spec = reward_spec(rewards, success_threshold)
+    base, separator, given = policy.partition(KEY_SEPARATOR)
+    if not separator:
+        return f"{policy}{KEY_SEPARATOR}{spec}"
+    if given == spec:
+        return policy
+    raise BadUsage(f"model key {policy!r} names the reward specification {given!r}, but this run scores with {spec!r}",
+                   hint=f"pass --model-key {base} (the ledger key becomes {base}{KEY_SEPARATOR}{spec})")
+
+
+def match_key(keys: Sequence[str], wanted: str) -> str:
+    """`wanted` when the ledger has it, else the one key `wanted#SPEC` among `keys` (a policy sampled
+    under one reward specification); several such keys must be told apart."""
+    if wanted in keys or KEY_SEPARATOR in wanted:
+        return wanted
+    under = sorted(k for k in keys if k.startswith(wanted + KEY_SEPARATOR))
+    if len(under) > 1:
+        raise BadUsage(f"model key {wanted!r} has rollouts under {len(under)} reward specifications: "
+                       + ", ".join(under), hint="name one of these keys in full")
+    return under[0] if under else wanted
 
 
 def _now() -> datetime:

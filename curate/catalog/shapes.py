@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from curate.catalog.schema import MESSAGES
+from curate.catalog.source_paths import column_of, is_template, not_text_error, resolve_path, template_expr
 from curate.errors import BadUsage
 
 TARGETS = ("prompt", "response", "answer", "tests", "domain", "id")
@@ -142,6 +143,8 @@ def detect(frame: pl.DataFrame) -> Shape | None:
                                "answer": gsm8k_answer(pl.col("answer"))}, {"question", "answer"})
     if {"code", "test_list"} <= cols and ({"text"} & cols or {"prompt"} & cols):
         return _mbpp(frame)
+    if {"prompt", "test", "entry_point"} <= cols:
+        return _humaneval(frame)
     if {"instruction", "instances"} <= cols:
         return _self_instruct()
     if {"instruction", "output"} <= cols:
@@ -245,6 +248,17 @@ def _mbpp(frame: pl.DataFrame) -> Shape:
                  {prompt_col, "code", "test_list", "test_setup_code", "test_imports"})
 
 
+def _humaneval(frame: pl.DataFrame) -> Shape:
+    """HumanEval: the prompt is the signature and docstring, the solution its body, the test a
+    `def check(candidate)` that nothing calls. `entry_point` stays in meta: the code reward reads it
+    to call `check(entry_point)` (docs/rl.md)."""
+    columns = {"prompt": _text(pl.col("prompt")), "tests": _text(pl.col("test"))}
+    if "canonical_solution" in frame.columns:
+        columns["response"] = _text(pl.col("canonical_solution"))
+    return Shape("humaneval", columns, {"prompt", "canonical_solution", "test"},
+                 notes=["entry_point is kept in meta; the code reward calls check(entry_point)"])
+
+
 def _self_instruct() -> Shape:
     """Self-instruct seed tasks: one row per (instruction, instance)."""
 
@@ -275,14 +289,10 @@ def parse_map(items: list[str] | None) -> dict[str, str]:
 
 
 def source_expr(frame: pl.DataFrame, path: str) -> pl.Expr | None:
-    """`a` or `a.b.c` (struct fields) as an expression, or None when `a` is absent."""
-    head, *rest = path.split(".")
-    if head not in frame.columns:
-        return None
-    expr = pl.col(head)
-    for part in rest:
-        expr = expr.struct.field(part)
-    return expr
+    """`a`, `a.b.c` (struct fields) or `a[0]` (list elements) as an expression, or None when `a`
+    is absent (curate.catalog.source_paths)."""
+    resolved = resolve_path(frame, path)
+    return None if resolved is None else resolved.expr
 
 
 def override(shape: Shape | None, frame: pl.DataFrame, mapping: dict[str, str]) -> Shape | None:
@@ -295,22 +305,32 @@ def override(shape: Shape | None, frame: pl.DataFrame, mapping: dict[str, str]) 
         shape = Shape(shape.name + "+map", dict(shape.columns), set(shape.consumed), shape.prompt_type,
                       shape.prepare, list(shape.notes), dict(shape.consumed_fields), shape.meta)
     for dst, src in mapping.items():
-        expr = source_expr(frame, src)
-        if expr is None:
-            raise BadUsage(f"--map {dst}={src}: the source has no column {src.split('.')[0]!r}",
+        if is_template(src):  # its columns stay in meta: the joined text cannot give them back
+            shape.columns[dst] = template_expr(frame, src, f"--map {dst}={src}")
+            if dst == "prompt":
+                shape.prompt_type = "text"
+            continue
+        resolved = resolve_path(frame, src, f"--map {dst}={src}")
+        if resolved is None:
+            raise BadUsage(f"--map {dst}={src}: the source has no column {column_of(src)!r}",
                            hint="columns: " + ", ".join(frame.columns))
-        head = src.split(".")[0]
-        if dst == "prompt" and "." not in src and (_is_messages(frame, head) or _is_sharegpt(frame, head)):
+        head, whole = resolved.head, not resolved.fields
+        if dst == "prompt" and whole and (_is_messages(frame, head) or _is_sharegpt(frame, head)):
             shape.columns["prompt"] = _messages_from(head, _is_sharegpt(frame, head))
             shape.prompt_type = "messages"
-        elif dst == "prompt":
-            shape.columns["prompt"] = _text(expr)
-            shape.prompt_type = "text"
-        elif dst == "tests" and isinstance(frame.schema[head], pl.List) and "." not in src:
+        elif dst == "tests" and whole and isinstance(frame.schema[head], pl.List):
             shape.columns["tests"] = _tests_text(frame, head)
+        elif isinstance(resolved.dtype, (pl.List, pl.Array, pl.Struct)):
+            raise not_text_error(f"--map {dst}={src}", src, resolved.dtype)
         else:
-            shape.columns[dst] = _text(expr)
-        consume_path(shape, src)
+            shape.columns[dst] = _text(resolved.expr)
+            if dst == "prompt":
+                shape.prompt_type = "text"
+        if not resolved.fields:
+            shape.consumed.add(head)
+        elif len(resolved.fields) == 1 and isinstance(resolved.fields[0], str):
+            shape.consumed_fields.setdefault(head, set()).add(resolved.fields[0])
+        # a list element or a deeper path: the column stays in meta whole, so nothing is lost
     return shape
 
 

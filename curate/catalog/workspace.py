@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from curate.catalog.schema import DDL, SCHEMA_VERSION
-from curate.errors import BadUsage, WorkspaceBusy
+from curate.errors import BadUsage, NotFound, WorkspaceBusy
 
 DEFAULT_WORKSPACE = "curate-ws"
 ENV_WORKSPACE = "CURATE_WORKSPACE"
@@ -46,11 +46,17 @@ class Workspace:
     lock_timeout: float = field(default_factory=lambda: float(os.environ.get(ENV_LOCK_TIMEOUT, "60")))
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, *, lock_timeout: float | None = None) -> Workspace:
-        """Open (creating if needed) the workspace at `path`, `$CURATE_WORKSPACE` or `./curate-ws`."""
+    def open(cls, path: str | os.PathLike | None = None, *, lock_timeout: float | None = None,
+             create: bool = True) -> Workspace:
+        """Open the workspace at `path`, `$CURATE_WORKSPACE` or `./curate-ws`; a missing one is
+        created, unless `create` is false (commands that only read): then it is a `NotFound`."""
         root = Path(path or os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE).expanduser().resolve()
         if root.exists() and not root.is_dir():
             raise BadUsage(f"workspace path {root} is a file, not a folder", hint="pass --workspace DIR")
+        if not create and not (root / "catalog.duckdb").is_file():
+            raise NotFound(f"there is no curate workspace at {root}",
+                           hint="ingest a dataset first (`curate ingest FILE --name NAME`), or point at an existing "
+                                f"workspace with --workspace DIR or ${ENV_WORKSPACE}")
         ws = cls(root) if lock_timeout is None else cls(root, lock_timeout)
         for sub in (ws.shards_dir, ws.staging_root, ws.models_dir):
             sub.mkdir(parents=True, exist_ok=True)

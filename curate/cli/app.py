@@ -11,8 +11,9 @@ import typer
 from rich.text import Text
 
 from curate import __version__
-from curate.cli import data, demo, train
 from curate.cli import compare as compare_commands
+from curate.cli import data, demo, hints, train
+from curate.cli import report as report_commands
 from curate.cli import rl
 from curate.cli import select as select_commands
 from curate.cli import synth as synth_commands
@@ -54,6 +55,7 @@ select_commands.register(app)
 synth_commands.register(app)
 rl.register(app)
 compare_commands.register(app)
+report_commands.register(app)
 
 
 def _quiet_libraries() -> None:
@@ -61,6 +63,20 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _fitted(exc: CurateError, args: list[str]) -> tuple[str, str | None]:
+    """The error's message and hint with option names fitted to the command that ran (cli/hints.py)."""
+    root = typer.main.get_command(app)
+    command = hints.resolve(root, args)
+    if command is None:
+        return exc.message, exc.hint
+    message, hint = hints.fit(exc.message, command), exc.hint and hints.fit(exc.hint, command)
+    missing = hints.unknown(f"{message}\n{hint or ''}", command, root)
+    if missing and os.environ.get("CURATE_STRICT_HINTS"):
+        raise AssertionError(f"an error of `curate {command.name}` names options it does not have: {missing}\n"
+                             f"  error: {message}\n  hint: {hint}")
+    return message, hint
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,9 +89,10 @@ def main(argv: list[str] | None = None) -> None:
     except CurateError as exc:
         if debug:
             traceback.print_exc()
-        err.print(Text("error: ", style="bold red") + Text(exc.message), soft_wrap=True)
-        if exc.hint:
-            err.print(Text("  hint: ", style="yellow") + Text(exc.hint), soft_wrap=True)
+        message, hint = _fitted(exc, args)
+        err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+        if hint:
+            err.print(Text("  hint: ", style="yellow") + Text(hint), soft_wrap=True)
         sys.exit(exc.exit_code)
     except CLICK_ERRORS as exc:  # bad usage: typer/click print it with the command's usage line
         exc.show()

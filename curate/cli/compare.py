@@ -7,7 +7,6 @@ import math
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
@@ -88,19 +87,19 @@ def compare_cmd(
                         params=parse_key_values(param, "--param"), seed=seed, resume=resume,
                         **{k: v for k, v in given.items() if v is not None})
     ws = Workspace.open(workspace)
-    say = (lambda text: None) if quiet or as_json else (lambda text: ui.err.print(escape(text), highlight=False))
+    say = (lambda text: None) if quiet or as_json else ui.say
     with ui.progress(f"comparing on {pool}", quiet=quiet or as_json) as update:
         result = run_compare(ws, cfg, say=say,
-                             progress=lambda what, done, total: update(done, total=total, description=escape(what)))
+                             progress=lambda what, done, total: update(done, total=total, description=what))
     if as_json:
         ui.out.print_json(json.dumps(_finite(result.as_dict()), default=str))
         return
     if quiet:
         for arm in result.arms:
-            ui.out.print(f"{arm.strategy}\t{arm.mean}", markup=False, highlight=False)
+            ui.out.print(f"{arm.strategy}\t{arm.mean}")
         return
     for note in result.notes:
-        ui.err.print("[yellow]note:[/] " + escape(note))
+        ui.note("note", note)
     print_result(result)
 
 
@@ -148,16 +147,16 @@ def print_result(result) -> None:
                "W/T/L", "per seed"]
     title = (f"{metric} on {result.eval} ({better} is better), {result.budget:,} rows from {result.pool} per arm, "
              f"base {result.base_model}")
-    ui.out.print(ui.table(escape(title), columns, [[escape(str(v)) for v in row] for row in rows]))
-    ui.out.print(ui.key_values(escape(f"comparison {result.name}"), {
-        "scorer model (selectors)": escape(result.scorer_model), "base model (trained)": escape(result.base_model),
+    ui.out.print(ui.table(title, columns, [[str(v) for v in row] for row in rows]))
+    ui.out.print(ui.key_values(f"comparison {result.name}", {
+        "scorer model (selectors)": result.scorer_model, "base model (trained)": result.base_model,
         "recipe": f"{result.recipe['sft']['steps']} SFT steps, lr {result.recipe['sft']['lr']}, "
                   f"recipe hash {result.recipe_hash}",
         "paired intervals": f"t with n - 1 degrees of freedom; percentile bootstrap of the seeds, "
                             f"{result.config.bootstrap_resamples:,} resamples, seed {result.config.seed}",
         "cells": f"{result.computed} run now, {result.reused} reused", "seconds": result.seconds,
     }))
-    ui.out.print(escape(f"next: curate show {result.pool}   ·   rerun the same command to finish or extend it"))
+    ui.out.print(f"next: curate show {result.pool}   ·   rerun the same command to finish or extend it")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ import shlex
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
@@ -24,6 +23,7 @@ def demo_cmd(
                                                   "pool); default: a small model warmed up on other synthetic "
                                                   "problems.")] = None,
     base_steps: Annotated[int, typer.Option(help="Warm-up steps of the default base.")] = 250,
+    held_out: Annotated[int, typer.Option(help="Fresh problems every arm is scored on (none in the pool).")] = 200,
     curate: Annotated[bool, typer.Option(help="Run the ablation and the loop after the proxy "
                                               "(--no-curate stops after the proxy).")] = True,
     loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the proxy model (0: none).")] = 4,
@@ -50,18 +50,19 @@ def demo_cmd(
     from curate.demo_curation import AblationConfig
 
     ws = Workspace.open(workspace)
-    say = (lambda _: None) if quiet else (lambda text: ui.err.print(f"[dim]•[/] {escape(text)}", highlight=False))
+    say = (lambda _: None) if quiet else ui.say
     ablation = AblationConfig(budget=budget, seeds=seeds, sft_steps=sft_steps, base=base, seed=seed,
-                              base_config=BaseConfig(steps=base_steps, seed=seed))
-    with ui.progress("demo", quiet=quiet) as update:
+                              held_out=held_out, base_config=BaseConfig(steps=base_steps, seed=seed))
+    with ui.progress("demo", quiet=quiet, unit="steps") as update:
         report = run_demo(ws, rows=rows, proxy_steps=proxy_steps, seed=seed, say=say,
-                          progress=lambda what, done, total: update(done, total=total, description=escape(what)),
+                          progress=lambda what, done, total: update(done, total=total, description=what,
+                                                                    unit=ui.unit_of(what)),
                           curate=curate, loop_rounds=loop_rounds, ablation=ablation)
     if quiet:
         ui.out.print(report.ingest.version.ref)
         return
     ui.out.print(ui.key_values("curate demo", {
-        "workspace": escape(str(ws.root)),
+        "workspace": ws.root,
         "pool": f"{report.ingest.rows_read:,} rows ({report.planted_duplicates} planted exact duplicates)",
         "dataset": f"{report.ingest.version.ref}: {report.ingest.version.rows:,} rows, "
                    f"{report.ingest.duplicates} duplicates dropped at ingest",
@@ -79,10 +80,10 @@ def demo_cmd(
     if report.curation is not None:
         compare = report.curation.compare
         curated = compare.arms[-1].strategy
-        ui.out.print(escape(f"every candidate arm (docs/decisions.md, \"The demo\"): "
-                            f"{candidates_command(report.curation, ws)}"))
-        ui.out.print(escape(f"next: curate show demo   ·   curate export demo-compare-{curated.replace(',', '-')} "
-                            f"--to curated.jsonl --trl"))
+        ui.out.print(f"every candidate arm (docs/decisions.md, \"The demo\"): "
+                     f"{candidates_command(report.curation, ws)}")
+        ui.out.print(f"next: curate show demo   ·   curate export demo-compare-{curated.replace(',', '-')} "
+                     f"--to curated.jsonl --trl")
     else:
         ui.out.print("next: curate show demo   ·   curate export demo --to demo.jsonl --trl")
 
@@ -92,7 +93,7 @@ def _ablation_facts(curation) -> dict[str, str]:
         return {}
     compare = curation.compare
     facts = {"held-out problems": f"{curation.heldout.ref}: {curation.heldout.rows} fresh problems, none in the pool",
-             "base model (trained)": escape(curation.base)}
+             "base model (trained)": curation.base}
     if curation.base_stats:
         stats = curation.base_stats
         facts["base warm-up"] = (f"{stats['warmup']}, {stats['tokens']:,} tokens, loss {stats['first_loss']:.2f} -> "
@@ -122,8 +123,8 @@ def _ablation_table(curation):
     rows.append(["(the pool)", "-", "-", "-", "-", f"{curation.faulty['pool']:.1%}", "-"])
     title = (f"held-out accuracy on {compare.eval}: each arm's {compare.budget} rows fine-tune the same base "
              f"(Δ: paired by seed, 95% t interval)")
-    return ui.table(escape(title), ["arm", "seeds", "accuracy mean ± sd", "Δ vs random", "W/T/L",
-                                    "faulty rows picked", "per seed"], [[escape(str(v)) for v in r] for r in rows])
+    return ui.table(title, ["arm", "seeds", "accuracy mean ± sd", "Δ vs random", "W/T/L",
+                                    "faulty rows picked", "per seed"], rows)
 
 
 def candidates_command(curation, ws: Workspace) -> str:
@@ -151,7 +152,7 @@ def _loop_table(loop):
               r["rollouts_total"]] for r in loop.rows]
     title = (f"curate loop ({loop.state['config']['strategy']}, reward {loop.state.get('reward', 'math')}) "
              f"-> {loop.out_dir}")
-    return ui.table(escape(title), ["round", "train reward", "held-out reward", "zero-std groups", "rollouts"], rows)
+    return ui.table(title, ["round", "train reward", "held-out reward", "zero-std groups", "rollouts"], rows)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from curate.catalog.versions import resolve
 from curate.catalog.workspace import Workspace
@@ -14,7 +16,9 @@ from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateO
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (`proxy`: the dataset's proxy).")]
 RewardOpt = Annotated[str, typer.Option("--reward", "-r", help="math, exact, format, code, or module:function.")]
-ModelKeyOpt = Annotated[str | None, typer.Option(help="Ledger key of the policy (default: the model's hash).")]
+ModelKeyOpt = Annotated[str | None, typer.Option(help="Ledger key of the policy (default: the model's hash); rollouts "
+                                                      "are kept under KEY#REWARD, and KEY alone reads the one "
+                                                      "reward it was sampled with (docs/rl.md).")]
 
 
 def rollouts_cmd(
@@ -24,20 +28,24 @@ def rollouts_cmd(
     reward: RewardOpt = "math",
     refresh: Annotated[bool, typer.Option(help="Sample every prompt again (a new round), even those already sampled.")] = False,
     max_completion_length: Annotated[int, typer.Option(help="Tokens per completion at most.")] = 256,
+    max_prompt_length: Annotated[int, typer.Option(help="Prompts longer than this many tokens are left out (and "
+                                                        "counted); at most the context minus "
+                                                        "--max-completion-length.")] = 1024,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     prompts_per_batch: Annotated[int, typer.Option(help="Prompts generated (and recorded) together.")] = 16,
     model_key: ModelKeyOpt = None,
     template: TemplateOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fill the prompt ledger: k rollouts per prompt, scored, recorded per prompt and model.
+    """Fill the prompt ledger: k rollouts per prompt, scored, recorded per prompt, model and reward.
 
-    Resumable: prompts already sampled for this model are skipped (unless --refresh), so an
-    interrupted run continues where it stopped.
+    Resumable: prompts already sampled for this model and reward are skipped (unless --refresh),
+    so an interrupted run continues where it stopped; another --reward is a separate ledger entry.
 
     Examples:
       curate rollouts gsm8k --model ./sft-model -k 8 --reward math
@@ -49,18 +57,39 @@ def rollouts_cmd(
     version = resolve(ws, ref)
     from curate.train.proxy import resolve_model
 
-    settings = CollectConfig(k=k, max_completion_length=max_completion_length, temperature=temperature,
+    settings = CollectConfig(k=k, max_completion_length=max_completion_length, max_prompt_length=max_prompt_length,
+                             temperature=temperature,
                              prompts_per_batch=prompts_per_batch, template=template, refresh=refresh,
                              model_key=model_key, seed=seed)
-    with ui.progress(f"rollouts of {version.ref}", quiet=quiet) as update:
+    with ui.progress(f"rollouts of {version.ref}", quiet=quiet, unit="prompts") as update:
         report = collect_rollouts(ws, version, resolve_model(ws, version, model), reward, settings,
                                   progress=lambda done, total: update(done, total=total))
-    if quiet:
+    if as_json:
+        ui.out.print_json(json.dumps(report, default=str))
+    elif quiet:
         ui.out.print(f"{report['rollouts_written']}")
-        return
-    ui.out.print(ui.key_values(f"rollouts of {version.ref}", {
-        "model": model, "model key": report["model_key"], "round": report["round"],
-        "prompts": f"{report['prompts']:,}", "already sampled (skipped)": f"{report['skipped_already_sampled']:,}",
+    else:
+        _print_rollouts(version.ref, model, report)
+    if report["prompts_too_long"] and not quiet:
+        ui.err.print(Text("note: ", style="yellow") + Text(_too_long_note(report)), soft_wrap=True)
+
+
+def _too_long_note(report: dict) -> str:
+    limit, count, total = report["max_prompt_length"], report["prompts_too_long"], report["prompts_in_dataset"]
+    if report["prompt_limit_set_by"] == "max_prompt_length":
+        fix = "raise --max-prompt-length"
+    else:
+        fix = (f"the model's context ({report['context_length']} tokens) minus --max-completion-length sets it: "
+               "lower --max-completion-length")
+    return f"{count:,} of {total:,} prompts are longer than {limit:,} tokens and were left out; to keep them, {fix}"
+
+
+def _print_rollouts(ref: str, model: str, report: dict) -> None:
+    ui.out.print(ui.key_values(f"rollouts of {ref}", {
+        "model": model, "ledger key (model#reward)": report["model_key"], "round": report["round"],
+        "prompts": f"{report['prompts_in_dataset']:,}",
+        "too long (left out)": f"{report['prompts_too_long']:,} (over {report['max_prompt_length']:,} tokens)",
+        "already sampled (skipped)": f"{report['skipped_already_sampled']:,}",
         "prompts sampled now": f"{report['prompts_sampled']:,}", "rollouts written": f"{report['rollouts_written']:,}",
         "mean reward": "-" if report["reward_mean"] is None else f"{report['reward_mean']:.3f}",
         "groups with mixed rewards": report["mixed_groups"], "groups with equal rewards": report["zero_variance_groups"],
@@ -121,7 +150,7 @@ def loop_cmd(
                           target=target, model_key=model_key, template=template, seed=seed)
     name = resolve(ws, ref).name
     folder = out or ws.root / "runs" / f"loop-{name}-{strategy}"
-    say = (lambda _: None) if quiet else (lambda text: ui.err.print(f"[dim]•[/] {text}"))
+    say = (lambda _: None) if quiet else ui.say
     report = run_loop(ws, ref, model, folder, settings, reward, resume=resume, say=say)
     if quiet:
         ui.out.print(str(report.out_dir))
@@ -131,7 +160,8 @@ def loop_cmd(
              _fmt(r["eval_reward"]), r["seconds"]] for r in report.rows]
     ui.out.print(ui.table(f"loop {ref} ({strategy}); held-out reward before: {_fmt(report.eval_before)}",
                           columns, rows))
-    ui.out.print(f"run folder: {report.out_dir}  ·  model: {report.model}")
+    key = report.state.get("ledger_key", report.state.get("model_key"))
+    ui.out.print(f"run folder: {report.out_dir}  ·  model: {report.model}  ·  ledger key: {key}")
 
 
 def curriculum_cmd(
@@ -174,19 +204,23 @@ def curriculum_cmd(
     if report.empty_stages:
         notes.append("empty stages (not written): " + ", ".join(map(str, report.empty_stages)))
     for note in notes:
-        ui.err.print(f"[yellow]note:[/] {note}")
+        ui.note("note", note)
 
 
 def mix_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset: NAME or NAME@vN.")],
     size: Annotated[int, typer.Option("--size", "-n", help="Rows in the mixed dataset.")],
-    method: Annotated[str, typer.Option(help="natural, static, doremi or progress.")] = "natural",
+    method: Annotated[str | None, typer.Option(help="natural, static, doremi or progress (default: static with "
+                                                    "--weights, natural without).")] = None,
     weights: Annotated[str | None, typer.Option(help="static: DOMAIN=WEIGHT,... e.g. math=0.6,code=0.4.")] = None,
     clusters: Annotated[int, typer.Option(help="Cluster into K domains with k-means (the default when there is "
                                                "no domain column).")] = 0,
     model: Annotated[str, typer.Option("--model", "-m", help="Embedding model for clustering (default: the proxy).")] = "proxy",
     model_key: ModelKeyOpt = None,
     doremi_steps: Annotated[int, typer.Option(help="doremi: proxy training steps.")] = 200,
+    redistribute: Annotated[bool, typer.Option("--redistribute", help="static: when a domain has fewer rows than "
+                                               "its share, give the rest to the other weighted domains (by default "
+                                               "the mix is refused).")] = False,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-mix).")] = None,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -204,22 +238,31 @@ def mix_cmd(
     from curate.selectors.pipeline import run_select
 
     ws = Workspace.open(workspace)
+    method = method or ("static" if weights else "natural")
     params = {"method": method, "clusters": clusters, "doremi_steps": doremi_steps}
     if weights is not None:
         params["weights"] = weights
     if model_key is not None:
         params["model_key"] = model_key
+    if redistribute:
+        params["redistribute"] = True
     name = resolve(ws, ref).name
     with ui.progress("mixing", quiet=quiet) as update:
         report = run_select(ws, ref, "mixing", budget=size, model=model, out=out or f"{name}-mix", params=params,
-                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what))
+                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what,
+                                                                                 unit=ui.unit_of(what)))
     if quiet:
         ui.out.print(report.version.ref)
         return
     stats = report.steps[-1].stats
-    rows = [[d, f"{w:.4f}", f"{stats['available'][d]:,}", f"{stats['taken'][d]:,}"] for d, w in stats["weights"].items()]
+    rows = [[d, f"{w:.4f}", f"{stats['available'][d]:,}", f"{stats['taken'][d]:,}", f"{stats['shares'][d]:.4f}"]
+            for d, w in stats["weights"].items()]
     ui.out.print(ui.table(f"{method} weights over {len(rows)} domains ({stats['domain_source']}) -> {report.version.ref}",
-                          ["domain", "weight", "available", "taken"], rows))
+                          ["domain", "weight", "available", "taken", "share"], rows))
+    off = [d for d, w in stats["weights"].items() if abs(stats["shares"][d] - w) * size > 1]
+    if off:
+        ui.err.print(f"note: {', '.join(off)} could not get their weight's share (too few rows); "
+                     "the others took their place by weight (the share column is what the mix holds)")
 
 
 def _fmt(value) -> str:

@@ -11,6 +11,9 @@ from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WorkspaceOpt, parse_key_values
 from curate.errors import BadUsage
+from curate.selectors.registry import STRATEGIES  # names only: importing a strategy's module waits for its use
+
+STRATEGY_NAMES = ", ".join(STRATEGIES)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id; `proxy` trains (once) a small "
                                                                "model on the dataset itself.")]
@@ -27,15 +30,17 @@ def _shortcuts(params: dict[str, str], **values) -> dict[str, str]:
 
 
 def _progress(update):
-    return lambda what, done, total: update(done, total=total, description=what)
+    """Selectors report rows; a model they train first (the proxy, a reference) reports optimizer steps."""
+    return lambda what, done, total: update(done, total=total, description=what, unit=ui.unit_of(what))
 
 
 def select_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to select from: NAME or NAME@vN.")],
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order: dedup,fisher. "
-                                                                   "See docs/selectors.md.")],
-    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500), a fraction "
-                                                                      "(0.1) or a percentage (10%).")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order (dedup,fisher): "
+                                                                   f"{STRATEGY_NAMES}. See docs/selectors.md.")],
+    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500; 1 is one "
+                                                                      "row), a fraction (0.1; 1.0 is every row) or a "
+                                                                      "percentage (10%).")] = None,
     model: ModelOpt = "proxy",
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-STRATEGY).")] = None,
     param: ParamOpt = None,
@@ -84,18 +89,28 @@ def select_cmd(
     if models:
         details["model"] = ", ".join(sorted(models))
     for step in report.steps:
-        shown = {k: v for k, v in step.stats.items() if k in ("kept_fraction", "logdet", "gain_evaluations",
-                                                               "cached_scores", "covering_radius", "reference")}
+        if step.stats.get("truncated_rows"):
+            details[f"{step.strategy}: rows cut to the model's context"] = f"{step.stats['truncated_rows']:,}"
+        shown = {k: v for k, v in step.stats.items() if k in ("kept_fraction", "scored_kept_fraction", "tokens_unscored",
+                                                               "logdet", "gain_evaluations", "cached_scores",
+                                                               "covering_radius", "reference")}
         if shown:
             details[f"{step.strategy} details"] = json.dumps(shown, default=lambda v: round(v, 4))
     ui.out.print(ui.key_values("selection", details))
+    for step in report.steps:
+        if step.stats.get("tokens_unscored"):
+            stats = step.stats
+            ui.err.print(f"note: {step.strategy} kept {stats['kept_fraction']:.2%} of the response tokens: "
+                         f"{stats['scored_kept_fraction']:.2%} of the {stats['tokens_scored']:,} scored ones (the ratio), "
+                         f"and all {stats['tokens_unscored']:,} tokens past the model's context, which are not scored "
+                         "and stay in the loss")
     ui.out.print(f"next: curate show {report.version.ref}   ·   curate export {report.version.ref} --to out.jsonl --trl")
 
 
 def score_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to score: NAME or NAME@vN.")],
-    scorer: Annotated[str, typer.Option("--scorer", "-s", help="ifd, perplexity, length, random, fisher, dedup or "
-                                                               "token-clean.")],
+    scorer: Annotated[str, typer.Option("--scorer", "-s", help=f"A strategy that scores each example: {STRATEGY_NAMES} "
+                                                               "(those that only decide as a set say so).")],
     model: ModelOpt = "proxy",
     param: ParamOpt = None,
     template: TemplateOpt = "auto",
@@ -130,6 +145,7 @@ def score_cmd(
     ui.out.print(ui.key_values(f"{report.scorer} scores of {report.source.ref}", {
         "scorer key": report.scorer_key, "rows": f"{report.rows:,}", "scored": f"{report.scored:,}",
         "NaN (excluded when selecting)": f"{report.nan:,}", "reused from the catalog": f"{report.cached:,}",
+        "rows cut to the model's context": f"{report.truncated:,}",
         **summary, "seconds": report.seconds,
     }))
 

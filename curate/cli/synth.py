@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
@@ -15,8 +14,12 @@ from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, Workspace
 from curate.errors import BadUsage
 
 
+SYNTH_UNITS = {"instructions": "instructions", "classification": "tasks", "instances": "tasks",
+               "rejection sampling": "prompts"}  # what each recipe stage counts; gap-fill counts examples
+
+
 def _warn(message: str) -> None:
-    ui.err.print(Text("warning: ", style="bold yellow") + Text(message), soft_wrap=True)
+    ui.note("warning", message, style="bold yellow")
 
 
 def _targets(items: list[str] | None) -> tuple[tuple[str, float], ...]:
@@ -35,8 +38,10 @@ def synth_cmd(
                                                              "the served model name (openai).")],
     n: Annotated[int | None, typer.Option("-n", help="self-instruct: instructions to keep (200); rejection: prompts "
                                                      "to sample (all); gap-fill: new examples (100).")] = None,
-    seeds: Annotated[Path | None, typer.Option(help="self-instruct: seed tasks (JSON lines: instruction, "
-                                                    "instances, is_classification).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="self-instruct: seed tasks (JSON lines or a JSON array: "
+                                                   "instruction, instances, is_classification; or Alpaca's "
+                                                   "instruction, input, output), any file `curate ingest` reads, "
+                                                   "or a dataset NAME@vN.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="rejection, gap-fill: the source "
                                                                          "dataset, NAME or NAME@vN.")] = None,
     name: Annotated[str | None, typer.Option("--name", "--out", "-o", help="Output dataset name.")] = None,
@@ -130,7 +135,8 @@ def synth_cmd(
     shown = {"demos": demos} if demos is not None else {}  # the recipes' defaults differ
     selection = None
     with ui.progress(f"synth {recipe}", quiet=quiet) as update:
-        progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}")
+        progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}",
+                                                     unit=SYNTH_UNITS.get(stage, "examples"))
         if recipe == "self-instruct":
             from curate.synth.self_instruct import SelfInstructConfig
 

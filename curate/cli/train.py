@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib
 import math
 import warnings
 from collections.abc import Iterator
@@ -10,14 +12,36 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from curate.catalog.versions import resolve
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
-from curate.train.proxy import ProxyConfig, ensure_proxy
+from curate.train.proxy import STEPS_ENV, ProxyConfig, default_config, ensure_proxy
 
 train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True)
+
+
+class ConfigDefaults(TyperCommand):
+    """A command whose options default to None ("keep the config's value") and whose help shows the
+    config dataclass's value instead. The dataclass is read when help is asked for, since importing
+    the trainer imports torch."""
+
+    config: str = ""  # "module:Class"
+
+    def format_help(self, ctx, formatter) -> None:
+        module, _, name = self.config.partition(":")
+        defaults = {f.name: f.default for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
+        for param in self.params:
+            value = defaults.get(param.name, dataclasses.MISSING)
+            if param.default is None and value is not dataclasses.MISSING and value is not None:
+                param.show_default = ("on" if value else "off") if isinstance(value, bool) else str(value)
+        return super().format_help(ctx, formatter)
+
+
+def defaults_from(config: str) -> type[ConfigDefaults]:
+    return type(f"DefaultsOf{config.rpartition(':')[2]}", (ConfigDefaults,), {"config": config})
 
 RefArg = Annotated[str, typer.Argument(help="Training data: NAME or NAME@vN (a selection's output works too).")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id to start from; `proxy` uses "
@@ -51,8 +75,8 @@ def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kin
 
     ws = Workspace.open(workspace)
     version = resolve(ws, ref)
-    with ui.progress(f"proxy model for {version.ref}", total=ProxyConfig.steps,
-                     quiet=quiet or model != "proxy") as update:
+    with ui.progress(f"proxy model for {version.ref}", total=default_config().steps,
+                     quiet=quiet or model != "proxy", unit="steps") as update:
         model_path = resolve_model(ws, version, model, progress=lambda step, loss: update(step))
     return ws, version, model_path, out or ws.root / "runs" / f"{version.name}-{kind}"
 
@@ -64,7 +88,7 @@ def _warnings_to_console(quiet: bool) -> Iterator[None]:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if not quiet and category.__module__.startswith("curate"):
-            ui.err.print(f"[yellow]warning:[/] {message}")
+            ui.note("warning", message)
 
     warnings.showwarning = show
     try:
@@ -91,7 +115,7 @@ def _metrics_line(step: int, total: int, metrics: dict, fields: tuple, every: in
     if quiet or every <= 0 or (step % every and step != total):
         return
     parts = [f"{label} {_fmt(metrics[key])}" for key, label in fields if key in metrics]
-    ui.err.print(f"[dim]step {step}/{total}[/]  " + "  ".join(parts), highlight=False)
+    ui.err.print(ui.styled(f"step {step}/{total}", "dim") + ui.styled("  " + "  ".join(parts)))
 
 
 def _fmt(value: Any) -> str:
@@ -103,7 +127,8 @@ def _fmt(value: Any) -> str:
 @train_app.command("proxy")
 def proxy_cmd(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = ProxyConfig.steps,
+    steps: Annotated[int, typer.Option(help="Optimizer steps (also what --model proxy trains).",
+                                       envvar=STEPS_ENV)] = ProxyConfig.steps,
     max_examples: Annotated[int, typer.Option(help="Examples sampled from the dataset.")] = ProxyConfig.max_examples,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
@@ -120,7 +145,7 @@ def proxy_cmd(
     ws = Workspace.open(workspace)
     version = resolve(ws, ref)
     proxy_config = ProxyConfig(steps=steps, max_examples=max_examples, seed=seed)
-    with ui.progress(f"training proxy on {version.ref}", total=steps, quiet=quiet) as update:
+    with ui.progress(f"training proxy on {version.ref}", total=steps, quiet=quiet, unit="steps") as update:
         folder, stats = ensure_proxy(ws, version, proxy_config, progress=lambda step, loss: update(step))
     if quiet:
         ui.out.print(str(folder))
@@ -132,7 +157,7 @@ def proxy_cmd(
     }))
 
 
-@train_app.command("sft")
+@train_app.command("sft", cls=defaults_from("curate.train.sft:SFTConfig"))
 def sft_cmd(
     ref: RefArg,
     model: ModelOpt,
@@ -141,10 +166,14 @@ def sft_cmd(
     lr: LrOpt = None,
     batch_tokens: BatchTokensOpt = None,
     grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
+    packing: Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack whole examples into rows of "
+                                                 "--batch-tokens (no padding; each example attends only to itself); "
+                                                 "--no-packing: length-sorted padded batches.")] = None,
     warmup: WarmupOpt = None,
     lr_schedule: ScheduleOpt = None,
     loss: Annotated[str | None, typer.Option(help="nll (cross-entropy) or dft (Dynamic Fine-Tuning).")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Truncate prompt + response to this many tokens.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Truncate prompt + response to this many tokens (default: "
+                                                        "the model's context).")] = None,
     template: TemplateOpt = None,
     save_every: SaveEveryOpt = None,
     lora: LoraOpt = None,
@@ -174,15 +203,16 @@ def sft_cmd(
     from curate.train.sft import SFTConfig, train_sft  # imports torch: keep `curate --help` fast
 
     ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "sft", quiet)
-    cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, warmup=warmup,
-                           lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
+    cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
+                           warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
                            device=device), seed=seed)
     def show(step: int, metrics: dict) -> None:
         update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
         _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)
 
-    with _warnings_to_console(quiet), ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet) as update:
+    with _warnings_to_console(quiet), \
+            ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_sft(model_path, version, out_dir, cfg, resume=resume, progress=show)
     if quiet:
         ui.out.print(str(out_dir))
@@ -196,7 +226,7 @@ def sft_cmd(
     }))
 
 
-@train_app.command("grpo")
+@train_app.command("grpo", cls=defaults_from("curate.train.grpo:GRPOConfig"))
 def grpo_cmd(
     ref: RefArg,
     model: ModelOpt,
@@ -280,7 +310,8 @@ def grpo_cmd(
         update(step, description=f"grpo on {version.ref}  reward {_fmt(metrics['reward'])}")
         _metrics_line(step, cfg.steps, metrics, GRPO_LINE, log_every, quiet)
 
-    with _warnings_to_console(quiet), ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet) as update:
+    with _warnings_to_console(quiet), \
+            ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
                            progress=show, backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
     if quiet:

@@ -16,6 +16,8 @@ from curate.errors import ModelLoadError
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
                    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "generation_config.json")
+# What a curate training run writes before its final model (curate.train.checkpoints; lm cannot import train).
+RUN_CHECKPOINTS = ("checkpoint", ".checkpoint-previous")
 
 
 @dataclass
@@ -87,6 +89,8 @@ def load(model: str, dtype: str = "auto", device: str = "auto", trust_remote_cod
     if local and not path.is_dir():
         raise ModelLoadError(f"{model} is a file, not a model folder",
                              hint="pass the folder that holds config.json and the weights")
+    if local and not (path / "config.json").exists():
+        _refuse_run_folder(model, path)
     target = device_obj = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device_obj)
     source = str(path) if local else model
@@ -94,9 +98,14 @@ def load(model: str, dtype: str = "auto", device: str = "auto", trust_remote_cod
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         network = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ... for bad folders
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = reason if len(reason) <= 600 else reason[:600] + "…"
         hint = ("a model folder needs config.json, the weights and tokenizer files (save_pretrained writes them)"
                 if local else "check the id; offline, pass a local folder or use --model proxy")
+        if local and not (path / "config.json").exists():
+            contents = sorted(p.name for p in path.iterdir())[:8]
+            reason = "it has no config.json, so it is not a model folder (" + \
+                (f"it holds: {', '.join(contents)})" if contents else "it is empty)")
         raise ModelLoadError(f"could not load model {model}: {reason}", hint=hint) from exc
     network.to(target).eval()
     if tokenizer.pad_token_id is None:
@@ -107,6 +116,35 @@ def load(model: str, dtype: str = "auto", device: str = "auto", trust_remote_cod
         commit = getattr(network.config, "_commit_hash", None)
         model_hash = xxhash.xxh3_128_hexdigest(f"{model}@{commit}".encode())
     return LM(network, tokenizer, model, model_hash, device_obj)
+
+
+def _refuse_run_folder(model: str, path: Path) -> None:
+    """A folder without config.json that a curate training run wrote: say it has not finished."""
+    for name in RUN_CHECKPOINTS:
+        state = _run_state(path / name)
+        if state is not None:
+            step, config = state.get("step"), state.get("config") or {}
+            kind = "grpo" if "num_generations" in config else "sft"
+            total = f" of {config['steps']}" if config.get("steps") else ""
+            raise ModelLoadError(
+                f"{model} is the folder of an unfinished training run (checkpoint at step {step}{total}); "
+                "the model is written there when the run ends",
+                hint=f"finish it: rerun the same `curate train {kind} DATA --model BASE --out {model} --resume`; "
+                     "or pass a finished run's folder (one with config.json)")
+    state = _run_state(path)
+    if state is not None:
+        raise ModelLoadError(
+            f"{model} is a training checkpoint (step {state.get('step')}), not a model folder",
+            hint=f"resume the run in {path.parent} with --out {path.parent} --resume to write the model there")
+
+
+def _run_state(folder: Path) -> dict | None:
+    """A checkpoint's state.json (step, config), or None."""
+    try:
+        state = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and "step" in state else None
 
 
 def describe(lm: LM) -> dict[str, Any]:

@@ -9,7 +9,7 @@ response tokens, in slices, so a large vocabulary never needs a full
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -97,11 +97,15 @@ def _logprob_batch(lm: LM, batch: list[Encoded]) -> list[np.ndarray]:
 
 
 def token_logprobs(
-    lm: LM, items: Iterable[Encoded], token_budget: int | None = None, window: int = 4096
+    lm: LM, items: Iterable[Encoded], token_budget: int | None = None, window: int = 4096,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[np.ndarray]:
-    """log p(response token | prompt, earlier response tokens), one float32 array per item, in input order."""
+    """log p(response token | prompt, earlier response tokens), one float32 array per item, in input order.
+
+    `on_batch(n)`: called after each batch of n items (for progress).
+    """
     budget = token_budget or default_token_budget(lm)
-    return map_bucketed(items, len, lambda batch: _logprob_batch(lm, batch), budget, window)
+    return map_bucketed(items, len, lambda batch: _logprob_batch(lm, batch), budget, window, on_batch=on_batch)
 
 
 @torch.inference_mode()
@@ -126,6 +130,7 @@ def hidden_states(
     pool: str | None = None,
     token_budget: int | None = None,
     window: int = 4096,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Last-layer (pre-logit) hidden states, in input order.
 
@@ -137,4 +142,5 @@ def hidden_states(
     if pool not in (None, "mean", "last"):
         raise ValueError(f"pool must be None, 'mean' or 'last', not {pool!r}")
     budget = token_budget or default_token_budget(lm)
-    return map_bucketed(items, len, lambda batch: _hidden_batch(lm, batch, positions, pool), budget, window)
+    return map_bucketed(items, len, lambda batch: _hidden_batch(lm, batch, positions, pool), budget, window,
+                        on_batch=on_batch)

@@ -22,6 +22,7 @@ Prompt = str | Sequence[dict[str, Any]]
 class Encoded:
     prompt_ids: list[int]
     response_ids: list[int]
+    truncated: bool = False  # prompt + response were longer than max_length and lost tokens
 
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.response_ids)
@@ -76,6 +77,10 @@ def prompt_token_ids(prompt: Prompt, tokenizer: Any, template: str = "auto") -> 
     return tokenize_prompt(text, tokenizer)
 
 
+CUT_MARGIN = 64  # tokens kept beyond the window by the character pre-cut (see _within_chars)
+CHARS_PER_TOKEN = 8  # first guess of the pre-cut's size; more is taken whenever it falls short
+
+
 def encode_pair(
     prompt: Prompt,
     response: str | None,
@@ -84,17 +89,64 @@ def encode_pair(
     add_eos: bool = True,
     max_length: int | None = None,
 ) -> Encoded:
-    """Token ids of the rendered prompt (with BOS, if the tokenizer uses one) and of the response."""
-    text = render_prompt(prompt, tokenizer, template)
-    prompt_ids = tokenize_prompt(text, tokenizer)
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] if response else []
+    """Token ids of the rendered prompt (with BOS, if the tokenizer uses one) and of the response.
+
+    With `max_length`, a text far longer than that is cut to a few times max_length characters
+    before it is tokenized (see `_within_chars`), so one huge row costs no more than a long one.
+    """
+    prompt_ids, response_ids = _prompt_ids(prompt, tokenizer, template, max_length), []
+    if response:
+        response_ids = _response_ids(response, tokenizer, max_length)
     if add_eos and response is not None and tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
-    if max_length is not None and len(prompt_ids) + len(response_ids) > max_length:
+    truncated = max_length is not None and len(prompt_ids) + len(response_ids) > max_length
+    if truncated:
         # Too long: the response keeps at least half the room; the prompt loses its start (never all of it).
         response_ids = response_ids[: max_length - max(1, min(len(prompt_ids), max_length // 2))]
         prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(response_ids)):]
-    return Encoded(list(prompt_ids), list(response_ids))
+    return Encoded(list(prompt_ids), list(response_ids), truncated)
+
+
+def _within_chars(encode, size: int, max_length: int | None) -> list[int]:
+    """`encode(chars)`: the ids of the text cut to `chars` characters (None: the whole text),
+    with `size` its length. A cut is taken only if it still has CUT_MARGIN tokens more than
+    the window: then the window's tokens are those of the whole text (only the word at the cut
+    may split differently, and it lies outside the window), and the truncation that follows
+    keeps the same tokens it would keep from the whole text. A cut that falls short (text
+    denser than CHARS_PER_TOKEN, or a normalizer that deletes characters) grows fourfold."""
+    if max_length is None:
+        return encode(None)
+    need = max_length + CUT_MARGIN
+    chars = need * CHARS_PER_TOKEN
+    while chars < size:
+        ids = encode(chars)
+        if len(ids) >= need:
+            return ids
+        chars *= 4
+    return encode(None)
+
+
+def _prompt_ids(prompt: Prompt, tokenizer: Any, template: str, max_length: int | None) -> list[int]:
+    """The prompt keeps its end: each message's content and the rendered text are cut from the left.
+    (A character more than `chars` before the end of its message is that far before the end of
+    the rendered prompt, so outside any window of `chars` characters.)"""
+    def encode(chars: int | None) -> list[int]:
+        if chars is None:
+            return tokenize_prompt(render_prompt(prompt, tokenizer, template), tokenizer)
+        shown = prompt[-chars:] if isinstance(prompt, str) else [
+            {**m, "content": (m["content"] or "")[-chars:]} for m in prompt]
+        return tokenize_prompt(render_prompt(shown, tokenizer, template)[-chars:], tokenizer)
+
+    size = len(prompt) if isinstance(prompt, str) else sum(len(m["content"] or "") + 32 for m in prompt)
+    return _within_chars(encode, size, max_length)
+
+
+def _response_ids(response: str, tokenizer: Any, max_length: int | None) -> list[int]:
+    """The response keeps its start."""
+    def encode(chars: int | None) -> list[int]:
+        return list(tokenizer(response if chars is None else response[:chars], add_special_tokens=False)["input_ids"])
+
+    return _within_chars(encode, len(response), max_length)
 
 
 def encode_pairs(

@@ -38,8 +38,8 @@ def import_vllm() -> Any:
     except ImportError as exc:
         raise VLLMMissing(
             f"--backend vllm needs the vllm package, which is not installed ({exc})",
-            hint="pip install 'curate[vllm]' on a machine with a GPU, or serve the model with `vllm serve MODEL` "
-                 "and use --backend openai --base-url http://HOST:8000/v1",
+            hint="pip install 'curate[vllm]' on a machine with a GPU, or use --backend hf; for synthesis, "
+                 "`curate synth --backend openai --base-url http://HOST:8000/v1` talks to a `vllm serve MODEL` server",
         ) from None
 
 

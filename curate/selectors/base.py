@@ -20,6 +20,7 @@ import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -71,6 +72,20 @@ class Selection:
 
     def __len__(self) -> int:
         return self.kept.height
+
+    def score_rows(self) -> pl.DataFrame:
+        """id, value, kept for every row the step saw: what `curate report` plots with the cut.
+
+        Where the strategy has no pool-wide score, the kept rows carry their selection score
+        and the dropped rows a null.
+        """
+        kept_ids = self.kept["id"]
+        if self.scores is not None:
+            frame = self.scores.select(pl.col("id").cast(pl.String), pl.col("value").cast(pl.Float64))
+        else:
+            frame = pl.concat([self.kept.select("id", pl.col("score").alias("value")),
+                               self.dropped.select("id", pl.lit(None, pl.Float64).alias("value"))])
+        return frame.with_columns(pl.col("id").is_in(kept_ids.implode()).alias("kept"))
 
 
 def empty_dropped() -> pl.DataFrame:
@@ -220,7 +235,11 @@ class RankSelector(Selector):
         eligible, drops = self._eligible()
         drops += self._extra_drops(eligible)
         eligible = self._filter(eligible)
-        budget = check_budget(budget, len(eligible), self.name, len(self.scores_))
+        reasons = {}
+        for frame in drops:
+            for reason, count in frame["reason"].value_counts().iter_rows():
+                reasons[reason] = reasons.get(reason, 0) + count
+        budget = check_budget(budget, len(eligible), self.name, len(self.scores_), reasons)
         values = self.scores_[eligible]
         key = -values if self.higher_is_better else values
         order = eligible[np.lexsort((eligible, key))]  # best first; ties to the earlier row
@@ -251,41 +270,86 @@ class FilterSelector(Selector):
     kind: ClassVar[str] = "filter"
 
 
-def check_budget(budget: int | None, available: int, strategy: str, pool_rows: int) -> int:
-    """The budget as a count of examples; an error when it is larger than what can be kept."""
+def check_budget(budget: int | None, available: int, strategy: str, pool_rows: int,
+                 reasons: dict[str, int] | None = None) -> int:
+    """The budget as a count of examples; an error when it is larger than what can be kept.
+
+    `reasons` counts the rows that cannot be kept by why (a NaN score, the strategy's own rule such as
+    `ifd_above_1`), so the message says where they went."""
     if budget is None:
         return available
     if budget < 0:
         raise BadUsage(f"budget must be positive, got {budget}")
     if budget > available:
         lost = pool_rows - available
-        why = f" ({lost:,} of its {pool_rows:,} rows have no valid score)" if lost else ""
+        named = {k: v for k, v in (reasons or {}).items() if v}
+        unnamed = lost - sum(named.values())
+        if unnamed > 0:
+            named["no valid score"] = unnamed
+        parts = ", ".join(f"{reason} {count:,}" for reason, count in named.items())
+        why = f" ({lost:,} of its {pool_rows:,} rows cannot be kept: {parts})" if lost else ""
         raise BadUsage(f"budget {budget:,} is larger than the pool: {strategy} can keep at most {available:,} rows{why}",
                        hint=f"pass --budget {available:,} or less")
     return budget
 
 
-def parse_budget(text: str | float | None, rows: int) -> int | None:
-    """`500`, `0.05` (a fraction of the pool) or `5%`, as a number of examples."""
-    if text is None or text == "":
+BUDGET_FORMS = "a count (a whole number, e.g. 500), a fraction in (0, 1] (e.g. 0.1; 1.0 is every row) or a percentage (10%)"
+
+
+def parse_budget(value: str | float | None, rows: int, option: str = "--budget") -> int | None:
+    """A budget as a number of examples out of `rows`, or None for no budget.
+
+    The spelling decides what a number means:
+    - a whole number (the int 500, the text "500"): a count of examples, at least 1;
+    - a number with a decimal point or an exponent (0.1, "0.1", "1.0", "5e-2"): a fraction of
+      the rows, in (0, 1]; 1.0 is every row, while "1" is one row;
+    - "N%", N in (0, 100]: N/100 of the rows.
+    A fraction keeps floor(fraction x rows) examples, and at least one. Zero, negatives, NaN,
+    infinities, booleans, a fraction above 1 and any other text are errors naming `option`.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(text, (int, np.integer)):
-        value: float = int(text)
+    hint = f"write {BUDGET_FORMS}"
+    if isinstance(value, (bool, np.bool_)):
+        raise BadUsage(f"{option} {value!r} is not a budget", hint=hint)
+    if isinstance(value, (int, np.integer)):
+        count = int(value)
+    elif isinstance(value, (float, np.floating)):
+        return _fraction_of(_number(repr(float(value)), option, str(value), hint), rows, option, str(value), hint)
     else:
-        raw = str(text).strip()
+        text = str(value).strip()
+        if text.endswith("%"):
+            number = _number(text[:-1], option, text, hint)
+            if not 0 < number <= 100:
+                raise BadUsage(f"{option} {text}: a percentage must be in (0, 100]", hint=hint)
+            return _fraction_of(number / 100, rows, option, text, hint)
         try:
-            value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+            count = int(text)
         except ValueError:
-            raise BadUsage(f"--budget {text!r} is not a number", hint="write a count (500), a fraction (0.1) or 10%") from None
-        if raw.endswith("%") and not 0 < value <= 1:
-            raise BadUsage(f"--budget {text!r} must be a percentage in (0, 100]")
-    if value <= 0:
-        raise BadUsage(f"--budget must be positive, got {text}")
-    if value < 1 or (isinstance(text, str) and str(text).strip().endswith("%")):
-        return max(1, math.floor(value * rows))
-    if not float(value).is_integer():
-        raise BadUsage(f"--budget {text!r}: a count must be a whole number")
-    return int(value)
+            return _fraction_of(_number(text, option, text, hint), rows, option, text, hint)
+    if count < 1:
+        raise BadUsage(f"{option} {value}: a budget must be at least 1 example", hint=hint)
+    return count
+
+
+def _number(text: str, option: str, shown: str, hint: str) -> Fraction:
+    """The decimal as written, exactly (so 29% of 100 rows is 29, not floor(28.999...))."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise BadUsage(f"{option} {shown!r} is not a number", hint=hint) from None
+    if not math.isfinite(number):
+        raise BadUsage(f"{option} {shown}: a budget must be a finite number", hint=hint)
+    return Fraction(text.strip())
+
+
+def _fraction_of(fraction: Fraction, rows: int, option: str, shown: str, hint: str) -> int:
+    if fraction <= 0:
+        raise BadUsage(f"{option} {shown}: a budget must be positive", hint=hint)
+    if fraction > 1:
+        whole = f"; for a count of {int(fraction):,} write {int(fraction)}" if fraction.denominator == 1 else ""
+        raise BadUsage(f"{option} {shown}: a fraction must be in (0, 1]{whole}", hint=hint)
+    return max(1, math.floor(fraction * rows))
 
 
 def _annotations(cls: type) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Deduplication: exact copies by content id, and near-duplicates by embedding cosine.
 
-Exact: two rows are copies when their content id (xxh3-128 of the canonical prompt and
-response, `curate.catalog.ids`) is equal, whatever id column the dataset uses; the first row
+Exact: two rows are copies when their content id (xxh3-128 of the canonical prompt,
+response, answer and tests, `curate.catalog.ids`) is equal, whatever id column the dataset uses; the first row
 in pool order is kept.
 
 Near: rows are embedded (`curate.selectors.embeddings`: the proxy's mean-pooled hidden
@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from curate.catalog.ids import content_digest_expr, digest_key
+from curate.catalog.ids import content_digest_expr, content_fields_of, digest_key
 from curate.errors import BadUsage
 from curate.selectors.base import FilterSelector, Selection, dropped_rows
 from curate.selectors.embeddings import embed, resolve_transform, unit_vectors
@@ -114,8 +114,9 @@ class DedupSelector(FilterSelector):
         return self
 
     def _exact(self, pool, ids: pl.Series) -> None:
-        parts = [frame.select(pl.col("_pos").alias("p"), digest_key(content_digest_expr()).alias("c"))
-                 for frame in pool.iter_frames(["prompt", "response"])]
+        optional = content_fields_of(pool.columns())
+        parts = [frame.select(pl.col("_pos").alias("p"), digest_key(content_digest_expr(optional)).alias("c"))
+                 for frame in pool.iter_frames(["prompt", "response", *optional])]
         frame = pl.concat(parts).sort("p")
         first = frame.group_by("c").agg(pl.col("p").min().alias("f"))
         mapped = frame.join(first, on="c", how="left").sort("p")["f"].to_numpy()

@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
+from curate.catalog.ledger import match_key
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
 from curate.selectors import difficulty_rules as rules
@@ -60,10 +61,11 @@ def ledger_model_keys(ws: Workspace, ids: pl.Series) -> list[str]:
 
 
 def resolve_model_key(ws: Workspace, ids: pl.Series, model_key: str | None) -> str:
-    """The given key, or the only key the ledger has for these prompts."""
-    if model_key:
-        return model_key
+    """The given key (a policy's key stands for its one `KEY#REWARD`), or the only key the ledger has
+    for these prompts."""
     keys = ledger_model_keys(ws, ids)
+    if model_key:
+        return match_key(keys, model_key)
     if len(keys) == 1:
         return keys[0]
     if not keys:

@@ -93,15 +93,18 @@ def _texts(frame, normalize: bool):
 def _lm_mean(pool, path: str, mask: np.ndarray, batch_size: int, normalize: bool):
     from curate.lm.scoring import hidden_states
     from curate.lm.templates import encode_pair
+    from curate.selectors.features import batch_progress
 
     lm = pool.lm(path)
     total, done = int(mask.sum()), 0
     for frame in pool.iter_frames(["prompt", "response"], mask):
         items = [encode_pair(p, r, lm.tokenizer, pool.template, add_eos=r is not None, max_length=lm.max_length)
                  for p, r in zip(*_texts(frame, normalize))]
-        vectors = np.stack(list(hidden_states(lm, items, positions="all", pool="mean"))).astype(np.float32)
+        pool.truncated += sum(item.truncated for item in items)
+        states = hidden_states(lm, items, positions="all", pool="mean",
+                               on_batch=batch_progress(pool, "embedding", done, total))
+        vectors = np.stack(list(states)).astype(np.float32)
         done += frame.height
-        pool.say("embedding", done, total)
         yield frame["_pos"].to_numpy(), vectors
 
 

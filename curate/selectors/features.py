@@ -7,7 +7,7 @@ how the SFT trainer sees it, so per-token results line up with a `token_mask`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -27,9 +27,23 @@ def iter_encoded(pool, lm, mask: np.ndarray, answer_only: bool = False) -> Itera
         for prompt, response in zip(frame["prompt"].to_list(), frame["response"].to_list()):
             item = encode_pair(prompt, response, tokenizer, pool.template, add_eos=True, max_length=lm.max_length)
             if answer_only:
-                item = Encoded([start], item.response_ids[: lm.max_length - 1])
+                item = Encoded([start], item.response_ids[: lm.max_length - 1], item.truncated)
             items.append(item)
+        pool.truncated += sum(item.truncated for item in items)
         yield frame["_pos"].to_numpy(), items
+
+
+def batch_progress(pool, what: str, done: int, total: int) -> Callable[[int], None]:
+    """A model batch's callback that moves the pool's progress on from `done` rows (a window of
+    rows comes back from the model at once, so counting per window would jump)."""
+    counted = done
+
+    def step(rows: int) -> None:
+        nonlocal counted
+        counted += rows
+        pool.say(what, counted, total)
+
+    return step
 
 
 def token_nll(pool, lm, mask: np.ndarray, answer_only: bool = False, what: str = "scoring") -> Iterator[tuple[int, np.ndarray]]:
@@ -38,10 +52,10 @@ def token_nll(pool, lm, mask: np.ndarray, answer_only: bool = False, what: str =
 
     total, done = int(mask.sum()), 0
     for positions, items in iter_encoded(pool, lm, mask, answer_only):
-        for position, logprobs in zip(positions, token_logprobs(lm, items)):
+        for position, logprobs in zip(positions, token_logprobs(lm, items, on_batch=batch_progress(pool, what, done,
+                                                                                                   total))):
             yield int(position), -np.asarray(logprobs, dtype=np.float64)
         done += len(positions)
-        pool.say(what, done, total)
 
 
 def mean_nll(pool, lm, mask: np.ndarray, answer_only: bool = False, what: str = "scoring") -> np.ndarray:
@@ -60,7 +74,7 @@ def response_states(pool, lm, mask: np.ndarray, pool_mode: str | None = None,
 
     total, done = int(mask.sum()), 0
     for positions, items in iter_encoded(pool, lm, mask):
-        states = list(hidden_states(lm, items, positions="response", pool=pool_mode))
+        states = list(hidden_states(lm, items, positions="response", pool=pool_mode,
+                                    on_batch=batch_progress(pool, what, done, total)))
         yield positions, states
         done += len(positions)
-        pool.say(what, done, total)

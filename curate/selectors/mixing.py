@@ -11,12 +11,17 @@ Methods:
 
 Domains come from the `domain` column, or from k-means clusters of embeddings named by
 their frequent terms (`domains.domain_labels`). With budget N, each domain contributes its
-weight's share of N rows (largest-remainder rounding; what a small domain cannot supply
-goes to the others by weight), sampled uniformly by seed.
+weight's share of N rows by largest-remainder rounding (`mixing_rules.largest_remainder`),
+sampled uniformly by seed; a domain of weight 0 gets none. Static weights are a contract:
+when a domain has fewer rows than its share the mix is refused, naming the largest size the
+weights fit exactly, unless `redistribute` is set. Learned weights (natural, doremi, progress)
+always redistribute: what a small domain cannot supply goes to the other domains by weight,
+and the achieved shares are reported beside the weights.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -33,17 +38,26 @@ METHODS = ("static", "doremi", "progress", "natural")
 
 
 def parse_weights(text: str | None) -> dict[str, float]:
+    """`math=0.6,code=0.4` as {domain: weight}; a malformed item, a repeated domain, a negative or
+    non-finite weight is an error naming it (weights need not sum to 1: they are normalised)."""
     out: dict[str, float] = {}
+    example = "e.g. --weights math=0.6,code=0.4"
     for part in (text or "").split(","):
         if not part.strip():
             continue
         name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise BadUsage(f"weights: {part!r} is not DOMAIN=WEIGHT", hint=example)
         try:
-            out[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
-            raise BadUsage(f"weights: {part!r} is not DOMAIN=WEIGHT", hint="e.g. --weights math=0.6,code=0.4") from None
-        if not sep:
-            raise BadUsage(f"weights: {part!r} is not DOMAIN=WEIGHT", hint="e.g. --weights math=0.6,code=0.4")
+            raise BadUsage(f"weights: {part!r}: {value.strip()!r} is not a number", hint=example) from None
+        if not math.isfinite(weight) or weight < 0:
+            raise BadUsage(f"weights: {part!r}: a weight is a finite number >= 0", hint=example)
+        if name in out:
+            raise BadUsage(f"weights: domain {name!r} is given twice", hint=example)
+        out[name] = weight
     return out
 
 
@@ -54,7 +68,7 @@ class MixingSelector(Selector):
 
     def __init__(self, method: str = "natural", weights: str | None = None, clusters: int = 0,
                  model_key: str | None = None, temperature: float = 0.05, smoothing: float = 0.1,
-                 doremi_steps: int = 200, eta: float = 1.0):
+                 doremi_steps: int = 200, eta: float = 1.0, redistribute: bool = False):
         self.method = method
         self.weights = weights
         self.clusters = clusters
@@ -63,10 +77,18 @@ class MixingSelector(Selector):
         self.smoothing = smoothing
         self.doremi_steps = doremi_steps
         self.eta = eta
+        self.redistribute = redistribute
 
     def fit(self, pool) -> MixingSelector:
         if self.method not in METHODS:
             raise BadUsage(f"unknown mixing method {self.method!r}", hint="methods: " + ", ".join(METHODS))
+        if self.method == "static" and not (self.weights or "").strip():
+            raise BadUsage("static mixing needs weights", hint="pass --weights DOMAIN=WEIGHT,..., e.g. "
+                                                               "--weights math=0.6,code=0.4")
+        if self.method != "static" and self.weights:
+            raise BadUsage(f"weights are only read by the static method, not by {self.method}",
+                           hint="pass --method static with --weights, or drop --weights")
+        given = parse_weights(self.weights) if self.method == "static" else {}
         self._prepare(pool)
         self.codes_, self.domains_, self.domain_source_ = domain_labels(pool, self.clusters, pool.seed)
         counts = np.bincount(self.codes_, minlength=len(self.domains_))
@@ -74,7 +96,6 @@ class MixingSelector(Selector):
         if self.method == "natural":
             self.weights_ = counts / counts.sum()
         elif self.method == "static":
-            given = parse_weights(self.weights)
             unknown = sorted(set(given) - set(self.domains_))
             if unknown:
                 raise BadUsage(f"weights name unknown domains: {', '.join(unknown)}",
@@ -129,10 +150,29 @@ class MixingSelector(Selector):
         self.doremi_stats_ = stats
         return weights
 
+    def _allocate(self, size: int) -> np.ndarray:
+        """Rows per domain (see the module docstring); static weights that do not fit are an error."""
+        basis = self.available_ if self.method == "natural" else self.weights_  # natural: exact counts
+        exact = rules.largest_remainder(basis, size)
+        if self.method == "static" and not self.redistribute and np.any(exact > self.available_):
+            short = [f"{d} has {a:,} rows but its weight {w:.4g} of {size:,} needs {n:,}"
+                     for d, w, a, n in zip(self.domains_, self.weights_, self.available_, exact) if n > a]
+            limit = rules.exact_size_limit(self.weights_, self.available_, size)
+            raise BadUsage(f"the weights do not fit the data: {'; '.join(short)}",
+                           hint=f"the largest mix these weights fit exactly has {limit:,} rows; ask for that many, "
+                                "lower those weights, or pass --redistribute to give what a domain lacks to the "
+                                "other weighted domains")
+        take = rules.allocate(basis, size, self.available_)
+        if take.sum() < size:
+            weighted = int(self.available_[np.asarray(basis) > 0].sum())
+            raise BadUsage(f"the domains with a positive weight hold {weighted:,} rows, fewer than the {size:,} asked for",
+                           hint=f"ask for {weighted:,} rows or fewer, or give more domains a weight")
+        return take
+
     def select(self, budget: int | None = None) -> Selection:
         if budget is None:
             raise BadUsage("mixing needs the size of the mixed dataset", hint="pass --size N (or --budget N)")
-        take = rules.allocate(self.weights_, budget, self.available_)
+        take = self._allocate(budget)
         order_key = hash_uniform(self.ids_, self.pool_.seed)
         kept, dropped = [], []
         for code, count in enumerate(take):
@@ -148,7 +188,8 @@ class MixingSelector(Selector):
         self.stats_ = {"method": self.method, "domain_source": self.domain_source_,
                        "weights": {d: round(float(w), 6) for d, w in zip(self.domains_, self.weights_)},
                        "available": {d: int(n) for d, n in zip(self.domains_, self.available_)},
-                       "taken": {d: int(n) for d, n in zip(self.domains_, take)}}
+                       "taken": {d: int(n) for d, n in zip(self.domains_, take)},
+                       "shares": {d: round(int(n) / max(1, int(take.sum())), 6) for d, n in zip(self.domains_, take)}}
         if hasattr(self, "gains_"):
             self.stats_["reward_gain_per_rollout"] = {d: float(g) for d, g in zip(self.domains_, self.gains_)}
         if hasattr(self, "doremi_stats_"):

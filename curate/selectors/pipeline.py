@@ -6,7 +6,8 @@ new dataset version whose lineage has one step per strategy (with its parameters
 rows in and out, and drop counts) and whose `drops` rows carry the step that dropped them.
 
 How the budget applies in a chain:
-- `--budget N` (a count, a fraction such as 0.1, or 10%) goes to the LAST ranking step
+- `--budget N` (a count such as 500, a fraction such as 0.1 or 1.0, or 10%: the rules are in
+  `base.parse_budget`) goes to the LAST ranking step
   (kind `rank` or `set`: random, length, perplexity, ifd, fisher, diversity);
 - filters (dedup) and annotators (token-clean) ignore it; token-clean's own budget is
   `ratio`, the fraction of tokens kept;
@@ -73,6 +74,7 @@ class ScoreReport:
     cached: int
     summary: dict[str, float]
     seconds: float
+    truncated: int = 0  # rows longer than the model's context, scored on their first tokens
 
 
 def parse_strategies(text: str | list[str]) -> list[str]:
@@ -117,7 +119,7 @@ def _describe(names: list[str], classes: list[type]) -> str:
 def plan_budgets(names: list[str], classes: list[type], budget: Any, step_budgets: list[Any], rows: int) -> list[int | None]:
     """The budget of each step (see the module docstring)."""
     ranking = [i for i, cls in enumerate(classes) if cls.kind in RANKING]
-    plan = [parse_budget(b, rows) for b in step_budgets]
+    plan = [parse_budget(b, rows, f"--param {name}.budget") for b, name in zip(step_budgets, names)]
     if budget is not None:
         if not ranking:
             raise BadUsage(f"--budget needs a ranking strategy, and {', '.join(names)} only filter or annotate",
@@ -170,6 +172,7 @@ def run_select(
     reports: list[StepReport] = []
     drops: list[pl.DataFrame] = []
     extras: list[pl.DataFrame] = []
+    scored: list[pl.DataFrame] = []
     selection: Selection | None = None
     for index, (selector, step_budget) in enumerate(zip(selectors, plan)):
         began = time.perf_counter()
@@ -187,6 +190,7 @@ def run_select(
             drops.append(selection.dropped.with_columns(pl.lit(index).alias("step")))
         if selection.extra is not None:
             extras.append(selection.extra)
+        scored.append(selection.score_rows().with_columns(pl.lit(index).alias("step")))
         if on_step:
             on_step(report)
         pool = pool.subset(selection.ids)
@@ -200,6 +204,7 @@ def run_select(
                 "model": model, "seed": seed, "template": template},
         drops=pl.concat(drops).select("step", "id", "reason", "detail") if drops else None,
         extra=_merge_extras(extras, kept["id"]),
+        step_scores=pl.concat(scored) if scored else None,
     )
     final_budget = next((b for b in reversed(plan) if b is not None), None)
     return SelectReport(source, version, reports, final_budget, round(time.perf_counter() - start, 3))
@@ -213,6 +218,8 @@ def _step_report(selector: Selector, selection: Selection, budget: int | None, r
     stats = dict(selection.stats)
     if hasattr(selector, "cached_rows_"):
         stats["cached_scores"] = selector.cached_rows_
+    if getattr(selector, "pool_", None) is not None and selector.pool_.truncated:
+        stats["truncated_rows"] = selector.pool_.truncated
     return StepReport(selector.name, selection.params, budget, rows_in, len(selection), selection.drop_counts,
                       round(time.perf_counter() - began, 3), model_id, stats)
 
@@ -263,4 +270,4 @@ def run_score(
     summary = ({"min": float(finite.min()), "mean": float(finite.mean()), "median": float(np.median(finite)),
                 "max": float(finite.max())} if len(finite) else {})
     return ScoreReport(source, cls.name, key, pool.rows, len(finite), np.isnan(scores).sum().item(), cached,
-                       summary, round(time.perf_counter() - start, 3))
+                       summary, round(time.perf_counter() - start, 3), pool.truncated)

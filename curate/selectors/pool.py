@@ -47,6 +47,7 @@ class Pool:
     template: str = "auto"
     batch_rows: int = 4096
     progress: Progress | None = None
+    truncated: int = 0  # rows cut to the model's context while this pool was scored (reported per step)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -64,9 +65,9 @@ class Pool:
             if column not in frame.columns:
                 frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
         if "id" not in frame.columns:
-            from curate.catalog.ids import content_id_expr
+            from curate.catalog.ids import content_fields_of, content_id_expr
 
-            frame = frame.with_columns(content_id_expr().alias("id"))
+            frame = frame.with_columns(content_id_expr(content_fields_of(frame.columns)).alias("id"))
         return cls(_Shared(None, frame, None, frame["id"].cast(pl.String)), np.arange(frame.height, dtype=np.int64),
                    **options)
 
@@ -167,8 +168,11 @@ class Pool:
                                    hint="pass a model folder or hub id for rows in memory")
                 from curate.train.proxy import resolve_model
 
+                from curate.train.proxy import default_config
+
+                steps = default_config().steps
                 resolved = resolve_model(self.ws, self.version, "proxy",
-                                         progress=lambda step, loss: self.say("training the proxy model", step, None))
+                                         progress=lambda step, loss: self.say("training the proxy model", step, steps))
             else:
                 resolved = spec
             self.shared.model_paths[spec] = resolved

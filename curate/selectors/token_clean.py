@@ -259,8 +259,16 @@ class TokenCleanSelector(Selector):
         extra = masks_frame(self.ids_.gather(order), [self.masks_.get(p) for p in order])
         scores = pl.DataFrame({"id": self.ids_, "value": self.scores_})
         selection = self._finish(order, self.scores_[order], drops, extra=extra, scores=scores)
-        kept = sum(int(self.masks_.get(p).sum()) for p in order)
-        total = sum(len(self.masks_.get(p)) for p in order)
+        # The ratio applies to the scored tokens (exact: floor(ratio * scored), ties to the earlier token);
+        # tokens past the model's context are not scored and keep mask 1, so the share of all tokens kept
+        # (`kept_fraction`, what the masks hold) is higher by their number.
+        scored_lengths = [len(self.tokens_.get(p)) for p in order]
+        masks = [self.masks_.get(p) for p in order]
+        kept = sum(int(m.sum()) for m in masks)
+        total = sum(len(m) for m in masks)
+        scored = sum(scored_lengths)
+        scored_kept = sum(int(m[:n].sum()) for m, n in zip(masks, scored_lengths))
         selection.stats.update({"tokens": total, "tokens_kept": kept, "kept_fraction": kept / max(1, total),
-                                "reference": self.reference_, "mode": self.mode})
+                                "tokens_scored": scored, "scored_kept_fraction": scored_kept / max(1, scored),
+                                "tokens_unscored": total - scored, "reference": self.reference_, "mode": self.mode})
         return selection

@@ -18,6 +18,7 @@ from itertools import pairwise
 
 import polars as pl
 
+from curate.catalog.ledger import match_key
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadInput, BadUsage
@@ -93,6 +94,9 @@ def pass_rates(ws: Workspace, version: DatasetVersion, model_key: str | None) ->
             best = con.execute("SELECT model_key, count(*) AS n FROM prompt_stats JOIN _ids ON prompt_id = id "
                                "WHERE attempts > 0 GROUP BY model_key ORDER BY n DESC, model_key LIMIT 1").fetchall()
             model_key = best[0][0] if best else None
+        else:  # a policy's key stands for its one KEY#REWARD
+            keys = con.execute("SELECT DISTINCT model_key FROM prompt_stats JOIN _ids ON prompt_id = id").fetchall()
+            model_key = match_key([k for (k,) in keys], model_key)
         frame = (query_frame(con, "SELECT prompt_id AS id, successes / attempts AS pass_rate FROM prompt_stats "
                                   "JOIN _ids ON prompt_id = id WHERE attempts > 0 AND model_key = ?", [model_key])
                  if model_key else pl.DataFrame(schema={"id": pl.String, "pass_rate": pl.Float64}))

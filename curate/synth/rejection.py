@@ -37,14 +37,14 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from curate.catalog.ledger import Rollout, record_rollouts
+from curate.catalog.ledger import Rollout, ledger_key, record_rollouts
 from curate.catalog.versions import DatasetVersion, Lineage, elapsed_since
 from curate.errors import BadUsage
 from curate.lm.generation import SamplingParams
 from curate.synth.context import SynthContext, SynthResult
 from curate.synth.writer import Drop, SynthRow, row_sink
 
-COLUMNS = ("id", "prompt", "answer", "tests", "domain")
+COLUMNS = ("id", "prompt", "answer", "tests", "domain", "meta")  # meta: e.g. HumanEval's entry_point
 _OPERAND = r"-?[\d.,]+"
 _OPERATOR = r"\s*[-+*/x×÷]\s*"
 # GSM8K's calculator annotations <<48/2=24>>, else written equations such as "48 / 2 = 24"
@@ -105,12 +105,11 @@ def path_signature(text: str, mode: str) -> str:
 
 
 def model_key(ctx: SynthContext, config: RejectionConfig) -> str:
-    if config.model_key:
-        return config.model_key
+    """The ledger key: the generator's (or --model-key) with the verifier and the accept threshold."""
     identity = ctx.provenance.identity
-    if identity.model_hash:
-        return identity.model_hash
-    return xxhash.xxh3_128_hexdigest(f"{identity.backend}:{identity.model}@{identity.revision}".encode())
+    policy = config.model_key or identity.model_hash or xxhash.xxh3_128_hexdigest(
+        f"{identity.backend}:{identity.model}@{identity.revision}".encode())
+    return ledger_key(policy, [(config.reward, 1.0)], config.accept_threshold)
 
 
 def _show(prompt: Any, config: RejectionConfig) -> Any:
@@ -222,12 +221,13 @@ class Rejection:
 
     def _score(self, rows: list[dict], results: list[list]) -> list[list]:
         """The verifier's scores of every row's samples (one call for all of them), one list per row."""
-        prompts, completions, columns = [], [], {"answer": [], "tests": [], "domain": [], "completion_ids": []}
+        prompts, completions = [], []
+        columns = {"answer": [], "tests": [], "domain": [], "meta": [], "completion_ids": []}
         for row, samples in zip(rows, results):
             prompts += [row["prompt"]] * len(samples)
             completions += _completions_for(row["prompt"], [c.text for c in samples])
-            for column in ("answer", "tests", "domain"):
-                columns[column] += [row[column]] * len(samples)
+            for column in ("answer", "tests", "domain", "meta"):
+                columns[column] += [row.get(column)] * len(samples)
             columns["completion_ids"] += [list(c.token_ids) for c in samples]
         rewards = self.reward(prompts, completions, **columns) if completions else []
         scores, position = [], 0

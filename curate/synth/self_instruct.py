@@ -80,8 +80,11 @@ class SelfInstructConfig:
             raise BadUsage(f"--demos {self.demos} and machine demos {self.machine_demos}: need 0 <= machine <= demos")
         if not 0 < self.rouge_threshold <= 1:
             raise BadUsage(f"--rouge-threshold must be in (0, 1], not {self.rouge_threshold}")
-        if self.round_size < 1 or self.max_instances < 1 or self.instance_demos < 0:
-            raise BadUsage("--round-size and --max-instances must be at least 1")
+        if self.max_instances < 1:
+            raise BadUsage(f"--max-instances must be at least 1, not {self.max_instances}")
+        if self.round_size < 1 or self.instance_demos < 0:  # Python API settings, no CLI options
+            raise BadUsage(f"round_size must be >= 1 and instance_demos >= 0, not {self.round_size} and "
+                           f"{self.instance_demos}")
 
 
 @dataclass
@@ -106,12 +109,20 @@ def _sampling(config: SelfInstructConfig, seed: int) -> dict[str, SamplingParams
     }
 
 
+def check_seeds(seeds: list[SeedTask], config: SelfInstructConfig) -> None:
+    """Everything the recipe needs from the seed file, checked before any generation (and before
+    a model is loaded): enough tasks for the demonstrations, and instances to show."""
+    if len(seeds) < config.demos - config.machine_demos:
+        raise BadUsage(f"--demos {config.demos} needs at least {config.demos - config.machine_demos} seed tasks, "
+                       f"the seed file has {len(seeds)}", hint="lower --demos or add seed tasks")
+    if not any(s.instances for s in seeds):
+        raise BadUsage("no seed task has instances, so there is nothing to show for instance generation",
+                       hint="give seed tasks with \"instances\": [{\"input\": ..., \"output\": ...}]")
+
+
 def generate_instructions(ctx: SynthContext, seeds: list[SeedTask], config: SelfInstructConfig,
                           sampling: SamplingParams, drops: list[Drop], stats: dict) -> list[KeptInstruction]:
     seed_texts = [squash(s.instruction) for s in seeds]
-    if len(seed_texts) < config.demos - config.machine_demos:
-        raise BadUsage(f"--demos {config.demos} needs at least {config.demos - config.machine_demos} seed tasks, "
-                       f"the seed file has {len(seed_texts)}", hint="lower --demos or add seed tasks")
     pool = RougeIndex()
     pool.extend(seed_texts)
     kept: list[KeptInstruction] = []
@@ -190,9 +201,6 @@ def _instance_demos(seeds: list[SeedTask], classification: bool, count: int, rng
 
 def generate_rows(ctx: SynthContext, seeds: list[SeedTask], kept: list[KeptInstruction], config: SelfInstructConfig,
                   sampling: dict[str, SamplingParams], drops: list[Drop], stats: dict) -> list[SynthRow]:
-    if not any(s.instances for s in seeds):
-        raise BadUsage("no seed task has instances, so there is nothing to show for instance generation",
-                       hint="give seed tasks with \"instances\": [{\"input\": ..., \"output\": ...}]")
     prompts, templates = [], []
     for item in kept:
         rng = random.Random(derive_seed(ctx.seed, "self-instruct/instance-demos", item.text))
@@ -231,6 +239,7 @@ def generate_rows(ctx: SynthContext, seeds: list[SeedTask], kept: list[KeptInstr
 def run(ctx: SynthContext, seeds: list[SeedTask], config: SelfInstructConfig, name: str, inputs: list[str],
         license: str | None) -> SynthResult:
     config.validate()
+    check_seeds(seeds, config)
     start = time.perf_counter()
     sampling = _sampling(config, ctx.seed)
     ctx.provenance.sampling = sampling

@@ -61,36 +61,64 @@ def squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+SEED_SHAPE = ('{"instruction": ..., "instances": [{"input": ..., "output": ...}], "is_classification": false}')
+
+
 def load_seeds(path: str | Path) -> list[SeedTask]:
-    """Seed tasks in the paper's JSON lines format: instruction, instances [{input, output}], is_classification."""
+    """Seed tasks in the paper's format (instruction, instances [{input, output}], is_classification):
+    JSON lines, or one JSON array of such objects."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise BadInput(f"--seeds {path}: no such file", hint="pass a JSON lines file of seed tasks, "
                                                              "e.g. self-instruct's seed_tasks.jsonl")
-    seeds: list[SeedTask] = []
-    with open(file, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise BadInput(f"{path}, line {number}: not valid JSON ({exc})") from None
-            instruction = row.get("instruction") if isinstance(row, dict) else None
-            if not isinstance(instruction, str) or not instruction.strip():
-                raise BadInput(f"{path}, line {number}: a seed task needs a non-empty \"instruction\" string",
-                               hint="each line: {\"instruction\": ..., \"instances\": [{\"input\": ..., "
-                                    "\"output\": ...}], \"is_classification\": false}")
-            instances = []
-            for item in row.get("instances") or []:
-                if isinstance(item, dict) and isinstance(item.get("output"), str):
-                    instances.append(Instance(str(item.get("input") or ""), item["output"]))
-            flag = row.get("is_classification")
-            seeds.append(SeedTask(row["instruction"], tuple(instances), flag if isinstance(flag, bool) else None,
-                                  row.get("name")))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"--seeds {path}: not valid UTF-8 (byte {exc.start})", hint="re-encode the file as UTF-8") \
+            from None
+    seeds = [_seed_task(row, where) for row, where in _seed_rows(text, str(path))]
     if not seeds:
-        raise BadInput(f"--seeds {path}: the file holds no seed tasks")
+        raise BadInput(f"--seeds {path}: the file holds no seed tasks", hint="one task a line: " + SEED_SHAPE)
     return seeds
+
+
+def _seed_rows(text: str, path: str) -> list[tuple[object, str]]:
+    """(parsed row, "FILE, line N" or "FILE, item N"): a file that opens with "[" is one JSON array."""
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise BadInput(f"{path}: not valid JSON ({exc})", hint="a JSON array of seed tasks, or one task a line") \
+                from None
+        if not isinstance(items, list):
+            raise BadInput(f"{path}: expected a JSON array of seed tasks")
+        return [(item, f"{path}, item {number}") for number, item in enumerate(items, 1)]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((json.loads(line), f"{path}, line {number}"))
+        except ValueError as exc:
+            raise BadInput(f"{path}, line {number}: not valid JSON ({exc})",
+                           hint="one seed task a line (JSON lines), or the whole file one JSON array") from None
+    return rows
+
+
+def _seed_task(row: object, where: str) -> SeedTask:
+    instruction = row.get("instruction") if isinstance(row, dict) else None
+    if not isinstance(instruction, str) or not instruction.strip():
+        got = "no \"instruction\" key" if isinstance(row, dict) else f"a JSON {type(row).__name__}, not an object"
+        raise BadInput(f"{where}: a seed task needs a non-empty \"instruction\" string ({got})",
+                       hint="each task: " + SEED_SHAPE)
+    instances = []
+    for item in row.get("instances") or []:
+        if isinstance(item, dict) and isinstance(item.get("output"), str):
+            instances.append(Instance(str(item.get("input") or ""), item["output"]))
+    if "instances" not in row and isinstance(row.get("output"), str):  # Alpaca's flat shape: one instance
+        instances.append(Instance(str(row.get("input") or ""), row["output"]))
+    flag = row.get("is_classification")
+    return SeedTask(instruction, tuple(instances), flag if isinstance(flag, bool) else None, row.get("name"))
 
 
 # -- stage 1: instructions ----------------------------------------------------------------------------------------

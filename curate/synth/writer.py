@@ -54,7 +54,7 @@ class NothingSynthesized(CurateError):
 def _frame(rows: Sequence[SynthRow], prompt_type: str) -> pl.DataFrame:
     prompt_dtype = MESSAGES if prompt_type == "messages" else pl.String
     data = {
-        "id": [content_id(r.prompt, r.response) for r in rows],
+        "id": [content_id(r.prompt, r.response, r.answer, r.tests) for r in rows],
         "prompt": pl.Series("prompt", [r.prompt for r in rows], dtype=prompt_dtype),
         "response": [r.response for r in rows], "answer": [r.answer for r in rows],
         "tests": [r.tests for r in rows], "domain": [r.domain for r in rows],

@@ -5,9 +5,11 @@ the reference. Completions write that number in many ways, so extraction looks, 
 order, for the last `\\boxed{...}` (balanced braces, MATH/DeepSeek style), the text
 after the last `####` (GSM8K), a closing "the answer is X" / "Answer: X", and else the
 last number in the text. A number may carry thousands separators (`1,234`), a
-currency sign, a percent sign, trailing units or words (`18 dollars`), a sign, a
-decimal part, or be a fraction (`3/4`, `\\frac{3}{4}`, `\\dfrac{3}{4}`). Two numbers are
-equal when they agree to a relative 1e-6.
+currency sign, a percent sign, trailing units or words (`18 dollars`, `9 (apples)`), a
+sign, a decimal part, or be a fraction (`3/4`, `\\frac{3}{4}`, `\\dfrac{3}{4}`). Two numbers
+are equal when they agree to a relative 1e-6. A reference counts as a number by the rule
+of `curate.catalog.gold` (the one ingest uses to normalise gold answers), so `9 (apples)`
+and `9` grade alike.
 
 Answers that are not numbers (`\\frac{\\sqrt{3}}{2}`, `x^2+1`) are compared
 symbolically with math-verify (Hugging Face) when it is installed, and as normalised
@@ -19,6 +21,8 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
+
+from curate.catalog.gold import normalise_gold
 
 NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
 NUMBER_RE = re.compile(rf"(?<![\w.])(?:{NUMBER})(?:\s*/\s*(?:{NUMBER}))?")
@@ -102,21 +106,16 @@ def numbers_equal(a: Fraction | float, b: Fraction | float, tolerance: float = T
 
 
 def reference_number(answer: str) -> Fraction | None:
-    """The reference as a number when it is only a number (with separators, units, `\\frac`)."""
+    """The reference as a number when it is one number, decorated or not (`1,200`, `$12.50`, `9 (apples)`,
+    `5 cm`, `\\frac{3}{4}`; `curate.catalog.gold` says what counts); None otherwise (`x^2`, `2 pi`)."""
     text = answer.strip()
     if "####" in text:
         text = text.rsplit("####", 1)[1].strip()
     boxed = last_boxed(text)
     text = boxed if boxed is not None else text
-    cleaned = LATEX_NOISE.sub("", FRAC_RE.sub(lambda m: f"{m.group(1)}/{m.group(2)}", text)).strip()
-    cleaned = cleaned.rstrip(".%").lstrip("£€")
-    matches = NUMBER_RE.findall(cleaned)
-    if len(matches) != 1:
-        return None
-    leftover = NUMBER_RE.sub("", cleaned, count=1).strip()
-    if leftover and not re.fullmatch(r"[A-Za-z ]*", leftover):  # "x^2" or "2\sqrt{3}": not a plain number
-        return None
-    return _to_fraction(matches[0])
+    cleaned = LATEX_NOISE.sub("", FRAC_RE.sub(lambda m: f"{m.group(1)}/{m.group(2)}", text))
+    number = normalise_gold(cleaned)  # one number, maybe with a currency sign, %, or a unit
+    return None if number is None else _to_fraction(number)
 
 
 def _normalise(text: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.catalog.ledger import record_rollouts
+from curate.catalog.ledger import ledger_key, record_rollouts
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
@@ -23,7 +23,7 @@ from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
 from curate.selectors.rollout_variance import nonzero_variance_groups
 from curate.train.data import load_prompts
-from curate.train.rewards import CheckedReward, get_reward
+from curate.train.rewards import CheckedReward, get_reward, reward_spec_name
 from curate.train.rollouts import generate_groups, ledger_rollouts, reward_matrix, score_groups
 
 RUN = "collect"
@@ -39,7 +39,7 @@ class CollectConfig:
     prompts_per_batch: int = 16
     template: str = "auto"
     refresh: bool = False
-    model_key: str | None = None  # default: the model's hash
+    model_key: str | None = None  # the policy's key (default: the model's hash); the ledger key adds the reward
     seed: int = 0
     dtype: str = "auto"
     device: str = "auto"
@@ -69,16 +69,19 @@ def collect_rollouts(
     """Sample, score and record k rollouts for each prompt not yet in the ledger (all of them with refresh)."""
     if config.k < 1 or config.prompts_per_batch < 1:
         raise BadUsage("-k and --prompts-per-batch must be >= 1")
+    if config.max_prompt_length is not None and config.max_prompt_length < 1:
+        raise BadUsage(f"--max-prompt-length must be >= 1, not {config.max_prompt_length}")
     start = time.perf_counter()
     scorer = CheckedReward(get_reward(reward), name=reward if ":" not in reward else "")
     lm = load(model, dtype=config.dtype, device=config.device)
-    model_key = config.model_key or lm.model_hash
+    model_key = ledger_key(config.model_key or lm.model_hash, [(reward_spec_name(reward), 1.0)])
     backend = backend or HFBackend(lm, batch_size=config.prompts_per_batch * config.k, template=config.template)
     room = lm.max_length - config.max_completion_length
     if room < 1:
         raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's context ({lm.max_length})",
                        hint="lower --max-completion-length")
-    rows, counts = load_prompts(data, lm.tokenizer, config.template, min(config.max_prompt_length or room, room))
+    limit = min(config.max_prompt_length or room, room)
+    rows, counts = load_prompts(data, lm.tokenizer, config.template, limit)
     done, last_round = sampled_prompts(ws, model_key)
     round_ = last_round + 1 if config.refresh else max(last_round, 0)
     todo = rows if config.refresh else [r for r in rows if str(r["id"]) not in done]
@@ -103,7 +106,9 @@ def collect_rollouts(
         if progress:
             progress(min(begin + config.prompts_per_batch, len(todo)), len(todo))
     return {"dataset": data.ref, "model": model, "model_key": model_key, "round": round_, "prompts": len(rows),
-            "prompts_too_long": counts["too_long"], "skipped_already_sampled": len(rows) - len(todo),
+            "prompts_in_dataset": counts["rows"], "prompts_too_long": counts["too_long"], "max_prompt_length": limit,
+            "prompt_limit_set_by": "max_prompt_length" if limit == config.max_prompt_length else "context",
+            "context_length": lm.max_length, "skipped_already_sampled": len(rows) - len(todo),
             "prompts_sampled": len(todo), "rollouts_written": written,
             "reward_mean": float(np.mean(rewards)) if rewards else None, "reward_nones": scorer.nones,
             "zero_variance_groups": flat_groups, "mixed_groups": mixed_groups,

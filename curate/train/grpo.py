@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import xxhash
 
-from curate.catalog.ledger import record_rollouts
+from curate.catalog.ledger import ledger_key, record_rollouts
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace
 from curate.errors import BadUsage
@@ -56,7 +56,7 @@ from curate.train.losses import LOSS_TYPES, SCALE_REWARDS, group_advantages, sft
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, check_lr_settings, lr_at, set_lr
 from curate.train.provenance import write_training_record
-from curate.train.rewards import CheckedReward, RewardFunc, get_reward
+from curate.train.rewards import CheckedReward, RewardFunc, get_reward, reward_spec_name
 from curate.train.rollouts import Group, generate_groups, ledger_rollouts, reward_matrix, score_groups
 
 GroupFilter = Callable[[np.ndarray], np.ndarray]  # [groups, G] rewards -> [groups] bool: keep
@@ -107,7 +107,8 @@ class GRPOConfig:
     lora_targets: str = "all-linear"
     dtype: str = "auto"
     device: str = "auto"
-    model_key: str | None = None  # ledger key (None: the starting model's hash)
+    model_key: str | None = None  # the policy's ledger key (None: the starting model's hash); + "#" + the rewards
+    ledger_key: str | None = None  # the whole ledger key, used as it is (the loop passes the one it reads)
     run_name: str | None = None  # ledger run name (None: from OUT, the model and these settings)
 
     def check(self) -> None:
@@ -225,7 +226,8 @@ def train_grpo(
 
     # Resume state: the step, where the prompt stream is, the run's ledger name.
     start, cursor, tokens_seen = 0, 0, 0
-    model_key = config.model_key or lm.model_hash
+    model_key = config.ledger_key or ledger_key(config.model_key or lm.model_hash,
+                                                list(zip([reward_spec_name(s) for s in specs], weights)))
     run_name = config.run_name or _run_name(out_dir, config, model_key, [r.name for r in rewards])
     if checkpoint is not None:
         restore(checkpoint, network, optimizer)

@@ -15,8 +15,9 @@ Built in (`get_reward(name)`):
 - `exact`: 1.0 when the completion, whitespace-normalised, equals `answer`.
 - `format`: 1.0 when the completion states a final answer in a recognised form
   (`\\boxed{...}`, a `#### N` line, "The answer is N").
-- `code`: runs the completion's code (the last fenced block, else the whole text) followed
-  by the example's `tests` in `curate.train.sandbox`; 1.0 when it exits cleanly.
+- `code`: runs the completion's code with the example's tests (MBPP asserts, or HumanEval's
+  `check(candidate)` called on the entry point) in `curate.train.sandbox`; 1.0 when every
+  test ran and passed (`curate.train.code_reward`); None when the example has no tests.
 
 `get_reward("module:function")` imports a user function. `CheckedReward` wraps any of
 them: it checks one finite number or None per completion, raises a clear error
@@ -30,15 +31,13 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from curate.errors import BadUsage, CurateError
 from curate.train import answers
-from curate.train.sandbox import Limits, run_many
 
 RewardFunc = Callable[..., list]
-FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 FORMAT_RE = re.compile(r"(\\boxed\s*\{.+\}|####\s*\S+|answer\s*(?:is|:)\s*\S+)", re.IGNORECASE | re.DOTALL)
 
 
@@ -90,47 +89,21 @@ def format_reward(prompts: Sequence, completions: Sequence, **columns: Any) -> l
     return [float(bool(FORMAT_RE.search(completion_text(c)))) for c in completions]
 
 
-def extract_code(text: str) -> str:
-    """The last fenced code block (a python one when there is one), else the whole text."""
-    blocks = FENCE_RE.findall(text)
-    if not blocks:
-        return text
-    python = [body for lang, body in blocks if lang.lower() in ("python", "py", "python3")]
-    return (python or [body for _, body in blocks])[-1]
+def _code_reward() -> RewardFunc:
+    from curate.train.code_reward import CodeReward
+
+    return CodeReward()  # a fresh one per use: it counts what it skipped
 
 
-@dataclass
-class CodeReward:
-    """Runs each completion's code plus the example's `tests` column in the sandbox."""
-
-    limits: Limits = field(default_factory=Limits)
-    workers: int | None = None
-    name: str = "code"
-
-    def __call__(self, prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
-        tests = _column(columns, "tests", len(completions), "code")
-        programs, slots = [], []
-        for i, (completion, test) in enumerate(zip(completions, tests)):
-            if test is None or not str(test).strip():
-                continue
-            programs.append(extract_code(completion_text(completion)).rstrip() + "\n\n" + str(test) + "\n")
-            slots.append(i)
-        out: list[float | None] = [None] * len(completions)
-        for i, result in zip(slots, run_many(programs, self.limits, self.workers)):
-            out[i] = 1.0 if result.passed else 0.0
-        return out
-
-
-code_reward = CodeReward()
-BUILTINS: dict[str, RewardFunc] = {"math": math_reward, "exact": exact_reward, "format": format_reward,
-                                   "code": code_reward}
+BUILTINS: dict[str, Callable[[], RewardFunc]] = {"math": lambda: math_reward, "exact": lambda: exact_reward,
+                                                 "format": lambda: format_reward, "code": _code_reward}
 
 
 def get_reward(spec: str) -> RewardFunc:
     """A built-in reward by name (math, exact, format, code) or a user function as `module:function`."""
     spec = spec.strip()
     if spec in BUILTINS:
-        return BUILTINS[spec]
+        return BUILTINS[spec]()
     if ":" not in spec:
         raise BadUsage(f"unknown reward {spec!r}",
                        hint="use one of " + ", ".join(BUILTINS) + ", or module:function for your own")
@@ -147,6 +120,19 @@ def get_reward(spec: str) -> RewardFunc:
                        hint="functions there: " + ", ".join(sorted(n for n, v in vars(module).items()
                                                                      if callable(v) and not n.startswith("_"))))
     return func
+
+
+def reward_spec_name(spec: str | RewardFunc) -> str:
+    """How a reward is named in ledger keys: its `--reward` spelling, a built-in's name, or module:qualname."""
+    if isinstance(spec, str):
+        return spec.strip()
+    for name in ("math", "exact", "format"):
+        if spec is BUILTINS[name]():
+            return name
+    module, qualname = getattr(spec, "__module__", None), getattr(spec, "__qualname__", None)
+    if module and qualname:
+        return f"{module}:{qualname}"
+    return getattr(spec, "name", None) or f"{type(spec).__module__}:{type(spec).__qualname__}"
 
 
 def reward_name(func: RewardFunc) -> str:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from curate.catalog.export import export_version, infer_format
-from curate.errors import BadUsage
+from curate.errors import BadInput, BadUsage
 
 from ._helpers import ingest_file, ingest_rows, rows_of
 
@@ -81,11 +81,11 @@ def test_prompt_completion_layout_for_text(text_version, tmp_path):
 
 
 def test_prompt_completion_layout_for_messages_is_conversational(chat_version, tmp_path):
-    export_version(chat_version, tmp_path / "sft.parquet", columns="prompt-completion")
-    first, second = _read(tmp_path / "sft.parquet", "parquet")
+    report = export_version(chat_version, tmp_path / "sft.parquet", columns="prompt-completion", allow_empty=True)
+    (first,) = _read(tmp_path / "sft.parquet", "parquet")  # the open question has no response: left out
+    assert (report.rows, report.dropped_empty) == (1, 1)
     assert first["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
     assert first["completion"] == [{"role": "assistant", "content": "hello"}]
-    assert second["completion"] is None
 
 
 def test_messages_layout_for_text_wraps_prompt_and_response(text_version, tmp_path):
@@ -96,11 +96,33 @@ def test_messages_layout_for_text_wraps_prompt_and_response(text_version, tmp_pa
                                    {"role": "assistant", "content": "Adding.\n#### 4"}]
 
 
-def test_messages_layout_for_messages_appends_the_reply_when_there_is_one(chat_version, tmp_path):
-    export_version(chat_version, tmp_path / "chat-out.jsonl", columns="messages")
-    first, second = _read(tmp_path / "chat-out.jsonl", "jsonl")
+def test_messages_layout_for_messages_appends_the_reply(chat_version, tmp_path):
+    export_version(chat_version, tmp_path / "chat-out.jsonl", columns="messages", allow_empty=True)
+    (first,) = _read(tmp_path / "chat-out.jsonl", "jsonl")
     assert first["messages"] == [*CHAT_ROWS[0]["messages"]]
-    assert second["messages"] == CHAT_ROWS[1]["messages"]
+
+
+@pytest.mark.parametrize("layout", ["prompt-completion", "messages"])
+def test_sft_layouts_refuse_rows_without_a_response_and_name_the_count(ws, tmp_path, layout):
+    rows = [{"prompt": "a", "response": "x"}, {"prompt": "b"}, {"prompt": "c", "response": "  \n"},
+            {"prompt": "d", "response": ""}, {"prompt": "e", "response": "y"}]
+    version = ingest_rows(ws, tmp_path, rows, name="mixed").version
+    target = tmp_path / "sft.jsonl"
+    with pytest.raises(BadInput) as info:
+        export_version(version, target, columns=layout)
+    assert "3 of 5 rows have no response" in str(info.value) and "--allow-empty" in info.value.hint
+    assert not target.exists() and list(tmp_path.glob(".sft*")) == []
+    report = export_version(version, target, columns=layout, allow_empty=True)
+    assert (report.rows, report.dropped_empty) == (2, 3)
+    exported = _read(target, "jsonl")
+    assert [r["id"] for r in exported] == [r["id"] for r in rows_of(version) if r["prompt"] in ("a", "e")]
+
+
+def test_prompt_layout_keeps_prompt_only_rows_and_all_empty_sft_export_is_refused(ws, tmp_path):
+    version = ingest_rows(ws, tmp_path, [{"prompt": "a"}, {"prompt": "b"}], name="prompts").version
+    assert export_version(version, tmp_path / "rl.jsonl", columns="prompt").rows == 2
+    with pytest.raises(BadInput, match="no row has a response"):
+        export_version(version, tmp_path / "sft.jsonl", columns="prompt-completion", allow_empty=True)
 
 
 def test_prompt_layout_for_grpo(text_version, tmp_path):
@@ -114,7 +136,7 @@ def test_prompt_layout_for_grpo(text_version, tmp_path):
 def test_hf_folder_in_a_trainer_layout(chat_version, tmp_path):
     import datasets
 
-    export_version(chat_version, tmp_path / "hf", columns="prompt-completion")
+    export_version(chat_version, tmp_path / "hf", columns="prompt-completion", allow_empty=True)
     loaded = datasets.load_from_disk(str(tmp_path / "hf"))
     assert loaded.column_names == ["id", "prompt", "completion", "answer", "tests"]
     assert loaded[0]["completion"] == [{"role": "assistant", "content": "hello"}]

@@ -32,7 +32,7 @@ TRICKY_PAIRS = [
 def test_content_id_expr_matches_reference_for_tricky_text(prompt, response):
     frame = pl.DataFrame({"prompt": [prompt], "response": [response]},
                          schema={"prompt": pl.String, "response": pl.String})
-    fast = frame.select(content_id_expr().alias("id"))["id"][0]
+    fast = frame.select(content_id_expr(()).alias("id"))["id"][0]
     assert fast == content_id(prompt, response)
 
 
@@ -40,7 +40,7 @@ def test_content_id_expr_matches_reference_across_a_whole_column():
     pairs = [p.values for p in TRICKY_PAIRS]
     frame = pl.DataFrame({"prompt": [p for p, _ in pairs], "response": [r for _, r in pairs]},
                          schema={"prompt": pl.String, "response": pl.String})
-    fast = frame.select(content_id_expr().alias("id"))["id"].to_list()
+    fast = frame.select(content_id_expr(()).alias("id"))["id"].to_list()
     assert fast == [content_id(p, r) for p, r in pairs]
     assert len(set(fast)) == len(pairs)
 
@@ -58,7 +58,7 @@ MESSAGE_PROMPTS = [
 def test_content_id_expr_matches_reference_for_message_prompts(messages, response):
     frame = pl.DataFrame({"prompt": [messages], "response": [response]},
                          schema={"prompt": MESSAGES, "response": pl.String})
-    fast = frame.select(content_id_expr().alias("id"))["id"][0]
+    fast = frame.select(content_id_expr(()).alias("id"))["id"][0]
     assert fast == content_id(messages, response)
 
 
@@ -112,3 +112,41 @@ def test_same_examples_get_same_ids_from_jsonl_csv_and_parquet(ws, tmp_path):
     for index, path in enumerate((jsonl, parquet, csv)):
         version = ingest_file(ws, path, name=f"fmt{index}").version
         assert [row["id"] for row in rows_of(version)] == expected, path.name
+
+
+# ---------------------------------------------------------------- answer and tests are content
+
+
+def test_answer_and_tests_join_the_canonical_json_only_when_present():
+    assert canonical_json("q", None, "7") == '{"prompt":"q","response":null,"answer":"7"}'
+    assert canonical_json("q", "r", None, "assert f()") == '{"prompt":"q","response":"r","tests":"assert f()"}'
+    assert canonical_json("q", "r", "", "") == '{"prompt":"q","response":"r","answer":"","tests":""}'
+    # without an answer or tests the id is the one prompt and response always gave
+    assert content_id("a", "x", None, None) == "4406e0cb2ad372641ed4e7ec918462d4"
+
+
+def test_rows_differing_only_in_answer_or_tests_get_different_ids():
+    ids = {content_id("q", None), content_id("q", None, "5"), content_id("q", None, "6"),
+           content_id("q", None, None, "assert 1"), content_id("q", None, "5", "assert 1"), content_id("q", None, "")}
+    assert len(ids) == 6
+
+
+CONTENT_ROWS = [
+    ("q", None, None, None), ("q", None, "7", None), ("q", "r", None, "assert f() == 1\nassert g()"),
+    ('say "hi"', "C:\\x", 'a "quoted" answer\u2028😀', "tab\t nul\x00"), ("q", "r", "", ""), ("p", None, "}", "{"),
+]
+
+
+def test_content_id_expr_matches_reference_with_answer_and_tests():
+    frame = pl.DataFrame([list(r) for r in CONTENT_ROWS], schema=["prompt", "response", "answer", "tests"],
+                         orient="row")
+    fast = frame.select(content_id_expr().alias("id"))["id"].to_list()
+    assert fast == [content_id(*row) for row in CONTENT_ROWS]
+    only_answer = frame.drop("tests").select(content_id_expr(("answer",)).alias("id"))["id"].to_list()
+    assert only_answer == [content_id(p, r, a) for p, r, a, _ in CONTENT_ROWS]
+
+
+def test_ingested_ids_cover_answer_and_tests(ws, tmp_path):
+    rows = [{"prompt": p, "response": r, "answer": a, "tests": t} for p, r, a, t in CONTENT_ROWS]
+    stored = rows_of(ingest_rows(ws, tmp_path, rows).version)
+    assert [r["id"] for r in stored] == [content_id(*row) for row in CONTENT_ROWS]

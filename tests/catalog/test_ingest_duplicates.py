@@ -9,7 +9,7 @@ import pytest
 
 from curate.catalog import readers
 from curate.catalog.ids import content_id
-from curate.catalog.versions import lineage_of
+from curate.catalog.versions import lineage_of, list_versions
 from curate.errors import BadInput
 
 from ._helpers import drops_of, ingest_file, ingest_rows, rows_of, write_lines
@@ -161,3 +161,61 @@ def test_empty_prompt_in_a_later_block_is_named_exactly(ws, tmp_path, monkeypatc
     with pytest.raises(BadInput) as info:
         ingest_file(ws, path, name="pool")
     assert str(info.value).startswith(f"pool.jsonl, line {bad_line}: the prompt is empty or missing")
+
+
+# ---------------------------------------------------------------- the answer is part of the content
+
+
+def _svamp_rows() -> list[dict]:
+    """SVAMP-shaped problems (Body, Question, Answer as a number) mapped with --map prompt=Question."""
+    items = [("Jack has 5 apples and eats 2.", "How many apples are left?", 3.0),
+             ("Jill has 9 apples and eats 4.", "How many apples are left?", 5.0),
+             ("Tom has 8 apples and eats 5.", "How many apples are left?", 3.0),  # same question and answer
+             ("A box holds 6 pens.", "How many pens are there?", 6.0),
+             ("A box holds 2 pens.", "How many pens are there?", 2.0),
+             ("A box holds 7 pens.", "How many pens are there?", 7.0)]
+    return [{"ID": f"chal-{i}", "Body": b, "Question": q, "Answer": a} for i, (b, q, a) in enumerate(items)]
+
+
+def test_svamp_rows_with_equal_questions_and_different_answers_all_survive(ws, tmp_path):
+    mapping = {"prompt": "Question", "answer": "Answer"}
+    report = ingest_rows(ws, tmp_path, _svamp_rows(), name="svamp", mapping=mapping)
+    kept = rows_of(report.version)
+    assert [(r["prompt"], r["answer"]) for r in kept] == [
+        ("How many apples are left?", "3.0"), ("How many apples are left?", "5.0"),
+        ("How many pens are there?", "6.0"), ("How many pens are there?", "2.0"), ("How many pens are there?", "7.0")]
+    assert len({r["id"] for r in kept}) == 5
+    # the one true copy (same question, same answer) is dropped, its Body kept in the drop detail
+    assert (report.duplicates, report.duplicates_differing) == (1, 1)
+    ((_, reason, detail),) = drops_of(ws, report.version)
+    assert reason == "duplicate" and "line 3; meta differs" in detail and "Tom has 8 apples" in detail
+
+
+def test_rows_differing_only_in_tests_are_not_duplicates(ws, tmp_path):
+    rows = [{"prompt": "write f", "response": "def f(): return 1", "tests": t} for t in ("assert f() == 1", "assert f()")]
+    rows.append(dict(rows[0]))
+    report = ingest_rows(ws, tmp_path, rows, name="code")
+    assert (report.version.rows, report.duplicates) == (2, 1)
+
+
+def test_duplicate_whose_domain_differs_says_so_in_the_detail(ws, tmp_path):
+    rows = [{"prompt": "a", "domain": "math"}, {"prompt": "a", "domain": "code"}, {"prompt": "a", "domain": "math"}]
+    report = ingest_rows(ws, tmp_path, rows, name="dup")
+    assert [r["domain"] for r in rows_of(report.version)] == ["math"]
+    details = [d for _, _, d in drops_of(ws, report.version)]
+    assert details == ["dup.jsonl, line 2; domain differs from the kept copy: code", "dup.jsonl, line 3"]
+    assert report.duplicates_differing == 1
+
+
+def test_reingesting_the_same_content_makes_no_new_version_unless_asked(ws, tmp_path):
+    rows = [{"prompt": "a", "response": "1"}, {"prompt": "b", "response": "2"}]
+    first = ingest_rows(ws, tmp_path, rows, name="same", license="MIT")
+    again = ingest_rows(ws, tmp_path, rows, name="same")
+    assert again.unchanged and again.version == first.version
+    assert [v.ref for v in list_versions(ws, "same")] == ["same@v1"]
+    relicensed = ingest_rows(ws, tmp_path, rows, name="same", license="CC0-1.0")
+    assert not relicensed.unchanged and relicensed.version.ref == "same@v2"
+    forced = ingest_rows(ws, tmp_path, rows, name="same", new_version=True)
+    assert not forced.unchanged and forced.version.ref == "same@v3"
+    changed = ingest_rows(ws, tmp_path, rows[:1], name="same")
+    assert not changed.unchanged and changed.version.ref == "same@v4"

@@ -120,7 +120,7 @@ def test_version_and_help():
 def test_demo_runs_offline(tmp_path):
     ws = tmp_path / "ws"
     result = run("demo", "--rows", "400", "--proxy-steps", "20", "--budget", "40", "--sft-steps", "2", "--seeds", "2",
-                 "--base-steps", "2", "--loop-rounds", "1", ws=ws)
+                 "--base-steps", "2", "--held-out", "20", "--loop-rounds", "1", ws=ws)
     assert "curate demo" in result.stdout and "held-out accuracy" in result.stdout
     assert "curate loop (thompson, reward curate.demo_loop:demo_reward)" in result.stdout
     assert "curate compare demo -s dedup,random" in result.stdout  # the command that runs every candidate arm
@@ -136,3 +136,59 @@ def test_demo_runs_offline(tmp_path):
     assert shown["lineage"][0]["drop_counts"] == {"duplicate": copies}
     assert shown["non_null"]["answer"] == shown["rows"]
     assert len(list((ws / "models").glob("proxy-*/proxy.json"))) == 1
+
+
+def test_ls_and_show_do_not_create_a_missing_workspace(tmp_path):
+    missing = tmp_path / "nowhere"
+    for args in (("ls",), ("show", "pool"), ("export", "pool", "--to", str(tmp_path / "o.jsonl"))):
+        result = run(*args, ws=missing, check=1)
+        assert "no curate workspace" in result.stderr and "Traceback" not in result.stderr
+    assert not missing.exists()
+
+
+def test_ls_of_an_unknown_name_fails_and_reingest_of_same_content_makes_no_version(tmp_path, pool):
+    ws = tmp_path / "ws"
+    run("ingest", str(pool), "--name", "pool", ws=ws)
+    result = run("ls", "pooll", ws=ws, check=1)
+    assert "pooll" in result.stderr and "pool" in result.stderr.split("hint:")[1]
+    again = run("ingest", str(pool), "--name", "pool", ws=ws).stdout
+    assert "pool@v1 already holds exactly this content" in again and "--new-version" in again
+    assert run("ls", "-q", ws=ws).stdout.split() == ["pool@v1"]
+    run("ingest", str(pool), "--name", "pool", "--new-version", ws=ws)
+    assert run("ls", "-q", "pool", ws=ws).stdout.split() == ["pool@v1", "pool@v2"]
+
+
+def test_show_lists_every_domain_in_json_says_how_many_more_in_the_table_and_reports_conflicts(tmp_path):
+    rows = [{"prompt": f"question {d}", "answer": str(d + i), "domain": f"topic{d:02d}", "response": " " if i else "r"}
+            for d in range(25) for i in range(2)]
+    source = write_jsonl(tmp_path / "many.jsonl", rows)
+    ws = tmp_path / "ws"
+    ingested = run("ingest", str(source), "--name", "many", ws=ws).stdout
+    assert "answer conflicts" in ingested and "25 prompts" in ingested
+    shown = json.loads(run("show", "many", "--json", ws=ws).stdout)
+    assert len(shown["domains"]) == 25
+    assert shown["answer_conflicts"]["prompts"] == 25 and shown["answer_conflicts"]["rows"] == 50
+    assert shown["present"]["response"] == 25 and shown["non_null"]["response"] == 50
+    table = run("show", "many", ws=ws).stdout
+    assert "and 5 more" in table and "answer conflicts: 25 prompts" in table
+    refused = run("export", "many", "--to", str(tmp_path / "sft.jsonl"), "--trl", ws=ws, check=1)
+    assert "25 of 50 rows have no response" in refused.stderr and not (tmp_path / "sft.jsonl").exists()
+    exported = run("export", "many", "--to", str(tmp_path / "sft.jsonl"), "--trl", "--allow-empty", ws=ws)
+    assert "left out 25 of 50 rows" in exported.stderr
+    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 25
+
+
+def test_mix_static_weights_validated_and_exact_from_the_command_line(tmp_path, pool):
+    ws = tmp_path / "ws"
+    run("ingest", str(pool), "--name", "pool", ws=ws)  # 200 add, 199 double
+    missing = run("mix", "pool", "--size", "10", "--method", "static", ws=ws, check=2)
+    assert "static mixing needs weights" in missing.stderr and "internal error" not in missing.stderr
+    negative = run("mix", "pool", "--size", "10", "--weights", "add=1,double=-1", ws=ws, check=2)
+    assert "'double=-1'" in negative.stderr
+    out = run("mix", "pool", "--size", "10", "--weights", "add=0.7,double=0.3", ws=ws).stdout
+    assert "pool-mix@v1" in out
+    shown = json.loads(run("show", "pool-mix", "--json", ws=ws).stdout)
+    assert dict((d, n) for d, n in shown["domains"]) == {"add": 7, "double": 3}
+    zero = run("mix", "pool", "--size", "10", "--weights", "add=1,double=0", "--out", "only-add", ws=ws).stdout
+    assert "only-add@v1" in zero
+    assert json.loads(run("show", "only-add", "--json", ws=ws).stdout)["domains"] == [["add", 10]]

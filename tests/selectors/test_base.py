@@ -37,23 +37,40 @@ def test_a_reserved_strategy_without_its_class_is_a_clear_error(monkeypatch):
         registry.get("mixing")
 
 
-@pytest.mark.parametrize("text,rows,expected", [(500, 1000, 500), ("500", 1000, 500), ("0.1", 1000, 100),
-                                                ("10%", 1000, 100), ("100%", 7, 7), ("0.001", 10, 1), (None, 5, None)])
+@pytest.mark.parametrize("text,rows,expected", [
+    (500, 1000, 500), ("500", 1000, 500), (" 500 ", 1000, 500), (np.int64(7), 10, 7),  # whole numbers: counts
+    ("1", 1000, 1), (1, 1000, 1),  # "1" is one row ...
+    ("1.0", 1000, 1000), (1.0, 1000, 1000),  # ... and 1.0 every row
+    ("0.1", 1000, 100), (0.1, 1000, 100), ("5e-2", 1000, 50), ("0.29", 100, 29), (0.29, 100, 29),  # fractions, exact
+    ("10%", 1000, 100), ("29%", 100, 29), ("100%", 7, 7), ("0.5%", 1000, 5),  # percentages
+    ("0.15", 10, 1), ("0.001", 10, 1), ("0.1%", 10, 1),  # floor, and at least one row
+    (None, 5, None), ("", 5, None),
+])
 def test_parse_budget(text, rows, expected):
     assert parse_budget(text, rows) == expected
 
 
-@pytest.mark.parametrize("text", ["abc", "-3", "0", "2.5", "150%"])
-def test_bad_budgets(text):
-    with pytest.raises(BadUsage):
+@pytest.mark.parametrize("text,message", [
+    ("abc", "'abc' is not a number"), ("1,000", "not a number"), ("-3", "at least 1 example"), ("0", "at least 1"),
+    (0, "at least 1"), ("0.0", "must be positive"), (-0.5, "must be positive"), ("nan", "finite"),
+    (float("nan"), "finite"), ("inf", "finite"), ("2.5", r"fraction must be in \(0, 1\]\n"),
+    ("500.0", "for a count of 500 write 500"), (2.0, "write 2"), ("150%", "percentage must be in"),
+    ("0%", "percentage must be in"), (True, "not a budget"),
+])
+def test_bad_budgets_are_named(text, message):
+    with pytest.raises(BadUsage, match=message) as info:
         parse_budget(text, 100)
+    assert info.value.message.startswith("--budget") and "1.0 is every row" in info.value.hint
 
 
 def test_budget_larger_than_the_pool_names_what_can_be_kept():
     with pytest.raises(BadUsage, match="budget 11 is larger than the pool: x can keep at most 8 rows") as info:
         check_budget(11, 8, "x", 10)
-    assert "2 of its 10 rows have no valid score" in str(info.value)
+    assert "2 of its 10 rows cannot be kept: no valid score 2" in str(info.value)
     assert check_budget(None, 8, "x", 10) == 8
+    with pytest.raises(BadUsage) as info:  # the strategy's own rule is named with its count
+        check_budget(11, 5, "ifd", 10, {"ifd_above_1": 4, "nan_score": 0})
+    assert "5 of its 10 rows cannot be kept: ifd_above_1 4, no valid score 1" in str(info.value)
 
 
 def test_coerce_parameters_from_text():

@@ -74,6 +74,17 @@ def test_dedup_exact_uses_content_not_the_id_column(monkeypatch):
     assert selection.dropped.rows() == [("u3", "duplicate", "same content as u1")]
 
 
+def test_dedup_exact_keeps_rows_that_differ_only_in_answer_or_tests(monkeypatch):
+    monkeypatch.setattr(Pool, "model_hash", lambda self, spec=None: "fake")
+    pool = Pool.from_rows(pl.DataFrame({"id": ["u1", "u2", "u3", "u4", "u5"], "prompt": ["q"] * 5,
+                                        "response": [None] * 5, "answer": ["3", "5", "3", "3", "3"],
+                                        "tests": [None, None, None, "assert 1", None]}))
+    selection = DedupSelector(near=False).fit(pool).select()
+    assert selection.ids.to_list() == ["u1", "u2", "u4"]
+    assert selection.dropped.rows() == [("u3", "duplicate", "same content as u1"),
+                                        ("u5", "duplicate", "same content as u1")]
+
+
 def test_dedup_near_drops_later_copies_and_names_the_kept_row(monkeypatch):
     monkeypatch.setattr(Pool, "model_hash", lambda self, spec=None: "fake")
     vectors = [[1, 0, 0, 0], [0, 1, 0, 0], [0.999, 0.04, 0, 0], [0, 0, 1, 0], [0, 0.05, 0.998, 0], [0, 0, 0, 1]]

@@ -98,3 +98,17 @@ def test_rollout_variance_drops_prompts_whose_rewards_never_vary(ws, ledgered):
         run_select(ws, version.ref, "rollout-variance", out="strict", params={"threshold": "0.6", "keep_unseen": "false"})
     loose = run_select(ws, version.ref, "rollout-variance", out="loose", params={"threshold": "0.4", "keep_unseen": "false"})
     assert _kept(loose) == [ids[1]]
+
+
+def test_a_policy_key_reads_its_one_reward_and_asks_when_there_are_several(ws, tmp_path):
+    version = prompt_set(ws, tmp_path, n=3, name="keyed", start=50)
+    ids = version.scan().select("id").collect()["id"].to_list()
+    _fill(ws, ids, [8, 8, 8], model_key="sft#math")
+    report = run_select(ws, version.ref, "difficulty", params={"mode": "band", "model_key": "sft", "hi": 1.0})
+    assert report.steps[-1].stats["model_key"] == "sft#math"
+    _fill(ws, ids, [0, 0, 0], model_key="sft#format")
+    with pytest.raises(BadUsage, match="2 reward specifications: sft#format, sft#math"):
+        run_select(ws, version.ref, "difficulty", params={"mode": "band", "model_key": "sft"})
+    report = run_select(ws, version.ref, "difficulty", params={"mode": "band", "model_key": "sft#format", "lo": 0.0,
+                                                               "hi": 0.5})
+    assert sorted(_kept(report)) == sorted(ids)

@@ -79,6 +79,8 @@ def test_fixed_mode_scores_are_base_minus_reference_loss(models, rows):
         assert len(mask) == len(want)  # aligned with encode_pair's response tokens, EOS included
         assert np.all(want[mask == 1] >= threshold - 1e-6) and np.all(want[mask == 0] <= threshold + 1e-6)
     assert selection.stats["kept_fraction"] == pytest.approx(math.floor(0.6 * total) / total)
+    assert selection.stats["scored_kept_fraction"] == selection.stats["kept_fraction"]
+    assert selection.stats["tokens_unscored"] == 0
 
 
 def test_per_example_level_keeps_the_fraction_of_each_response(models, rows):
@@ -101,11 +103,17 @@ def test_tokens_past_the_context_keep_mask_one(tmp_path, rows):
     long_row = {"id": "long", "prompt": "Q", "response": "x" * 120}
     pool = Pool.from_rows(pl.DataFrame([long_row]), model=str(base))
     selector = TokenCleanSelector(ref_model=str(reference), ratio=0.5).fit(pool)
-    mask = selector.select().extra["token_mask"][0].to_list()
+    selection = selector.select()
+    mask = selection.extra["token_mask"][0].to_list()
     assert len(mask) == 121  # 120 bytes and EOS
     scored = len(selector.tokens_.get(0))
     assert scored < 121 and all(m == 1 for m in mask[scored:])
     assert sum(mask[:scored]) == math.floor(0.5 * scored)
+    # the ratio is exact over the scored tokens; the unscored ones are reported, and raise the overall share
+    stats = selection.stats
+    assert (stats["tokens"], stats["tokens_scored"], stats["tokens_unscored"]) == (121, scored, 121 - scored)
+    assert stats["scored_kept_fraction"] == math.floor(0.5 * scored) / scored
+    assert stats["kept_fraction"] == (math.floor(0.5 * scored) + 121 - scored) / 121 > 0.5
 
 
 def test_bad_parameters(models, rows):

@@ -42,6 +42,7 @@ def solver(prompt, n, seed):
     return out
 
 
+# Ledger keys: the generator's hash, then the verifier and the accept threshold (default math, 1.0).
 def run(ws, source, backend, **config):
     settings = RejectionConfig(**{"k": K, **config})
     return synthesize_rejection(ws, SynthJob(recipe="rejection", model=backend.identity.model), source.ref, settings,
@@ -53,7 +54,7 @@ def test_accepted_and_attempted_per_prompt_in_ledger_and_output(ws, sums):
     result = run(ws, sums, backend)
     expected = {f"What is {i} + {i + 1}?": min(i % 5, K) for i in range(1, 9)}
     ids = dict(zip(sums.scan().collect()["prompt"].to_list(), sums.scan().collect()["id"].to_list()))
-    stats = read_stats(ws, model_key="hash-scripted-model")
+    stats = read_stats(ws, model_key="hash-scripted-model#math;pass>=1")
     by_id = {r["prompt_id"]: r for r in stats.to_dicts()}
     for question, accepted in expected.items():
         row = by_id[ids[question]]
@@ -62,7 +63,7 @@ def test_accepted_and_attempted_per_prompt_in_ledger_and_output(ws, sums):
     for row in rows:
         record = json.loads(row["meta"])["rejection"]
         assert record["accepted"] == expected[row["prompt"]] and record["attempted"] == K
-        assert record["source"] == "sums@v1" and record["model_key"] == "hash-scripted-model"
+        assert record["source"] == "sums@v1" and record["model_key"] == "hash-scripted-model#math;pass>=1"
         assert row["answer"] == str(int(re.findall(r"\d+", row["prompt"])[0]) * 2 + 1)
     # RFT dedup: correct samples compute a + b or b + a, so at most two distinct paths per prompt are kept
     kept = {q: min(a, 2) for q, a in expected.items()}
@@ -76,7 +77,7 @@ def test_accepted_and_attempted_per_prompt_in_ledger_and_output(ws, sums):
         no_accept = con.execute("SELECT detail FROM drops WHERE reason = 'no_accepted_sample'").fetchall()
     assert drops == {"no_accepted_sample": 1, "duplicate_path": sum(a - min(a, 2) for a in expected.values())}
     assert no_accept == [(f"0/{K} accepted ({K} scored)",)]
-    assert len(read_rollouts(ws, model_key="hash-scripted-model")) == 8 * K
+    assert len(read_rollouts(ws, model_key="hash-scripted-model#math;pass>=1")) == 8 * K
 
 
 def test_a_rerun_generates_nothing_and_counts_nothing_twice(ws, sums):
@@ -117,7 +118,7 @@ def test_nothing_accepted_is_an_empty_version_that_records_the_attempts(ws, sums
     summary = summarize(ws, result.version)  # what `curate show` reads works on the empty version
     assert summary.non_null["prompt"] == 0 and summary.drops == {"no_accepted_sample": 8}
     assert set(result.version.columns) == {"id", "prompt", "response", "answer", "tests", "domain", "meta"}
-    stats = read_stats(ws, model_key="hash-clueless")
+    stats = read_stats(ws, model_key="hash-clueless#math;pass>=1")
     assert stats.height == 8 and stats["attempts"].to_list() == [K] * 8 and stats["successes"].sum() == 0
 
 

@@ -7,6 +7,7 @@ import json
 import warnings
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
@@ -228,3 +229,21 @@ def test_a_restart_before_the_first_checkpoint_does_not_double_count(tiny_model_
     assert read_rollouts(ws).height == 8 and int(read_stats(ws)["attempts"].sum()) == 8
     other = train_grpo(str(tiny_model_dir), ROWS, tmp_path / "run2", config, reward=varied, ws=ws)
     assert other["run"] != first["run"] and read_rollouts(ws).height == 16
+
+
+def test_math_plus_format_and_math_alone_keep_separate_ledger_statistics(tiny_model_dir, tmp_path, ws):
+    """Issue 16 item 4: a run with math + 0.2 format fed the same statistics as pure math."""
+    from curate.catalog.ledger import read_stats
+
+    one = dict(BASE, steps=1)
+    alone = train_grpo(str(tiny_model_dir), ROWS, tmp_path / "a", GRPOConfig(**one), reward="math", ws=ws)
+    mixed = train_grpo(str(tiny_model_dir), ROWS, tmp_path / "b", GRPOConfig(**one, reward_weights=(1.0, 0.2)),
+                       reward=["math", "format"], ws=ws)
+    policy = alone["model_key"].split("#")[0]
+    assert alone["model_key"] == f"{policy}#math"
+    assert mixed["model_key"] == f"{policy}#0.2*format+math"
+    stats = read_stats(ws)
+    totals = dict(stats.group_by("model_key").agg(pl.col("attempts").sum()).iter_rows())
+    assert totals == {alone["model_key"]: 8, mixed["model_key"]: 8}
+    user = train_grpo(str(tiny_model_dir), ROWS, tmp_path / "c", GRPOConfig(**one), reward=varied, ws=ws)
+    assert user["model_key"] == f"{policy}#tests.train.test_grpo:varied"

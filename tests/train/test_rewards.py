@@ -8,7 +8,8 @@ import pytest
 
 from curate.errors import BadUsage
 from curate.train import answers
-from curate.train.rewards import (CheckedReward, CodeReward, RewardError, exact_reward, extract_code,
+from curate.train.code_reward import CodeReward, RewardWarning, extract_code
+from curate.train.rewards import (CheckedReward, RewardError, exact_reward,
                                   format_reward, get_reward, math_reward)
 from curate.train.sandbox import Limits
 
@@ -109,7 +110,8 @@ def test_code_reward_runs_the_tests():
     good = "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```"
     bad = "```python\ndef add(a, b):\n    return a - b\n```"
     tests = "assert add(1, 2) == 3\nassert add(0, 0) == 0"
-    assert reward(["p"] * 3, [good, bad, good], tests=[tests, tests, None]) == [1.0, 0.0, None]
+    with pytest.warns(RewardWarning, match="1 of 3 completions have no tests"):
+        assert reward(["p"] * 3, [good, bad, good], tests=[tests, tests, None]) == [1.0, 0.0, None]
 
 
 def test_extract_code_prefers_the_last_python_block():

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from curate.train.rewards import CodeReward
+from curate.train.code_reward import CodeReward
 from curate.train.sandbox import Limits, run_many, run_python
 
 psutil = pytest.importorskip("psutil")
