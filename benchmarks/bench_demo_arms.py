@@ -59,8 +59,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--workspace", default=None, help="keep the workspace here (a rerun reuses finished cells)")
-    parser.add_argument("--no-token-clean", dest="token_clean", action="store_false",
-                        help="skip the token-clean comparison (scored with the base)")
+    parser.add_argument("--scorers", nargs="+", choices=("proxy", "base"), default=["proxy", "base"],
+                        help="proxy: every candidate arm scored by the proxy; base: the token-clean comparison "
+                             "(scored with the base)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import torch
@@ -73,9 +74,9 @@ def main() -> None:
         start = time.perf_counter()
         _, report, _ = build_pool(ws, args.rows, args.seed)
         proxy, _ = demo_proxy(ws, report.version, args.proxy_steps, args.seed)
-        runs = [("proxy", proxy, args.arms, CANDIDATE_PARAMS, "demo-arms")]
-        if args.token_clean:
-            runs.append(("base", "base", list(TOKEN_CLEAN_ARMS), TOKEN_CLEAN_PARAMS, "demo-arms-token-clean"))
+        runs = [("proxy", proxy, args.arms, CANDIDATE_PARAMS, "demo-arms"),
+                ("base", "base", list(TOKEN_CLEAN_ARMS), TOKEN_CLEAN_PARAMS, "demo-arms-token-clean")]
+        runs = [run for run in runs if run[0] in args.scorers]
         for scorer_name, scorer, arms, all_params, out in runs:
             params = {k: v for k, v in all_params.items() if any(k.split(".")[0] in arm.split(",") for arm in arms)}
             config = AblationConfig(budget=args.budget, seeds=args.seeds, sft_steps=args.sft_steps,

@@ -39,7 +39,6 @@ from curate.train.proxy import ProxyConfig
 RECORD = "base.json"
 
 
-
 @dataclass(frozen=True)
 class BaseConfig:
     problems: int = 6000  # warm-up problems
@@ -95,8 +94,8 @@ def ensure_base(
     start = time.perf_counter()
     with ws.staging("demo-base") as staging:
         init = staging / "init"
-        tokenizer = train_tokenizer([example_text(r["prompt"], r.get("response")) for r in iter_rows(warmup, SFT_COLUMNS)],
-                                    config.vocab_size)
+        texts = [example_text(r["prompt"], r.get("response")) for r in iter_rows(warmup, SFT_COLUMNS)]
+        tokenizer = train_tokenizer(texts, config.vocab_size)
         build_model(ProxyConfig(seed=config.seed), vocab_size=len(tokenizer)).save_pretrained(str(init))
         tokenizer.save_pretrained(str(init))
         sft = SFTConfig(steps=config.steps, lr=config.lr, batch_tokens=config.batch_tokens, warmup=config.warmup,

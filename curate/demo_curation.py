@@ -138,8 +138,8 @@ def prepare(ws: Workspace, pool: DatasetVersion, config: AblationConfig,
     warm = _ingest_rows(ws, warmup_problems(config.base_config.problems, config.seed, exclude, config.difficulties),
                         "demo-warmup")
     steps = config.base_config.steps
-    folder, stats = ensure_base(ws, warm, config.base_config,
-                                progress=(lambda s, _m: progress("training the base (warm-up)", s, steps)) if progress else None)
+    report = (lambda s, _m: progress("training the base (warm-up)", s, steps)) if progress else None
+    folder, stats = ensure_base(ws, warm, config.base_config, progress=report)
     return heldout, str(folder), stats
 
 
@@ -164,8 +164,9 @@ def run_ablation(
     result = run_compare(ws, CompareConfig(
         pool=pool.ref, eval=heldout.ref, model=base, strategies=list(config.strategies), budget=config.budget,
         seeds=config.seeds, steps=config.sft_steps, scorer_model=base if scorer == "base" else str(scorer),
-        params=dict(config.params), out=config.out, seed=config.seed, lr=config.lr, batch_tokens=config.batch_tokens, warmup=config.warmup,
-        save_every=0, max_new_tokens=config.max_new_tokens, eval_batch_size=64), say=say, progress=progress)
+        params=dict(config.params), out=config.out, seed=config.seed, lr=config.lr, batch_tokens=config.batch_tokens,
+        warmup=config.warmup, save_every=0, max_new_tokens=config.max_new_tokens, eval_batch_size=64),
+        say=say, progress=progress)
     by_arm: dict[str, list[dict[str, float]]] = {}
     for cell in result.cells:
         if cell.selection:
