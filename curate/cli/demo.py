@@ -80,8 +80,13 @@ def demo_cmd(
     if report.curation is not None:
         compare = report.curation.compare
         curated = compare.arms[-1].strategy
-        ui.out.print(f"every candidate arm (docs/decisions.md, \"The demo\"): "
-                     f"{candidates_command(report.curation, ws)}")
+        from curate.demo_curation import CANDIDATE_PARAMS, CANDIDATES, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS
+
+        ui.out.print("every candidate arm (docs/decisions.md, \"The demo\"): "
+                     + candidates_command(report.curation, ws, CANDIDATES, CANDIDATE_PARAMS, "demo-arms"))
+        ui.out.print("token-clean, scored by the base (its masks are in the base's tokenizer): "
+                     + candidates_command(report.curation, ws, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS,
+                                          "demo-arms-token-clean", scorer=report.curation.compare.base_model))
         ui.out.print(f"next: curate show demo   ·   curate export demo-compare-{curated.replace(',', '-')} "
                      f"--to curated.jsonl --trl")
     else:
@@ -123,25 +128,26 @@ def _ablation_table(curation):
     rows.append(["(the pool)", "-", "-", "-", "-", f"{curation.faulty['pool']:.1%}", "-"])
     title = (f"held-out accuracy on {compare.eval}: each arm's {compare.budget} rows fine-tune the same base "
              f"(Δ: paired by seed, 95% t interval)")
-    return ui.table(title, ["arm", "seeds", "accuracy mean ± sd", "Δ vs random", "W/T/L",
-                                    "faulty rows picked", "per seed"], rows)
+    return ui.table(title, ["arm", "seeds", "accuracy mean ± sd", "Δ vs random", "W/T/L", "faulty rows picked",
+                            "per seed"], rows)
 
 
-def candidates_command(curation, ws: Workspace) -> str:
-    """The `curate compare` command that runs every candidate arm with the demo's recipe, as a new comparison."""
-    from curate.demo_curation import CANDIDATE_PARAMS, CANDIDATES
-
+def candidates_command(curation, ws: Workspace, arms: tuple[str, ...], params: dict[str, str], out: str,
+                       scorer: str | None = None) -> str:
+    """The `curate compare` command that runs `arms` with the demo's recipe, as a new comparison named `out`
+    (selectors scored by `scorer`, default the demo's proxy)."""
     compare = curation.compare
     config = compare.config
     parts = ["curate", "compare", compare.pool.split("@")[0]]
-    for arm in CANDIDATES:
+    for arm in arms:
         parts += ["-s", arm]
     parts += ["--budget", str(compare.budget), "--seeds", str(config.seeds), "--steps", str(config.steps),
               "--model", compare.base_model, "--eval", compare.eval.split("@")[0],
-              "--scorer-model", config.scorer_model, "--lr", str(config.lr), "--batch-tokens", str(config.batch_tokens),
-              "--warmup", str(config.warmup), "--max-new-tokens", str(config.max_new_tokens), "--out", "demo-arms",
-              "--seed", str(config.seed), "--workspace", str(ws.root)]
-    for key, value in sorted(CANDIDATE_PARAMS.items()):
+              "--scorer-model", scorer or config.scorer_model, "--lr", str(config.lr),
+              "--batch-tokens", str(config.batch_tokens), "--warmup", str(config.warmup),
+              "--max-new-tokens", str(config.max_new_tokens), "--out", out, "--seed", str(config.seed),
+              "--workspace", str(ws.root)]
+    for key, value in sorted(params.items()):
         parts += ["--param", f"{key}={value}"]
     return shlex.join(parts)
 
