@@ -124,7 +124,8 @@ def test_demo_runs_offline(tmp_path):
                  timeout=900)  # a whole demo, small: ~2.5 CPU-minutes; a shared machine stretches that
     assert "curate demo" in result.stdout and "held-out accuracy" in result.stdout
     assert "curate loop (thompson, reward curate.demo_loop:demo_reward)" in result.stdout
-    assert "curate compare demo -s dedup,random" in result.stdout  # the command that runs every candidate arm
+    assert "curate compare demo -s dedup,random" in result.stdout  # the commands that run every candidate arm
+    assert "-s dedup,perplexity,random,token-clean" in result.stdout
     curated = json.loads(run("show", "demo-compare-dedup-perplexity-random", "--json", ws=ws).stdout)
     chain = [s["strategy"] for s in curated["lineage"]]
     assert curated["rows"] == 40 and chain == ["dedup", "perplexity", "random"]
