@@ -17,7 +17,7 @@ What curate computes: both losses are means over the same tokens, the response a
 sees the templated prompt; the direct-answer loss feeds those same response tokens after a
 single start token (BOS, or EOS when the tokenizer has no BOS) and nothing else.
 
-What Cherry_LLM does (`cherry_seletion/data_analysis.py`, `--mod cherry`, and
+What Cherry_LLM does (`cherry_seletion/data_analysis.py`, its `cherry` mode, and
 `data_by_IFD.py`): the conditioned text is the templated instruction + output; the direct
 text is the string `'### Response:' + output`, tokenized as a whole with the tokenizer's BOS,
 so its direct answer is conditioned on BOS *and* the template's response header (not on a
