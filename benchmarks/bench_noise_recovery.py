@@ -22,6 +22,12 @@ projection of the hidden states (`--param fisher.dim=64`, what the memory guard 
 One JSON line per strategy (and per random seed), then a summary line.
 
     python benchmarks/bench_noise_recovery.py [--model PATH.gguf] [--rows N] [--workdir DIR]
+
+What docs/selectors.md reports (the first 150 rows: 2 CPU cores shared with other jobs; the
+strategies split over two processes, which plant the same faults):
+
+    python benchmarks/bench_noise_recovery.py --rows 150 --strategies length,perplexity,fisher
+    python benchmarks/bench_noise_recovery.py --rows 150 --strategies ifd --random-seeds 0
 """
 
 from __future__ import annotations
