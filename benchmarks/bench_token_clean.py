@@ -22,12 +22,12 @@ One JSON line per seed and per method, then a summary line.
 
 With a real LM: `--model` may be a GGUF file (dequantised once into WORKDIR/models), and
 `--warm-steps 0` uses it as the base as it is (an instruct model needs no warm-up to know the
-format). What docs/selectors.md reports for SmolLM2-135M-Instruct on CPU (small: 2 shared cores
-train a 135M model at a few hundred tokens a second):
+format). Sized for CPU with SmolLM2-135M-Instruct (docs/selectors.md says why it has not been
+run to the end on the shared 2-core machine; `--seeds 0` stops after the AUROC):
 
     python benchmarks/bench_token_clean.py --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
-        --warm-steps 0 --ref-rows 200 --ref-steps 15 --pool-rows 200 --held-out 60 --steps 10 \
-        --lr 1e-4 --batch-tokens 2048 --seeds 3
+        --warm-steps 0 --ref-rows 240 --ref-steps 30 --pool-rows 150 --held-out 40 --steps 8 \
+        --lr 1e-4 --batch-tokens 1024 --seeds 3
 """
 
 from __future__ import annotations
