@@ -22,6 +22,12 @@ projection of the hidden states (`--param fisher.dim=64`, what the memory guard 
 One JSON line per strategy (and per random seed), then a summary line.
 
     python benchmarks/bench_noise_recovery.py [--model PATH.gguf] [--rows N] [--workdir DIR]
+
+What docs/selectors.md reports (the first 150 rows: 2 CPU cores shared with other jobs; the
+strategies split over two processes, which plant the same faults):
+
+    python benchmarks/bench_noise_recovery.py --rows 150 --strategies length,perplexity,fisher
+    python benchmarks/bench_noise_recovery.py --rows 150 --strategies ifd --random-seeds 0
 """
 
 from __future__ import annotations
@@ -87,9 +93,18 @@ def recall_line(name: str, dropped: set[str], fault_of: dict[str, str | None], *
     for kind in KINDS:
         rows = {i for i, f in fault_of.items() if f == kind}
         line[f"recall_{kind}"] = round(len(rows & dropped) / len(rows), 4)
+        line[f"recall_{kind}_95"] = [round(v, 3) for v in wilson(len(rows & dropped), len(rows))]
     line["recall_planted"] = round(len(planted & dropped) / len(planted), 4)
     line["precision"] = round(len(planted & dropped) / max(1, len(dropped)), 4)
     return {**line, **extra}
+
+
+def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's 95% score interval for a proportion hits/n: how far a recall measured on n planted rows can
+    be from the strategy's recall on faults like these (the planted rows are a sample of such faults)."""
+    p, q = hits / n, z * z / n
+    center, half = (p + q / 2) / (1 + q), z * math.sqrt(p * (1 - p) / n + q / (4 * n)) / (1 + q)
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def main() -> None:

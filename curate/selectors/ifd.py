@@ -23,7 +23,8 @@ text is the string `'### Response:' + output`, tokenized as a whole with the tok
 so its direct answer is conditioned on BOS *and* the template's response header (not on a
 bare start token), and its answer tokens come from re-tokenizing that string (they can
 differ from the conditioned pass's at the boundary). The direct pass is truncated to
-`max_length − len(instruction) − 2` tokens so that both cover about the same answer tokens.
+`max_length − len(templated instruction) + 4` tokens (the 4 about the header's own tokens), so
+that both passes cover about the same answer tokens.
 curate conditions on the start token alone because its prompts go through chat or plain
 templates with no fixed response header; on models trained with such a header the two
 direct losses differ by how much the header itself predicts the answer.
