@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
 
 
 def demo_cmd(
@@ -20,6 +19,7 @@ def demo_cmd(
     curate: Annotated[bool, typer.Option(help="Select, train and compare after the proxy (--no-curate skips it).")] = True,
     loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the proxy model (0: none).")] = 4,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -33,7 +33,7 @@ def demo_cmd(
     """
     from curate.demo import run_demo  # imports torch: keep `curate --help` fast
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     say = (lambda _: None) if quiet else ui.say
     with ui.progress("demo", quiet=quiet, unit="steps") as update:
         report = run_demo(ws, rows=rows, proxy_steps=proxy_steps, seed=seed, say=say,

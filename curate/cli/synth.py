@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, parse_key_values
+from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace,
+                                parse_key_values)
 from curate.errors import BadUsage
 
 
@@ -99,6 +99,7 @@ def synth_cmd(
     select_model: Annotated[str | None, typer.Option(help="gap-fill: model for those selectors.")] = None,
     select_budget: Annotated[str | None, typer.Option(help="gap-fill: budget for the last ranking selector.")] = None,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -122,7 +123,7 @@ def synth_cmd(
 
     if recipe not in RECIPES:
         raise BadUsage(f"--recipe {recipe!r} is not a recipe", hint="recipes: " + ", ".join(RECIPES))
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     options = BackendOptions(template=template, dtype=dtype, device=device, batch_size=batch_size,
                              tensor_parallel_size=tensor_parallel_size, revision=revision, base_url=base_url,
                              api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
