@@ -53,7 +53,10 @@ def fuzz_files(root: Path, count: int, fixed_seed: int, report) -> Tally:
     def one(case):
         index = next(counter)
         ws = workspace(root / f"ws{index // PER_WORKSPACE}")
-        tally.add(case, run_case(ws, case, fresh_name(index), root / "in"))
+        outcome = run_case(ws, case, fresh_name(index), root / "in")
+        tally.add(case, outcome)
+        if outcome.problems:  # at once, so a long run shows what it found as it goes
+            report({"part": "files", "failure": repr(case)[:600], "problems": [p[:900] for p in outcome.problems]})
         if tally.cases % 1000 == 0:
             report({"part": "files", "progress": tally.cases, "seconds": round(time.perf_counter() - started, 1),
                     "failures": len(tally.failures)})
@@ -115,8 +118,6 @@ def main() -> None:
                 "errors_naming_line_row_or_item": tally.located, "failures": len(tally.failures),
                 "tracebacks": tally.kinds["traceback"], "seconds": round(time.perf_counter() - started, 1),
                 "seed": args.seed})
-        for case, outcome in tally.failures[:20]:
-            report({"part": "files", "failure": repr(case)[:600], "problems": [p[:600] for p in outcome.problems]})
         report({"part": "files", "error_shapes": dict(tally.errors.most_common(40))})
         started = time.perf_counter()
         huge = fuzz_huge(root, args.huge_mb)
