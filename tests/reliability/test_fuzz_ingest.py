@@ -49,6 +49,8 @@ def test_fuzzed_inputs_keep_every_promise(fuzz_ws):
          recipe="a column holding an integer > 64 bits"),
     Case(".csv", b"pr\xffompt,response\na,b\n", recipe="a header that is not UTF-8"),
     Case(".json", b"null", recipe="a JSON document that is null"),
+    Case(".jsonl", b'{"prompt": "a", "x": [null, 4.5]}\n', recipe="a list [null, 4.5] (pyarrow overran its offsets)"),
+    Case(".jsonl", b'{"prompt": "a\xe2\x80\xa8b"}\n', recipe="U+2028 inside a string"),
 ], ids=lambda c: c.recipe)
 def test_found_by_fuzzing(fuzz_ws, case):
     ws = workspace(fuzz_ws)
@@ -86,3 +88,11 @@ def test_a_huge_field_round_trips(fuzz_ws):
     for index, case in enumerate(huge_field_cases(2)):
         outcome = run_case(ws, case, f"huge{index}", fuzz_ws / "huge")
         assert outcome.kind == "version" and not outcome.problems, (case.recipe, outcome)
+
+
+def test_a_list_starting_with_null_keeps_its_values(fuzz_ws, tmp_path):
+    """pyarrow's JSON reader turns [null, 4] then [1.5] into [4.0, 1.5] and [0.0]: silently wrong rows."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"prompt": "a", "x": [null, 4]}\n{"prompt": "b", "x": [1.5]}\n')
+    version = ingest(workspace(fuzz_ws), str(path), IngestOptions(name="nullfirst")).version
+    assert version.scan().collect()["meta"].to_list() == ['{"x":[null,4.0]}', '{"x":[1.5]}']
