@@ -16,6 +16,7 @@ from the name under the compression suffix.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import json
@@ -350,11 +351,11 @@ def _parse_jsonl_block(block, data: np.ndarray, name: str, count: int, line_offs
     # object) take the slow way, which names the line; pyarrow 26 crashes the process on a first line `null`.
     if np.all(data[starts[starts < len(data)]] == ord("{")):
         try:
+            if data.max() >= 128:  # pyarrow takes invalid UTF-8 without complaint (polars panics on it in a name)
+                codecs.decode(block, "utf-8")
             table = pjson.read_json(pa.BufferReader(pa.py_buffer(block)),
                                     read_options=pjson.ReadOptions(block_size=4 << 20))
-            # pyarrow 26 builds a list whose offsets overrun its values from [null, 4.5] (cheap to catch), and
-            # parses invalid UTF-8 without complaint (a full check, only for non-ASCII blocks).
-            table.validate(full=bool(data.max() >= 128))
+            table.validate()  # pyarrow 26 builds a list whose offsets overrun its values from [null, 4.5]
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
             table = None  # find the line, or cope with mixed types, the slow way
     if table is not None and table.num_rows == count:  # the usual case: one object on every line, none blank

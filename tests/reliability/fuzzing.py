@@ -308,7 +308,9 @@ def run_case(ws: Workspace, case: Case, name: str, folder: Path) -> Outcome:
             outcome.problems.append(f"the error does not name the file: {exc.message[:300]}")
         if [v.ref for v in list_versions(ws)] != before or _version_dirs(ws) != dirs:
             outcome.problems.append("a failed ingest changed the catalog or left a version folder")
-    except Exception as exc:  # noqa: BLE001 - this is what the fuzzing looks for
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - what the fuzzing looks for (a Rust panic is a BaseException)
         import traceback
 
         outcome = Outcome("traceback", f"{type(exc).__name__}: {exc}",

@@ -51,6 +51,7 @@ def test_fuzzed_inputs_keep_every_promise(fuzz_ws):
     Case(".json", b"null", recipe="a JSON document that is null"),
     Case(".jsonl", b'{"prompt": "a", "x": [null, 4.5]}\n', recipe="a list [null, 4.5] (pyarrow overran its offsets)"),
     Case(".jsonl", b'{"prompt": "a\xe2\x80\xa8b"}\n', recipe="U+2028 inside a string"),
+    Case(".jsonl", b'{"prompt": "a", "x\xff": 1}\n', recipe="a field name that is not UTF-8 (polars panicked)"),
 ], ids=lambda c: c.recipe)
 def test_found_by_fuzzing(fuzz_ws, case):
     ws = workspace(fuzz_ws)
