@@ -17,6 +17,7 @@ detects that stale lock: it reports it through `on_wait` and clears it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -31,13 +32,41 @@ from pathlib import Path
 import duckdb
 
 from curate.catalog.schema import DDL, SCHEMA_VERSION
-from curate.errors import BadUsage, NotFound, WorkspaceBusy
+import errno
+
+from curate.errors import BadUsage, DiskFull, NotFound, WorkspaceBusy
 
 DEFAULT_WORKSPACE = "curate-ws"
 ENV_WORKSPACE = "CURATE_WORKSPACE"
 ENV_LOCK_TIMEOUT = "CURATE_LOCK_TIMEOUT"
 WAIT_NOTICE_S = 1.0  # announce a wait for the lock once it has lasted this long
 SECRET_OPTIONS = ("--api-key", "--token", "--password")  # their values are never written to .lock.owner
+
+
+# How a full device shows through the libraries that write: OSError's errno, or the text of polars',
+# pyarrow's and DuckDB's own errors (os error 28 is ENOSPC).
+DISK_FULL_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(exc) for text in DISK_FULL_TEXT)
+
+
+@contextlib.contextmanager
+def disk_full_is_a_user_error(root: Path, what: str) -> Iterator[None]:
+    """Turns a full device under `what` into a `DiskFull` that names the workspace and the way out."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFull(f"no space left on the device of workspace {root} while {what}",
+                       hint="free some space (or pass --workspace on a larger disk) and run the command again: "
+                            "the versions committed before are intact and nothing half-written was kept") from exc
 
 
 def _try_flock(fd: int, mode: int) -> bool:
@@ -159,10 +188,11 @@ class Workspace:
                         f"workspace {self.root} is busy: {exc}",
                         hint="close the other program that has catalog.duckdb open",
                     ) from exc
-                try:
-                    yield con
-                finally:
-                    con.close()
+                with disk_full_is_a_user_error(self.root, "writing the catalog"):
+                    try:
+                        yield con
+                    finally:
+                        con.close()
             finally:
                 owner.unlink(missing_ok=True)
                 fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
@@ -233,7 +263,8 @@ class Workspace:
         with open(path / ".writer.lock", "w") as lock_file:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
             try:
-                yield path
+                with disk_full_is_a_user_error(self.root, f"writing the shards of {label}"):
+                    yield path
             finally:
                 shutil.rmtree(path, ignore_errors=True)
 
