@@ -39,9 +39,10 @@ def synth_cmd(
                                                              "the served model name (openai).")],
     n: Annotated[int | None, typer.Option("-n", help="self-instruct: instructions to keep (200); rejection: prompts "
                                                      "to sample (all); gap-fill: new examples (100).")] = None,
-    seeds: Annotated[Path | None, typer.Option(help="self-instruct: seed tasks, JSON lines or a JSON array "
-                                                    "(instruction, instances, is_classification; or Alpaca's "
-                                                    "instruction, input, output).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="self-instruct: seed tasks (JSON lines or a JSON array: "
+                                                   "instruction, instances, is_classification; or Alpaca's "
+                                                   "instruction, input, output), any file `curate ingest` reads, "
+                                                   "or a dataset NAME@vN.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="rejection, gap-fill: the source "
                                                                          "dataset, NAME or NAME@vN.")] = None,
     name: Annotated[str | None, typer.Option("--name", "--out", "-o", help="Output dataset name.")] = None,
@@ -132,7 +133,7 @@ def synth_cmd(
     options = BackendOptions(template=template, dtype=dtype, device=device, batch_size=batch_size,
                              tensor_parallel_size=tensor_parallel_size, revision=revision, base_url=base_url,
                              api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
-                             max_retries=max_retries)
+                             max_retries=max_retries, model_cache=str(ws.models_dir))
     job = SynthJob(recipe=recipe, model=model, backend=backend, options=options, name=name, license=license,
                    generator_license=generator_license, source_license=seeds_license, seed=seed)
     sampling = {key: value for key, value in (("temperature", temperature), ("top_p", top_p),

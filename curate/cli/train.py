@@ -167,6 +167,9 @@ def sft_cmd(
     lr: LrOpt = None,
     batch_tokens: BatchTokensOpt = None,
     grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
+    packing: Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack whole examples into rows of "
+                                                 "--batch-tokens (no padding; each example attends only to itself); "
+                                                 "--no-packing: length-sorted padded batches.")] = None,
     warmup: WarmupOpt = None,
     lr_schedule: ScheduleOpt = None,
     loss: Annotated[str | None, typer.Option(help="nll (cross-entropy) or dft (Dynamic Fine-Tuning).")] = None,
@@ -202,8 +205,8 @@ def sft_cmd(
     from curate.train.sft import SFTConfig, train_sft  # imports torch: keep `curate --help` fast
 
     ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "sft", quiet, wait)
-    cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, warmup=warmup,
-                           lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
+    cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
+                           warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
                            device=device), seed=seed)
     def show(step: int, metrics: dict) -> None:

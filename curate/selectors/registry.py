@@ -19,6 +19,7 @@ STRATEGIES: dict[str, str] = {
     "random": "curate.selectors.random_sample:RandomSelector",
     "dedup": "curate.selectors.dedup:DedupSelector",
     "diversity": "curate.selectors.diversity:DiversitySelector",
+    "decontaminate": "curate.selectors.decontaminate:DecontaminateSelector",
     # RL strategies (DESIGN §5), built on the same base by their own module's owner:
     "rollout-variance": "curate.selectors.variance_filter:RolloutVarianceSelector",
     "difficulty": "curate.selectors.difficulty:DifficultySelector",
