@@ -327,6 +327,24 @@ def check_surrogates(record: dict, where: str) -> None:
                             "\\udc00-\\udfff (or replace the escape with \\ufffd)") from None
 
 
+NUL_ESCAPE = re.compile(rb"\\u0000")  # a regex: it searches a memoryview of the mapped file without a copy
+
+
+def check_nul_keys(record: dict, where: str) -> None:
+    """A field name holding NUL (`"\u0000"`) is valid JSON, but Arrow passes names as C strings, so
+    `"a\u0000b"` and `"a"` become the same column: name the field instead of failing later."""
+    stack = [(record, "")]
+    while stack:
+        value, path = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, inner in items:
+            if isinstance(key, str) and "\x00" in key:
+                raise BadInput(f"{where}: field {(path + '.' + key).lstrip('.')!r} has a NUL character (\\u0000) in "
+                               "its name, which Arrow and Parquet column names cannot hold",
+                               hint="rename that field (drop the \\u0000) and ingest again")
+            stack.append((inner, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"))
+
+
 def _has_surrogate(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -351,6 +369,8 @@ def _parse_jsonl_block(block, data: np.ndarray, name: str, count: int, line_offs
     newlines = np.flatnonzero(data == 10)
     starts = np.concatenate(([0], newlines + 1))[:count]
     table = None
+    if NUL_ESCAPE.search(block):  # rare: a field name may hold NUL, which Arrow cannot keep apart
+        _check_nul_keys_in_lines(bytes(block), _line_numbers(data, newlines, line_offset), name)
     # Only blocks whose every line opens an object go to pyarrow: others (blank lines, a line that is not an
     # object) take the slow way, which names the line; pyarrow 26 crashes the process on a first line `null`.
     if np.all(data[starts[starts < len(data)]] == ord("{")):
@@ -392,6 +412,16 @@ def json_type(value: object) -> str:
         return json.dumps(value)
     names = {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
     return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _check_nul_keys_in_lines(block: bytes, lines: np.ndarray, name: str) -> None:
+    for number, raw in zip(lines, (line for line in block.split(b"\n") if line.strip())):
+        if NUL_ESCAPE.search(raw):
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # the parse below names the line
+            check_nul_keys(record, f"{name}, line {number}")
 
 
 def frame_from_records(records: list[dict]) -> pl.DataFrame:
@@ -438,6 +468,9 @@ def _read_json_array(path: Path, kind: str | None = None) -> Iterator[Chunk]:
     if SURROGATE_ESCAPE.search(raw):
         for index, item in enumerate(data):
             check_surrogates(item, f"{path.name}, item {index + 1}")
+    if NUL_ESCAPE.search(raw):
+        for index, item in enumerate(data):
+            check_nul_keys(item, f"{path.name}, item {index + 1}")
     step = 50_000
     for start in range(0, len(data), step):
         part = data[start:start + step]

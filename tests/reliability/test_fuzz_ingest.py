@@ -52,12 +52,21 @@ def test_fuzzed_inputs_keep_every_promise(fuzz_ws):
     Case(".jsonl", b'{"prompt": "a", "x": [null, 4.5]}\n', recipe="a list [null, 4.5] (pyarrow overran its offsets)"),
     Case(".jsonl", b'{"prompt": "a\xe2\x80\xa8b"}\n', recipe="U+2028 inside a string"),
     Case(".jsonl", b'{"prompt": "a", "x\xff": 1}\n', recipe="a field name that is not UTF-8 (polars panicked)"),
+    Case(".jsonl", b'{"prompt": "a", "m": {"": 1, "\\u0000x": 2}}\n', recipe="NUL in a field name (Arrow cut it: two '')"),
+    Case(".json", b'[{"prompt": "a", "m": [{"": 1, "\\u0000x": 2}]}]', recipe="NUL in a nested field name, JSON array"),
 ], ids=lambda c: c.recipe)
 def test_found_by_fuzzing(fuzz_ws, case):
     ws = workspace(fuzz_ws)
     outcome = run_case(ws, case, fresh_name(hash(case.recipe) % 10_000), fuzz_ws / "found")
     assert not outcome.problems, outcome.problems
     assert outcome.kind in ("version", "error")
+
+
+def test_a_nul_in_a_field_name_is_named(fuzz_ws, tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"prompt": "a"}\n{"prompt": "b", "m": {"": 1, "\\u0000x": 2}}\n')
+    with pytest.raises(CurateError, match=r"in.jsonl, line 2: field 'm.\\x00x' has a NUL character"):
+        ingest(workspace(fuzz_ws), str(path), IngestOptions(name="nulkeys"))
 
 
 def test_a_null_line_is_named_not_a_crash(fuzz_ws, tmp_path):
