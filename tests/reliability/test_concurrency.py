@@ -50,14 +50,18 @@ def test_wait_0_fails_fast_naming_the_holders_pid_and_command(tmp_path):
 def test_a_waiting_command_says_so_and_then_runs(tmp_path):
     ws = tmp_path / "ws"
     run("ingest", str(_pool(tmp_path / "pool.jsonl")), "--name", "pool", ws=ws)
-    holder = hold_lock(ws, seconds=4)
+    holder = hold_lock(ws)  # held until released below, however slow the machine is
+    waiter = start("ls", "--quiet", "--wait", "120", ws=ws)
     try:
-        result = run("ls", "--quiet", "--wait", "60", ws=ws)
+        notice = waiter.stderr.readline().decode()  # blocks until the waiter says it waits (after 1 s)
     finally:
+        holder.stdin.close()
         holder.wait(timeout=30)
-    assert result.stdout.split() == ["pool@v1"]
-    assert f"waiting for workspace {ws.resolve()}: busy (pid {holder.pid}, command " in result.stderr
-    assert "giving up after 60s (--wait)" in result.stderr
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0 and out.decode().split() == ["pool@v1"]
+    text = " ".join((notice + err.decode()).split())
+    assert f"waiting for workspace {ws.resolve()}: busy (pid {holder.pid}, command " in text
+    assert "giving up after 120s (--wait)" in text
 
 
 def test_a_killed_holders_lock_is_detected_and_cleared(tmp_path):
