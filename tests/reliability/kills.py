@@ -325,7 +325,7 @@ class Campaign:
         result.problems += _integrity(run, "after the rerun")
         got = scenario.outcome(run)
         if got != clean:
-            result.problems.append(f"the outcome differs from the clean run's: {str(got)[:400]} != {str(clean)[:400]}")
+            result.problems.append(f"the outcome differs from the clean run's: {_difference(got, clean)}")
         result.problems += scenario.after(run, before, clean)
         shutil.rmtree(run.root, ignore_errors=True)
         return result
@@ -362,6 +362,17 @@ class Campaign:
                 if scenario.server is not None:
                     scenario.server.stop()
         return results
+
+
+def _difference(got: object, clean: object) -> str:
+    """What differs, short: the items only one side has when both are lists, else both values cut."""
+    if isinstance(got, list) and isinstance(clean, list):
+        flat = lambda items: {repr(x) for item in items for x in (item[1] if isinstance(item, tuple) and len(item) == 2
+                                                               and isinstance(item[1], list) else [item])}
+        mine, theirs = flat(got), flat(clean)
+        return (f"{len(got)} items vs {len(clean)}; only after the kill: {sorted(mine - theirs)[:3]}; "
+                f"only in the clean run: {sorted(theirs - mine)[:3]}")[:900]
+    return f"{str(got)[:400]} != {str(clean)[:400]}"
 
 
 def _integrity(run: Run, when: str) -> list[str]:

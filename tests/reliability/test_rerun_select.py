@@ -1,4 +1,4 @@
-"""Found by the kill campaign: a kill that came after `select` had committed, then the rerun, left two
+"""Found by the kill campaign: a kill that came after `select` (or `synth`) had committed, then the rerun, left two
 identical versions. A rerun of the same selection now returns the version it made (as ingest does)."""
 
 from __future__ import annotations
@@ -18,3 +18,22 @@ def test_rerunning_a_finished_selection_makes_no_second_version(tmp_path):
     run("select", "pool", "--strategy", "random", "--budget", "12", "--out", "sel", ws=ws)  # another selection
     run(*select, ws=ws)  # the first again: its content differs from the latest, so a new version
     assert run("ls", "sel", "--quiet", ws=ws).stdout.split() == ["sel@v1", "sel@v2", "sel@v3"]
+
+
+def test_rerunning_a_finished_synth_makes_no_second_version(tmp_path):
+    """Found by the kill campaign too: every generation came from the cache, the rows were identical,
+    and a second version was made."""
+    from tests.synth.conftest import write_seed_tasks
+    from tests.synth.server import FakeOpenAI
+
+    seeds = write_seed_tasks(tmp_path / "seeds.jsonl")
+    server = FakeOpenAI().start()
+    try:
+        synth = ("synth", "--recipe", "self-instruct", "--seeds", str(seeds), "--backend", "openai", "--base-url",
+                 server.url, "--endpoint", "completions", "--model", "served", "-n", "8", "--name", "syn", "--quiet")
+        first = run(*synth, ws=tmp_path / "ws").stdout.split()
+        sent = len(server.records)
+        assert run(*synth, ws=tmp_path / "ws").stdout.split() == first == ["syn@v1"]
+        assert len(server.records) == sent  # and nothing was asked again
+    finally:
+        server.stop()
