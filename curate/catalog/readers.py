@@ -274,7 +274,12 @@ def _read_jsonl(path: Path, kind: str | None = None) -> Iterator[Chunk]:
             for block in _blocks(fh, BLOCK_BYTES, mappable=kind is None):
                 data = np.frombuffer(block, dtype=np.uint8)
                 count = int(np.count_nonzero(data == 10)) + (0 if data[-1] == 10 else 1)  # lines in the block
-                frame, lines = _parse_jsonl_block(block, data, name, count, line_offset, kind)
+                try:
+                    frame, lines = _parse_jsonl_block(block, data, name, count, line_offset, kind)
+                except pl.exceptions.DuplicateError:  # field names Arrow cannot keep apart, found the slow way
+                    _name_duplicate_fields(bytes(block), _line_numbers(data, np.flatnonzero(data == 10), line_offset),
+                                           name)
+                    raise
                 line_offset += count
                 del data
                 if frame.height:
@@ -422,6 +427,19 @@ def _check_nul_keys_in_lines(block: bytes, lines: np.ndarray, name: str) -> None
             except (json.JSONDecodeError, UnicodeDecodeError):
                 continue  # the parse below names the line
             check_nul_keys(record, f"{name}, line {number}")
+
+
+def _name_duplicate_fields(block: bytes, lines: np.ndarray, name: str) -> None:
+    """The first line whose object alone cannot become a frame because two of its field names collide."""
+    for number, raw in zip(lines, (line for line in block.split(b"\n") if line.strip())):
+        try:
+            frame_from_records([json.loads(raw)])
+        except pl.exceptions.DuplicateError as exc:
+            raise BadInput(f"{name}, line {number}: two field names of one object become the same column name "
+                           f"({exc})", hint="rename the fields so that they differ in more than control "
+                                            "characters, and ingest again") from None
+        except (ValueError, TypeError):
+            continue
 
 
 def frame_from_records(records: list[dict]) -> pl.DataFrame:

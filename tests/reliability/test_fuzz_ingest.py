@@ -106,3 +106,14 @@ def test_a_list_starting_with_null_keeps_its_values(fuzz_ws, tmp_path):
     path.write_bytes(b'{"prompt": "a", "x": [null, 4]}\n{"prompt": "b", "x": [1.5]}\n')
     version = ingest(workspace(fuzz_ws), str(path), IngestOptions(name="nullfirst")).version
     assert version.scan().collect()["meta"].to_list() == ['{"x":[null,4.0]}', '{"x":[1.5]}']
+
+
+def test_colliding_field_names_are_named_even_past_the_nul_check(fuzz_ws, tmp_path, monkeypatch):
+    """The safety net behind check_nul_keys: any DuplicateError of a block is traced to its line."""
+    from curate.catalog import readers
+
+    monkeypatch.setattr(readers, "check_nul_keys", lambda record, where: None)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"prompt": "a"}\n{"prompt": "b", "m": {"": 1, "\\u0000x": 2}}\n')
+    with pytest.raises(CurateError, match=r"in.jsonl, line 2: two field names of one object become the same"):
+        ingest(workspace(fuzz_ws), str(path), IngestOptions(name="collide"))
