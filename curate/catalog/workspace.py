@@ -40,7 +40,7 @@ DEFAULT_WORKSPACE = "curate-ws"
 ENV_WORKSPACE = "CURATE_WORKSPACE"
 ENV_LOCK_TIMEOUT = "CURATE_LOCK_TIMEOUT"
 WAIT_NOTICE_S = 1.0  # announce a wait for the lock once it has lasted this long
-SECRET_OPTIONS = ("--api-key", "--token", "--password")  # their values are never written to .lock.owner
+SECRET_OPTIONS = ("--api-key",)  # their values are never written to .lock.owner
 
 
 # How a full device shows through the libraries that write: OSError's errno, or the text of polars',
