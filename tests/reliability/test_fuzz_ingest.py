@@ -117,3 +117,13 @@ def test_colliding_field_names_are_named_even_past_the_nul_check(fuzz_ws, tmp_pa
     path.write_bytes(b'{"prompt": "a"}\n{"prompt": "b", "m": {"": 1, "\\u0000x": 2}}\n')
     with pytest.raises(CurateError, match=r"in.jsonl, line 2: two field names of one object become the same"):
         ingest(workspace(fuzz_ws), str(path), IngestOptions(name="collide"))
+
+
+def test_a_version_beyond_the_catalogs_integers_is_a_usage_error():
+    """Found by the command-line fuzzing: `show pool@v1011...1` reached DuckDB and failed inside it."""
+    from curate.catalog.versions import parse_ref
+    from curate.errors import BadUsage
+
+    with pytest.raises(BadUsage, match="no version is above v2147483647"):
+        parse_ref("pool@v" + "1" * 62)
+    assert parse_ref("pool@v2147483647").version == 2147483647
