@@ -138,9 +138,13 @@ def _parquet(items: list[dict], rng: random.Random) -> bytes:
         table = pa.Table.from_pylist(items) if items else pa.table({"prompt": pa.array([], pa.string())})
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
         keys = list(dict.fromkeys(k for item in items for k in item)) or ["prompt"]
-        columns = {k: pa.array([None if item.get(k) is None else _encode(json.dumps(item[k])).decode("utf-8", "replace")
-                                for item in items], pa.string()) for k in keys}
-        table = pa.table(columns)
+        columns = {_encode(k).decode("utf-8", "replace"):  # a key may hold a lone surrogate too
+                   pa.array([None if item.get(k) is None else _encode(json.dumps(item[k])).decode("utf-8", "replace")
+                             for item in items], pa.string()) for k in keys}
+        try:
+            table = pa.table(columns)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+            table = pa.table({"prompt": pa.array(["fallback"])})
     except Exception:
         table = pa.table({"prompt": pa.array(["fallback"])})
     buffer = io.BytesIO()
