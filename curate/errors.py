@@ -41,3 +41,7 @@ class WorkspaceBusy(CurateError):
 
 class ModelLoadError(CurateError):
     """A model id or folder that transformers cannot load."""
+
+
+class DiskFull(CurateError):
+    """The workspace's device ran out of space while a command wrote to it; nothing half-written is kept."""

@@ -42,13 +42,16 @@ def stories_model(shared) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def make_tiny_model(folder: Path) -> Path:
     """A randomly initialised 2-layer Llama with the byte tokenizer, built by the tests themselves."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from curate.lm import byte_tokenizer
 
-    folder = tmp_path_factory.mktemp("tiny-model")
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=byte_tokenizer.VOCAB_SIZE, hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

@@ -52,6 +52,7 @@ class Rollout:
     step: int | None = None
     sample_idx: int = 0
     dataset: str | None = None
+    grader: str | None = None  # the reward's grader when it can vary (math: math-verify or string-match)
 
     @property
     def rollout_id(self) -> str:
@@ -120,7 +121,7 @@ def record_rollouts(
     now = _now()
     frame = pl.DataFrame([{**asdict(r), "rollout_id": r.rollout_id} for r in rollouts],
                          schema_overrides={"reward": pl.Float64, "step": pl.Int64, "run": pl.String,
-                                           "dataset": pl.String})
+                                           "dataset": pl.String, "grader": pl.String})
     frame = frame.unique("rollout_id", keep="first", maintain_order=True)
     with ws.transaction() as con:
         con.register("_incoming", frame.to_arrow())
@@ -129,9 +130,9 @@ def record_rollouts(
         if fresh.height == 0:
             return 0
         rows = fresh.select("rollout_id", "prompt_id", "dataset", "model_key", "run", "step", "sample_idx",
-                            "completion", "reward", "length", "truncated", pl.lit(now).alias("created_at"))
+                            "completion", "reward", "length", "truncated", pl.lit(now).alias("created_at"), "grader")
         con.register("_fresh", rows.to_arrow())
-        con.execute("INSERT INTO rollouts SELECT * FROM _fresh")
+        con.execute(f"INSERT INTO rollouts ({', '.join(rows.columns)}) SELECT * FROM _fresh")
         con.unregister("_fresh")
         keys = fresh.select("prompt_id", "model_key").unique()
         con.register("_keys", keys.to_arrow())

@@ -21,6 +21,9 @@ from curate.catalog.export import sql_string
 from curate.catalog.workspace import query_frame
 
 NULL_FIELD = ":null"  # how a null struct field looks in the encoded meta
+# An integer beyond 64 bits: parsed as a float (pyarrow; an exponent of 19 or more) or kept as text (a
+# column of mixed types). Rows that may hold one get their meta from the source text, which keeps every digit.
+BIG_INTEGER = r'[0-9][eE]\+?(?:19|[2-9][0-9]|[0-9]{3})|"-?[0-9]{19,}"'
 
 
 def meta_value(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -72,13 +75,16 @@ def _patch(used: set[str], partial: dict[str, set[str]]) -> str:
 
 def verbatim_meta(out: pl.DataFrame, raw: Callable[[np.ndarray], pl.Series], used: set[str],
                   partial: dict[str, set[str]], meta_dtype: pl.DataType | None) -> pl.DataFrame:
-    """`out` with the meta of rows that hold a null struct field rebuilt from their source text.
+    """`out` with the meta of rows that hold a null struct field (or may hold an integer beyond 64 bits)
+    rebuilt from their source text.
 
     `meta_dtype`: the type of the source's own `meta` column (an export ingested again), whose
     object is the base the other leftovers are merged into; text meta is left as it is."""
     if meta_dtype is not None and not isinstance(meta_dtype, pl.Struct):
         return out
-    suspect = np.flatnonzero(out["meta"].str.contains(NULL_FIELD, literal=True).fill_null(False).to_numpy())
+    meta = out["meta"]
+    suspect = np.flatnonzero((meta.str.contains(NULL_FIELD, literal=True) | meta.str.contains(BIG_INTEGER))
+                             .fill_null(False).to_numpy())
     if not len(suspect):
         return out
     leftovers = f"json_merge_patch(raw, {sql_string(_patch(used, partial))})"

@@ -16,6 +16,7 @@ from the name under the compression suffix.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import json
@@ -273,7 +274,12 @@ def _read_jsonl(path: Path, kind: str | None = None) -> Iterator[Chunk]:
             for block in _blocks(fh, BLOCK_BYTES, mappable=kind is None):
                 data = np.frombuffer(block, dtype=np.uint8)
                 count = int(np.count_nonzero(data == 10)) + (0 if data[-1] == 10 else 1)  # lines in the block
-                frame, lines = _parse_jsonl_block(block, data, name, count, line_offset, kind)
+                try:
+                    frame, lines = _parse_jsonl_block(block, data, name, count, line_offset, kind)
+                except pl.exceptions.DuplicateError:  # field names Arrow cannot keep apart, found the slow way
+                    _name_duplicate_fields(bytes(block), _line_numbers(data, np.flatnonzero(data == 10), line_offset),
+                                           name)
+                    raise
                 line_offset += count
                 del data
                 if frame.height:
@@ -326,6 +332,24 @@ def check_surrogates(record: dict, where: str) -> None:
                             "\\udc00-\\udfff (or replace the escape with \\ufffd)") from None
 
 
+NUL_ESCAPE = re.compile(rb"\\u0000")  # a regex: it searches a memoryview of the mapped file without a copy
+
+
+def check_nul_keys(record: dict, where: str) -> None:
+    """A field name holding NUL (`"\u0000"`) is valid JSON, but Arrow passes names as C strings, so
+    `"a\u0000b"` and `"a"` become the same column: name the field instead of failing later."""
+    stack = [(record, "")]
+    while stack:
+        value, path = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, inner in items:
+            if isinstance(key, str) and "\x00" in key:
+                raise BadInput(f"{where}: field {(path + '.' + key).lstrip('.')!r} has a NUL character (\\u0000) in "
+                               "its name, which Arrow and Parquet column names cannot hold",
+                               hint="rename that field (drop the \\u0000) and ingest again")
+            stack.append((inner, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"))
+
+
 def _has_surrogate(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -347,16 +371,25 @@ def _line_numbers(data: np.ndarray, newlines: np.ndarray, line_offset: int) -> n
 def _parse_jsonl_block(block, data: np.ndarray, name: str, count: int, line_offset: int,
                        compressed: str | None = None) -> tuple[pl.DataFrame, np.ndarray]:
     """The block's rows and their 1-based line numbers (`count`: lines in the block, blank ones included)."""
-    try:
-        table = pjson.read_json(pa.BufferReader(pa.py_buffer(block)),
-                                read_options=pjson.ReadOptions(block_size=4 << 20))
-        if data.max() >= 128:
-            table.validate(full=True)  # pyarrow parses invalid UTF-8 without complaint
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
-        table = None  # find the line, or cope with mixed types, the slow way
+    newlines = np.flatnonzero(data == 10)
+    starts = np.concatenate(([0], newlines + 1))[:count]
+    table = None
+    if NUL_ESCAPE.search(block):  # rare: a field name may hold NUL, which Arrow cannot keep apart
+        _check_nul_keys_in_lines(bytes(block), _line_numbers(data, newlines, line_offset), name)
+    # Only blocks whose every line opens an object go to pyarrow: others (blank lines, a line that is not an
+    # object) take the slow way, which names the line; pyarrow 26 crashes the process on a first line `null`.
+    if np.all(data[starts[starts < len(data)]] == ord("{")):
+        try:
+            if data.max() >= 128:  # pyarrow takes invalid UTF-8 without complaint (polars panics on it in a name)
+                codecs.decode(block, "utf-8")
+            table = pjson.read_json(pa.BufferReader(pa.py_buffer(block)),
+                                    read_options=pjson.ReadOptions(block_size=4 << 20))
+            table.validate()  # pyarrow 26 builds a list whose offsets overrun its values from [null, 4.5]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+            table = None  # find the line, or cope with mixed types, the slow way
     if table is not None and table.num_rows == count:  # the usual case: one object on every line, none blank
         return pl.from_arrow(table), np.arange(line_offset + 1, line_offset + count + 1)
-    lines = _line_numbers(data, np.flatnonzero(data == 10), line_offset)
+    lines = _line_numbers(data, newlines, line_offset)
     if table is not None and table.num_rows == len(lines):  # otherwise an object spans lines, or a line holds two
         return pl.from_arrow(table), lines
     block = bytes(block)
@@ -370,12 +403,43 @@ def _parse_jsonl_block(block, data: np.ndarray, name: str, count: int, line_offs
             raise BadInput(f"{name}, line {number}: malformed JSON ({exc.msg} at column {exc.colno})",
                            hint="fix or delete that line; each line must be one JSON object") from None
         if not isinstance(record, dict):
-            raise BadInput(f"{name}, line {number}: expected a JSON object, got {type(record).__name__}",
+            raise BadInput(f"{name}, line {number}: expected a JSON object, got {json_type(record)}",
                            hint="each line must be one JSON object such as {\"prompt\": ..., \"response\": ...}")
         if surrogates:
             check_surrogates(record, f"{name}, line {number}")
         records.append(record)
     return frame_from_records(records), lines
+
+
+def json_type(value: object) -> str:
+    """The JSON name of a parsed value's type (`null`, not Python's `NoneType`)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    names = {int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _check_nul_keys_in_lines(block: bytes, lines: np.ndarray, name: str) -> None:
+    for number, raw in zip(lines, (line for line in block.split(b"\n") if line.strip())):
+        if NUL_ESCAPE.search(raw):
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # the parse below names the line
+            check_nul_keys(record, f"{name}, line {number}")
+
+
+def _name_duplicate_fields(block: bytes, lines: np.ndarray, name: str) -> None:
+    """The first line whose object alone cannot become a frame because two of its field names collide."""
+    for number, raw in zip(lines, (line for line in block.split(b"\n") if line.strip())):
+        try:
+            frame_from_records([json.loads(raw)])
+        except pl.exceptions.DuplicateError as exc:
+            raise BadInput(f"{name}, line {number}: two field names of one object become the same column name "
+                           f"({exc})", hint="rename the fields so that they differ in more than control "
+                                            "characters, and ingest again") from None
+        except (ValueError, TypeError):
+            continue
 
 
 def frame_from_records(records: list[dict]) -> pl.DataFrame:
@@ -384,7 +448,7 @@ def frame_from_records(records: list[dict]) -> pl.DataFrame:
         return pl.DataFrame()
     try:
         return pl.from_arrow(pa.Table.from_pylist(records))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # OverflowError: an integer beyond 64 bits
         pass
     keys = list(dict.fromkeys(k for r in records for k in r))
     columns = {}
@@ -392,7 +456,7 @@ def frame_from_records(records: list[dict]) -> pl.DataFrame:
         values = [r.get(key) for r in records]
         try:
             columns[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             columns[key] = pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v)
                                      for v in values], pa.string())
     return pl.from_arrow(pa.table(columns))
@@ -415,13 +479,16 @@ def _read_json_array(path: Path, kind: str | None = None) -> Iterator[Chunk]:
     if isinstance(data, dict):
         data = next((v for v in data.values() if isinstance(v, list)), [data])
     if not isinstance(data, list):
-        raise BadInput(f"{path.name}: expected a JSON array of objects, got {type(data).__name__}")
+        raise BadInput(f"{path.name}: expected a JSON array of objects, got {json_type(data)}")
     bad = next((i for i, item in enumerate(data) if not isinstance(item, dict)), None)
     if bad is not None:
-        raise BadInput(f"{path.name}, item {bad + 1}: expected a JSON object, got {type(data[bad]).__name__}")
+        raise BadInput(f"{path.name}, item {bad + 1}: expected a JSON object, got {json_type(data[bad])}")
     if SURROGATE_ESCAPE.search(raw):
         for index, item in enumerate(data):
             check_surrogates(item, f"{path.name}, item {index + 1}")
+    if NUL_ESCAPE.search(raw):
+        for index, item in enumerate(data):
+            check_nul_keys(item, f"{path.name}, item {index + 1}")
     step = 50_000
     for start in range(0, len(data), step):
         part = data[start:start + step]
@@ -436,7 +503,11 @@ def _read_csv(path: Path, kind: str | None = None, delimiter: str = ",") -> Iter
     if not header.strip():
         raise BadInput(f"{path.name}: the file is empty", hint="a CSV file needs a header line and rows")
     try:
+        header.decode("utf-8")
         names = pcsv.read_csv(io.BytesIO(header), parse_options=pcsv.ParseOptions(delimiter=delimiter)).column_names
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path.name}, line 1: the header is not valid UTF-8 (byte 0x{header[exc.start]:02x})",
+                       hint=_utf8_hint(kind)) from None
     except pa.ArrowInvalid as exc:
         raise BadInput(f"{path.name}, line 1: cannot read the CSV header ({exc})") from None
     convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
@@ -477,12 +548,42 @@ def _read_parquet(path: Path, kind: str | None = None) -> Iterator[Chunk]:
                        hint="Parquet compresses its own pages: decompress the file first and ingest the .parquet")
     try:
         parquet = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:  # UnicodeDecodeError: a column name
         raise BadInput(f"{path.name}: not a readable Parquet file ({exc})") from None
     row = 0
-    for batch in parquet.iter_batches(batch_size=65_536):
-        yield Chunk(pl.from_arrow(batch), path.name, "row", np.arange(row + 1, row + batch.num_rows + 1))
-        row += batch.num_rows
+    try:
+        for batch in parquet.iter_batches(batch_size=65_536):
+            _check_parquet_utf8(batch, path.name, row)
+            yield Chunk(pl.from_arrow(batch), path.name, "row", np.arange(row + 1, row + batch.num_rows + 1))
+            row += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:  # a damaged page or row group, found when it is read
+        raise BadInput(f"{path.name}, row {row + 1}: the Parquet data is damaged ({str(exc).splitlines()[0][:200]})",
+                       hint="write the file again, or check that it was copied whole") from None
+
+
+def _check_parquet_utf8(batch: pa.RecordBatch, name: str, first_row: int) -> None:
+    """Refuse string data that is not UTF-8: pyarrow reads it without complaint, and the shard written
+    from it could not be read back (export would fail long after the ingest)."""
+    try:
+        batch.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    for column, values in zip(batch.schema.names, batch.columns):
+        try:
+            values.validate(full=True)
+        except pa.ArrowInvalid:
+            raw = values.cast(pa.large_binary()) if pa.types.is_string(values.type) else values
+            for index, value in enumerate(raw.to_pylist() if pa.types.is_large_binary(raw.type) else []):
+                try:
+                    value is None or value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BadInput(f"{name}, row {first_row + index + 1}, field {column!r}: not valid UTF-8",
+                                   hint="write the file again from valid text, or check that it was copied "
+                                        "whole") from None
+            raise BadInput(f"{name}, rows {first_row + 1}-{first_row + batch.num_rows}, field {column!r}: "
+                           "the Parquet data is damaged",
+                           hint="write the file again, or check that it was copied whole")
 
 
 def _read_hf_disk(path: Path, split: str | None) -> Iterator[Chunk]:

@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
     truncated BOOLEAN,
     created_at TIMESTAMP NOT NULL
 );
+ALTER TABLE rollouts ADD COLUMN IF NOT EXISTS grader VARCHAR;  -- who judged the reward, when it can vary
 CREATE TABLE IF NOT EXISTS prompt_stats (
     prompt_id VARCHAR NOT NULL,
     model_key VARCHAR NOT NULL,

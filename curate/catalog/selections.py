@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, commit_version
+from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, commit_version, resolve
 from curate.catalog.workspace import Workspace
 from curate.errors import BadInput
 
@@ -86,6 +86,10 @@ def commit_selection(
             raise BadInput(f"{kept.height - staged.rows} selected ids are not rows of {source.ref}",
                            hint="a selection must come from the dataset version it names")
 
+        same = _same_as_latest(ws, name, source.ref, strategy, budget, params, staged.content_hash)
+        if same is not None:  # a rerun of a finished selection (say, after a kill that came too late)
+            return same
+
         def record(con: duckdb.DuckDBPyConnection, version: int) -> None:
             con.execute("INSERT INTO selections VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [name, version, source.ref, strategy, budget,
@@ -101,6 +105,20 @@ def commit_selection(
 
         return commit_version(ws, name, staged, steps, prompt_type=source.prompt_type, license=source.license,
                               drops=drops, on_commit=record)
+
+
+def _same_as_latest(ws: Workspace, name: str, source: str, strategy: str, budget: int | None,
+                    params: dict[str, Any], content_hash: str) -> DatasetVersion | None:
+    """The latest version of `name` when the same selection (source, strategy, budget, parameters) already
+    made exactly this content: rerunning a selection never doubles its version, as ingest never does."""
+    with ws.catalog() as con:
+        row = con.execute(
+            "SELECT d.version FROM datasets d JOIN selections s USING (name, version) WHERE d.name = ? "
+            "AND d.version = (SELECT max(version) FROM datasets WHERE name = ?) AND d.content_hash = ? "
+            "AND s.source = ? AND s.strategy = ? AND s.budget IS NOT DISTINCT FROM ? AND s.params = ?",
+            [name, name, content_hash, source, strategy, budget, json.dumps(params, sort_keys=True, default=str)],
+        ).fetchone()
+    return None if row is None else resolve(ws, f"{name}@v{row[0]}")
 
 
 def selection_of(ws: Workspace, version: DatasetVersion) -> dict[str, Any] | None:

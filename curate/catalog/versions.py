@@ -52,12 +52,18 @@ def check_name(name: str) -> str:
     return name
 
 
+MAX_VERSION = 2 ** 31 - 1  # the catalog's version column is an INTEGER
+
+
 def parse_ref(text: str) -> DatasetRef:
     """`name`, `name@latest`, `name@v3` or `name@3`."""
     match = REF_PATTERN.fullmatch(text.strip())
     if not match:
         raise BadUsage(f"invalid dataset reference {text!r}", hint="write NAME or NAME@vN, e.g. gsm8k@v2")
     version = match["version"]
+    if version not in (None, "latest") and int(version) > MAX_VERSION:
+        raise BadUsage(f"invalid dataset reference {text!r}: no version is above v{MAX_VERSION}",
+                       hint="write NAME or NAME@vN, e.g. gsm8k@v2 (curate ls NAME lists the versions)")
     return DatasetRef(check_name(match["name"]), None if version in (None, "latest") else int(version))
 
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WorkspaceOpt, parse_key_values
+from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt, WorkspaceOpt,
+                                open_workspace, parse_key_values)
 
 Opt = typer.Option
 
@@ -57,6 +57,7 @@ def compare_cmd(
     as_json: Annotated[bool, Opt("--json", help="Print the result as one JSON object.")] = False,
     template: TemplateOpt = None,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -86,7 +87,7 @@ def compare_cmd(
     cfg = CompareConfig(pool=pool, eval=eval_, model=model, strategies=list(strategy),
                         params=parse_key_values(param, "--param"), seed=seed, resume=resume,
                         **{k: v for k, v in given.items() if v is not None})
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     say = (lambda text: None) if quiet or as_json else ui.say
     with ui.progress(f"comparing on {pool}", quiet=quiet or as_json) as update:
         result = run_compare(ws, cfg, say=say,

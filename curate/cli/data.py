@@ -15,7 +15,7 @@ from curate.catalog.summary import answer_conflicts, summarize
 from curate.catalog.versions import check_name, list_versions, parse_ref, resolve
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
 from curate.errors import BadUsage
 
 
@@ -32,6 +32,7 @@ def ingest_cmd(
     new_version: Annotated[bool, typer.Option("--new-version", help="Make a new version even when the content "
                                               "equals the latest version's (by default nothing is written).")] = False,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -43,7 +44,7 @@ def ingest_cmd(
       curate ingest train.jsonl --name gsm8k
       curate ingest pool.csv --name pool --map prompt=question --map response=solution --domain math
     """
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     dataset_name = name or Path(source.rstrip("/")).name.split(".")[0]
     options = IngestOptions(name=dataset_name, mapping=parse_map(map_), domain=domain, domain_field=domain_field,
                             license=license, format=format, split=split, skip_invalid=skip_invalid,
@@ -79,6 +80,7 @@ def ingest_cmd(
 def ls_cmd(
     name: Annotated[str | None, typer.Argument(help="Only this dataset's versions.")] = None,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -92,7 +94,7 @@ def ls_cmd(
     """
     if name:
         check_name(name)
-    ws = Workspace.open(workspace, create=False)
+    ws = open_workspace(workspace, wait, create=False)
     versions = list_versions(ws, name)
     if name and not versions:
         resolve(ws, name)  # raises NotFound naming the datasets there are
@@ -110,6 +112,7 @@ def show_cmd(
     samples: Annotated[int, typer.Option(help="Sample rows to print.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -122,7 +125,7 @@ def show_cmd(
       curate show gsm8k@v1 --samples 5
     """
     parse_ref(ref)  # a malformed reference is bad usage, whether or not the workspace exists
-    ws = Workspace.open(workspace, create=False)
+    ws = open_workspace(workspace, wait, create=False)
     version = resolve(ws, ref)
     summary = summarize(ws, version, samples=samples)
     conflicts = summary.conflicts
@@ -215,6 +218,7 @@ def export_cmd(
     data_source: Annotated[str | None, typer.Option(help="verl: the data_source column (selects verl's reward "
                                                          "function; default: the dataset name).")] = None,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -233,7 +237,7 @@ def export_cmd(
     from curate.catalog.export_formats import TRAINER_FORMATS, card_folder, export_for_trainer, publish
 
     parse_ref(ref)  # a malformed reference is bad usage, whether or not the workspace exists
-    ws = Workspace.open(workspace, create=False)
+    ws = open_workspace(workspace, wait, create=False)
     version = resolve(ws, ref)
     readme = card_folder(to, None if format in TRAINER_FORMATS else format) / "README.md"
     if (card or push_to_hub) and readme.exists() and not overwrite and readme.parent != Path(to).expanduser():

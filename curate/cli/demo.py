@@ -10,7 +10,7 @@ import typer
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.compare import _interval, _value
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
 
 
 def demo_cmd(
@@ -28,6 +28,7 @@ def demo_cmd(
                                               "(--no-curate stops after the proxy).")] = True,
     loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the proxy model (0: none).")] = 4,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -49,7 +50,7 @@ def demo_cmd(
     from curate.demo_base import BaseConfig
     from curate.demo_curation import AblationConfig
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     say = (lambda _: None) if quiet else ui.say
     ablation = AblationConfig(budget=budget, seeds=seeds, sft_steps=sft_steps, base=base, seed=seed,
                               held_out=held_out, base_config=BaseConfig(steps=base_steps, seed=seed))

@@ -52,6 +52,18 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result, no progress or tables.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
 TemplateOpt = Annotated[str, typer.Option(help="Prompt template: auto, chat or plain.")]
+WaitOpt = Annotated[float | None, typer.Option(
+    "--wait", min=0, show_default="$CURATE_LOCK_TIMEOUT or 60",
+    help="Seconds to wait while another command holds the workspace (a commit takes it briefly), with a "
+         "message; 0 fails at once with 'workspace busy (pid N, command C)'.")]
+
+
+def open_workspace(path: Path | None, wait: float | None = None, *, create: bool = True):
+    """The workspace a command works in, `--wait` applied; waits and stale locks are reported on stderr."""
+    from curate.catalog.workspace import Workspace
+    from curate.cli.ui import note
+
+    return Workspace.open(path, lock_timeout=wait, create=create, on_wait=lambda message: note("note", message))
 
 
 def parse_key_values(items: list[str] | None, option: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ import typer
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
 
 
 def report_cmd(
@@ -19,6 +19,7 @@ def report_cmd(
                                                                  "the JSON sidecar goes beside it.")] = None,
     examples: Annotated[int, typer.Option(help="Example rows shown per drop reason, and kept rows per step.")] = 5,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -36,7 +37,7 @@ def report_cmd(
 
     # a run folder's report reads the ledger when a workspace exists, and never creates one
     is_run = Path(target).expanduser().is_dir()
-    ws = Workspace.open(workspace, create=False) if not is_run or _has_catalog(workspace) else None
+    ws = open_workspace(workspace, wait, create=False) if not is_run or _has_catalog(workspace) else None
     with ui.progress(f"reporting on {target}", quiet=quiet):
         files = write_report(ws, target, out, examples=examples)
     if quiet:

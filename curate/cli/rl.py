@@ -10,9 +10,9 @@ import typer
 from rich.text import Text
 
 from curate.catalog.versions import resolve
-from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WorkspaceOpt
+from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt, WorkspaceOpt,
+                                open_workspace)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (`proxy`: the dataset's proxy).")]
 RewardOpt = Annotated[str, typer.Option("--reward", "-r", help="math, exact, format, code, or module:function.")]
@@ -37,6 +37,7 @@ def rollouts_cmd(
     template: TemplateOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -53,7 +54,7 @@ def rollouts_cmd(
     """
     from curate.train.collect import CollectConfig, collect_rollouts
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     version = resolve(ws, ref)
     from curate.train.proxy import resolve_model
 
@@ -124,6 +125,7 @@ def loop_cmd(
     model_key: ModelKeyOpt = None,
     template: TemplateOpt = "auto",
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -141,7 +143,7 @@ def loop_cmd(
     """
     from curate.loop import LoopConfig, run_loop
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     settings = LoopConfig(rounds=rounds, strategy=strategy, prompts_per_round=prompts_per_round,
                           steps_per_round=steps_per_round, num_generations=num_generations,
                           max_completion_length=max_completion_length, lr=lr, loss_type=loss_type,
@@ -174,6 +176,7 @@ def curriculum_cmd(
     export: Annotated[Path | None, typer.Option(help="Also write each stage to DIR as Parquet (prompt, answer) "
                                                      "for TRL or verl.")] = None,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -187,7 +190,7 @@ def curriculum_cmd(
     """
     from curate.selectors.curriculum import build_curriculum, parse_bands
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     report = build_curriculum(ws, ref, stages, layout, parse_bands(bands) if bands else None, model_key, out, export,
                               seed)
     if quiet:
@@ -223,6 +226,7 @@ def mix_cmd(
                                                "the mix is refused).")] = False,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-mix).")] = None,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -237,7 +241,7 @@ def mix_cmd(
     """
     from curate.selectors.pipeline import run_select
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     method = method or ("static" if weights else "natural")
     params = {"method": method, "clusters": clusters, "doremi_steps": doremi_steps}
     if weights is not None:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WorkspaceOpt, parse_key_values
+from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt, WorkspaceOpt,
+                                open_workspace, parse_key_values)
 from curate.errors import BadUsage
 from curate.selectors.registry import STRATEGIES  # names only: importing a strategy's module waits for its use
 
@@ -51,6 +51,7 @@ def select_cmd(
                                                        "base on a small slice).")] = None,
     template: TemplateOpt = "auto",
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -70,7 +71,7 @@ def select_cmd(
     """
     from curate.selectors.pipeline import run_select  # imports numpy/polars-heavy code: keep --help fast
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     params = _shortcuts(parse_key_values(param, "--param"), threshold=threshold, dim=dim, ratio=ratio,
                         ref_model=ref_model)
     with ui.progress(f"selecting from {ref}", quiet=quiet) as update:
@@ -118,6 +119,7 @@ def score_cmd(
     param: ParamOpt = None,
     template: TemplateOpt = "auto",
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -137,7 +139,7 @@ def score_cmd(
 
     if "," in scorer:
         raise BadUsage("--scorer takes one scorer", hint="run `curate score` once per scorer")
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     with ui.progress(f"scoring {ref}", quiet=quiet) as update:
         report = run_score(ws, ref, scorer, model=model, params=parse_key_values(param, "--param"), seed=seed,
                            template=template, progress=_progress(update))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, parse_key_values
+from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace,
+                                parse_key_values)
 from curate.errors import BadUsage
 
 
@@ -49,6 +50,8 @@ def synth_cmd(
     base_url: Annotated[str | None, typer.Option(help="openai: the API root, e.g. http://localhost:8000/v1.")] = None,
     api_key_env: Annotated[str, typer.Option(help="openai: environment variable holding the API "
                                                   "key.")] = "OPENAI_API_KEY",
+    api_key: Annotated[str | None, typer.Option(help="openai: the API key (prefer --api-key-env: a command line "
+                                                     "is visible to other users); never recorded.")] = None,
     endpoint: Annotated[str, typer.Option(help="openai: chat or completions.")] = "chat",
     concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most.")] = 8,
     timeout: Annotated[float, typer.Option(help="openai: seconds to connect and for each read.")] = 120.0,
@@ -100,6 +103,7 @@ def synth_cmd(
     select_model: Annotated[str | None, typer.Option(help="gap-fill: model for those selectors.")] = None,
     select_budget: Annotated[str | None, typer.Option(help="gap-fill: budget for the last ranking selector.")] = None,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -123,7 +127,9 @@ def synth_cmd(
 
     if recipe not in RECIPES:
         raise BadUsage(f"--recipe {recipe!r} is not a recipe", hint="recipes: " + ", ".join(RECIPES))
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
+    if api_key:  # handed to the client through its variable, for this process only: nothing records it
+        os.environ[api_key_env] = api_key
     options = BackendOptions(template=template, dtype=dtype, device=device, batch_size=batch_size,
                              tensor_parallel_size=tensor_parallel_size, revision=revision, base_url=base_url,
                              api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,

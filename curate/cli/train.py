@@ -15,9 +15,8 @@ import typer
 from typer.core import TyperCommand
 
 from curate.catalog.versions import resolve
-from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
 from curate.train.proxy import STEPS_ENV, ProxyConfig, default_config, ensure_proxy
 
 train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True)
@@ -69,11 +68,12 @@ def _set(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kind: str, quiet: bool):
+def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kind: str, quiet: bool,
+             wait: float | None = None):
     """The workspace, the dataset version, the model as a loadable path (`proxy` resolved), the output folder."""
     from curate.train.proxy import resolve_model
 
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     version = resolve(ws, ref)
     with ui.progress(f"proxy model for {version.ref}", total=default_config().steps,
                      quiet=quiet or model != "proxy", unit="steps") as update:
@@ -131,6 +131,7 @@ def proxy_cmd(
                                        envvar=STEPS_ENV)] = ProxyConfig.steps,
     max_examples: Annotated[int, typer.Option(help="Examples sampled from the dataset.")] = ProxyConfig.max_examples,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -142,7 +143,7 @@ def proxy_cmd(
       curate train proxy gsm8k
       curate train proxy gsm8k@v1 --steps 600
     """
-    ws = Workspace.open(workspace)
+    ws = open_workspace(workspace, wait)
     version = resolve(ws, ref)
     proxy_config = ProxyConfig(steps=steps, max_examples=max_examples, seed=seed)
     with ui.progress(f"training proxy on {version.ref}", total=steps, quiet=quiet, unit="steps") as update:
@@ -184,6 +185,7 @@ def sft_cmd(
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -202,7 +204,7 @@ def sft_cmd(
     """
     from curate.train.sft import SFTConfig, train_sft  # imports torch: keep `curate --help` fast
 
-    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "sft", quiet)
+    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "sft", quiet, wait)
     cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
                            warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
@@ -276,6 +278,7 @@ def grpo_cmd(
     gpu_memory_utilization: Annotated[float, typer.Option(help="vllm: share of GPU memory for the engine, "
                                                                "which sits beside the trainer.")] = 0.3,
     workspace: WorkspaceOpt = None,
+    wait: WaitOpt = None,
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -293,7 +296,7 @@ def grpo_cmd(
     """
     from curate.train.grpo import GRPOConfig, train_grpo  # imports torch: keep `curate --help` fast
 
-    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "grpo", quiet)
+    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "grpo", quiet, wait)
     cfg = GRPOConfig(**_set(steps=steps, prompts_per_step=prompts_per_step, num_generations=num_generations,
                             pods_m=pods_m, max_prompt_length=max_prompt_length,
                             max_completion_length=max_completion_length, temperature=temperature, top_p=top_p, lr=lr,

@@ -209,7 +209,7 @@ class Rejection:
                 rollouts.append(Rollout(prompt_id=str(row["id"]), model_key=self.key, completion=sample.text,
                                         reward=reward, length=len(sample.token_ids), truncated=sample.truncated,
                                         run=self.ctx.provenance.run, step=0, sample_idx=index,
-                                        dataset=self.source.ref))
+                                        dataset=self.source.ref, grader=self.reward.grader))
             self._keep(row, samples, scores, tally, rationalized=False)
             self.totals["prompts"] += 1
             if tally.accepted == 0 and self.config.rationalize and row["answer"]:

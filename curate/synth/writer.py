@@ -21,7 +21,7 @@ import polars as pl
 
 from curate.catalog.ids import content_id
 from curate.catalog.schema import CANONICAL_COLUMNS, MESSAGES
-from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, commit_version
+from curate.catalog.versions import DatasetVersion, Lineage, ShardWriter, commit_version, list_versions
 from curate.catalog.workspace import Workspace
 from curate.errors import CurateError
 
@@ -141,6 +141,9 @@ class RowSink:
         step.rows_out = staged.rows
         step.drop_counts = counts
         drops = pl.concat(self.drops) if self.drops else None
+        latest = list_versions(ws, name)[-1:]
+        if latest and latest[0].content_hash == staged.content_hash and latest[0].prompt_type == prompt_type:
+            return latest[0]  # a rerun of a finished synth (every generation cached): no second, identical version
         return commit_version(ws, name, staged, [step], prompt_type=prompt_type, license=license, drops=drops)
 
 

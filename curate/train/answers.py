@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from fractions import Fraction
 
 from curate.catalog.gold import normalise_gold
@@ -122,17 +123,39 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", "", LATEX_NOISE.sub("", text)).rstrip(".").lower()
 
 
+MATH_VERIFY = "math-verify"
+FALLBACK_GRADER = "string-match"  # math-verify absent: normalised final-answer strings compared
+SYMBOLIC_TAIL = 4000  # characters of a completion math-verify reads off the main thread (it has no timeout there)
+
+
+def math_grader() -> str:
+    """The grader of non-numeric references: `math-verify`, or `string-match` when it is not installed."""
+    try:
+        import math_verify  # noqa: F401
+    except ImportError:
+        return FALLBACK_GRADER
+    return MATH_VERIFY
+
+
 def symbolic_equal(reference: str, completion: str) -> bool:
-    """math-verify's verdict when installed, else equality of normalised final-answer strings."""
+    """math-verify's verdict when installed, else equality of normalised final-answer strings.
+
+    math-verify's timeouts use `signal.alarm`, which works only in the main thread: elsewhere (a
+    reward called from worker threads) it runs without them, on the completion's last
+    `SYMBOLIC_TAIL` characters so that the work stays bounded."""
     try:
         from math_verify import parse, verify
     except ImportError:
         stated = final_answer_text(completion)
         return stated is not None and _normalise(stated) == _normalise(reference)
-    gold = parse(reference if "$" in reference or "\\boxed" in reference else f"${reference}$")
+    main = threading.current_thread() is threading.main_thread()
+    limits = {} if main else {"parsing_timeout": None}
+    gold = parse(reference if "$" in reference or "\\boxed" in reference else f"${reference}$", **limits)
     stated = last_boxed(completion)
-    predicted = parse(f"$\\boxed{{{stated}}}$" if stated is not None else completion)
-    return bool(gold) and bool(predicted) and bool(verify(gold, predicted))
+    predicted = parse(f"$\\boxed{{{stated}}}$" if stated is not None else
+                      (completion if main else completion[-SYMBOLIC_TAIL:]), **limits)
+    return bool(gold) and bool(predicted) and bool(verify(gold, predicted, **({} if main else
+                                                                              {"timeout_seconds": None})))
 
 
 def is_correct(reference: str, completion: str) -> bool:

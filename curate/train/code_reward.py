@@ -23,7 +23,10 @@ The program is assembled as:
    get to run scores 0.0.
 
 Rows without tests get None. The first call that meets such rows warns with their count
-(`RewardWarning`); `skipped` counts every one by reason.
+(`RewardWarning`); `skipped` counts every one by reason. Every program run is counted in
+`outcomes` by the sandbox's status (`passed`, `failed`, `timeout`, `memory`, `blocked`,
+`recursion`, `crashed`, `no_token` for a program that exited 0 before its tests ran, ...), and
+`reasons` holds the last call's status per completion, so a reward of 0 always has a reason.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from curate.train.rewards import RewardError, completion_text
-from curate.train.sandbox import Limits, run_many
+from curate.train.sandbox import Limits, RunResult, run_many
 
 FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 DEFINES_CHECK = re.compile(r"^def\s+check\s*\(", re.MULTILINE)
@@ -122,6 +125,8 @@ class CodeReward:
     workers: int | None = None
     name: str = "code"
     skipped: Counter = field(default_factory=Counter)
+    outcomes: Counter = field(default_factory=Counter)  # sandbox status of every program run, over all calls
+    reasons: list[str | None] = field(default_factory=list)  # the last call's status per completion
 
     def __call__(self, prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
         n = len(completions)
@@ -148,8 +153,11 @@ class CodeReward:
             slots.append(i)
         self._warn(skipped, n)
         out: list[float | None] = [None] * n
+        self.reasons = [None] * n
         for i, result in zip(slots, run_many(programs, self.limits, self.workers)):
             out[i] = 1.0 if result.passed and token in result.stdout else 0.0
+            self.reasons[i] = _reason(result, token)
+            self.outcomes[self.reasons[i]] += 1
         return out
 
     def _warn(self, skipped: Counter, n: int) -> None:
@@ -161,3 +169,12 @@ class CodeReward:
                               "(later calls count them in CodeReward.skipped without warning)", RewardWarning,
                               stacklevel=3)
             self.skipped[reason] += count
+
+
+def _reason(result: RunResult, token: str) -> str:
+    """Why a program earned what it did: passed, failed (an assertion or another error), or the sandbox's status."""
+    if result.passed:
+        return "passed" if token in result.stdout else "no_token"
+    if result.status == "error":
+        return "failed"
+    return result.status

@@ -97,7 +97,8 @@ def collect_rollouts(
             for episode in group:
                 episode.draw = 0
         score_groups(groups, [scorer], [1.0])
-        written += record_rollouts(ws, ledger_rollouts(groups, model_key, RUN, round_, config.k, data.ref))
+        written += record_rollouts(ws, ledger_rollouts(groups, model_key, RUN, round_, config.k, data.ref,
+                                                         scorer.grader))
         matrix = reward_matrix(groups)
         rewards.extend(matrix[~np.isnan(matrix)].tolist())
         mixed = int(nonzero_variance_groups(matrix).sum())
@@ -111,5 +112,6 @@ def collect_rollouts(
             "context_length": lm.max_length, "skipped_already_sampled": len(rows) - len(todo),
             "prompts_sampled": len(todo), "rollouts_written": written,
             "reward_mean": float(np.mean(rewards)) if rewards else None, "reward_nones": scorer.nones,
+            "grader": scorer.grader,
             "zero_variance_groups": flat_groups, "mixed_groups": mixed_groups,
             "seconds": round(time.perf_counter() - start, 2)}

@@ -263,7 +263,8 @@ def train_grpo(
             generation_time += time.perf_counter() - tg
             score_groups(groups, rewards, weights)
             if ws is not None:
-                record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref))
+                record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref,
+                                                    "+".join(r.grader for r in rewards if r.grader) or None))
             sampled.extend(groups)
             if group_filter is None:
                 kept = groups
@@ -311,6 +312,7 @@ def train_grpo(
                       for k, func in enumerate(rewards)},
                    **{f"rewards/{func.name}/none": sum(e.rewards[k] is None for e in all_episodes)
                       for k, func in enumerate(rewards)},
+                   **{f"rewards/{func.name}/grader": func.grader for func in rewards if func.grader},
                    "completions/mean_length": float(lengths.mean()), "completions/min_length": float(lengths.min()),
                    "completions/max_length": float(lengths.max()), "completions/clipped_ratio": float(truncated.mean()),
                    "num_tokens": tokens_seen, "tokens_per_second": completion_tokens / max(seconds, 1e-9),

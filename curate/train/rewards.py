@@ -139,6 +139,14 @@ def reward_name(func: RewardFunc) -> str:
     return getattr(func, "__name__", None) or getattr(func, "name", None) or type(func).__name__
 
 
+def reward_grader(func: RewardFunc) -> str | None:
+    """The grader behind a reward, when it depends on what is installed: named in metrics and the ledger,
+    so a fallback is never silent (`math` without math-verify compares normalised answer strings)."""
+    if func is math_reward:
+        return answers.math_grader()
+    return getattr(func, "grader", None)
+
+
 @dataclass
 class CheckedReward:
     """A reward function whose every output is checked: one finite number or None per completion."""
@@ -148,9 +156,11 @@ class CheckedReward:
     calls: int = 0
     values: int = 0
     nones: int = 0
+    grader: str | None = None  # what judges correctness when it can vary (math: math-verify or string-match)
 
     def __post_init__(self) -> None:
         self.name = self.name or reward_name(self.func)
+        self.grader = self.grader or reward_grader(self.func)
         if inspect.isclass(self.func):
             raise BadUsage(f"reward {self.name!r} is a class, not a function", hint="pass an instance or a function")
 

@@ -99,9 +99,10 @@ def reward_matrix(groups: Sequence[Group]) -> np.ndarray:
 
 
 def ledger_rollouts(groups: Sequence[Group], model_key: str, run: str, step: int, n: int,
-                    dataset: str | None) -> list[Rollout]:
+                    dataset: str | None, grader: str | None = None) -> list[Rollout]:
     """The ledger's view of the episodes; ids are (run, step, prompt, draw * n + sample), so reruns dedupe."""
     return [Rollout(prompt_id=str(e.row["id"]), model_key=model_key, completion=e.text,
                     reward=None if math.isnan(e.reward) else e.reward, length=len(e.completion_ids),
-                    truncated=e.truncated, run=run, step=step, sample_idx=e.draw * n + e.sample_idx, dataset=dataset)
+                    truncated=e.truncated, run=run, step=step, sample_idx=e.draw * n + e.sample_idx, dataset=dataset,
+                    grader=grader)
             for group in groups for e in group]

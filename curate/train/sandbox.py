@@ -56,7 +56,9 @@ class Limits:
 
 @dataclass
 class RunResult:
-    status: str  # ok | error | timeout | cpu_limit | memory | output_limit
+    # ok | error | timeout | cpu_limit | memory | output_limit | blocked (a fence refused an operation) |
+    # recursion (RecursionError) | crashed (killed by a signal, e.g. a C stack overflow)
+    status: str
     returncode: int | None
     stdout: str
     stderr: str
@@ -189,6 +191,12 @@ def _status(returncode: int, stderr: str, timed_out: bool) -> str:
         return "output_limit"
     if "MemoryError" in stderr:
         return "memory"
+    if "sandbox: " in stderr or "PermissionError" in stderr:  # the audit hook, or the kernel, said no
+        return "blocked"
+    if "RecursionError" in stderr:
+        return "recursion"
+    if returncode < 0:
+        return "crashed"
     return "error"
 
 

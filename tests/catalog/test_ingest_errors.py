@@ -73,7 +73,7 @@ def test_malformed_json_line_names_file_line_and_fix(populated, tmp_path):
 def test_line_that_is_an_array_not_an_object(populated, tmp_path):
     ws, unchanged = populated
     err = _fail(ws, tmp_path, "arr.jsonl", '{"prompt": "a"}\n[1, 2, 3]\n', BadInput)
-    assert err.message == "arr.jsonl, line 2: expected a JSON object, got list"
+    assert err.message == "arr.jsonl, line 2: expected a JSON object, got an array"
     assert "one JSON object" in err.hint
     unchanged()
 

@@ -90,7 +90,7 @@ def test_the_defaults_the_help_shows_are_the_config_defaults():
     command = typer.main.get_command(app).commands["compare"]
     config = CompareConfig(pool="p", eval="e", model="m", strategies=["random"])
     shown = {p.name: p.show_default for p in command.params
-             if isinstance(p.show_default, str) and p.name not in ("workspace", "seed")}
+             if isinstance(p.show_default, str) and p.name not in ("workspace", "seed", "wait")}
     assert shown.pop("out") == "POOL-compare" and shown.pop("eval_base") == ("on" if config.eval_base else "off")
     assert shown.pop("reward") == ",".join(config.reward)
     assert len(shown) == 6 and all(shown[name] == str(getattr(config, name)) for name in shown), shown

@@ -19,6 +19,10 @@ def openai_server():
 
 @pytest.fixture
 def seed_file(tmp_path) -> Path:
+    return write_seed_tasks(tmp_path / "seeds.jsonl")
+
+
+def write_seed_tasks(path: Path) -> Path:
     """Twelve seed tasks in self-instruct's format (four classification tasks)."""
     topics = ["a healthy breakfast", "a weekend trip", "saving money", "learning a language", "a job interview",
               "a birthday party", "a rainy day", "a small garden"]
@@ -31,6 +35,5 @@ def seed_file(tmp_path) -> Path:
               ("Decide if the email is spam.", "You won a free cruise, click here!", "Spam")]
     rows += [{"id": f"seed_task_{8 + i}", "instruction": instr, "instances": [{"input": inp, "output": out}],
               "is_classification": True} for i, (instr, inp, out) in enumerate(labels)]
-    path = tmp_path / "seeds.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

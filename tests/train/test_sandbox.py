@@ -113,3 +113,59 @@ def test_run_many_keeps_order():
     results = run_many(["print(1)", "raise SystemExit(3)", "print(3)"], LIMITS, workers=2)
     assert [r.status for r in results] == ["ok", "error", "ok"]
     assert [r.stdout.strip() for r in results] == ["1", "", "3"]
+
+
+# Issue 15's attack table (docs/training.md, "The sandbox, attacked"): each attack as a completion
+# scored by the code reward; the reward is 0 and CodeReward records why.
+ATTACKS = {
+    "fork bomb": ("import os\nwhile True:\n    os.fork()", {"blocked"}),
+    "infinite loop": ("while True:\n    pass", {"cpu_limit", "timeout"}),
+    "10 GB allocation": ("x = bytearray(10 * 1024 ** 3)", {"memory"}),
+    "deep recursion": ("def f(n):\n    return f(n + 1)\nf(0)", {"recursion"}),
+    "deep recursion, limit raised": ("import sys\nsys.setrecursionlimit(10 ** 7)\ndef f(n):\n    return f(n + 1)\nf(0)",
+                                     {"crashed", "timeout", "cpu_limit", "memory", "recursion"}),
+    "read outside its temp dir": ("open('/etc/passwd').read()", {"blocked"}),
+    "write outside its temp dir": ("open('/tmp/curate-sandbox-escape.txt', 'w').write('x')", {"blocked"}),
+    "read the parent's /proc": ("import os\nopen(f'/proc/{os.getppid()}/environ').read()", {"blocked"}),
+    "list the parent's /proc": ("import os\nos.listdir(f'/proc/{os.getppid()}')", {"blocked"}),
+    "signal the parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGTERM)", {"blocked"}),
+    "signal the parent's group": ("import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGTERM)",
+                                  {"blocked"}),
+    "huge stdout": ("while True:\n    print('x' * 10000)", {"output_limit", "timeout", "cpu_limit"}),
+    "exit 0 before the tests": ("raise SystemExit(0)", {"no_token"}),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_attack_is_contained_with_its_reason(host, attack):
+    code, reasons = ATTACKS[attack]
+    reward = CodeReward(limits=LIMITS)
+    program = f"```python\n{code}\ndef solve():\n    return 42\n```"
+    assert reward(["p"], [program], tests=[TESTS]) == [0.0]
+    assert reward.reasons[0] in reasons, (attack, reward.reasons)
+    assert sum(reward.outcomes.values()) == 1 and not os.path.exists("/tmp/curate-sandbox-escape.txt")
+
+
+def test_socket_to_a_local_listener_never_connects(host):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    try:
+        reward = CodeReward(limits=LIMITS)
+        code = f"import socket\ns = socket.socket()\ns.connect(('127.0.0.1', {port}))\ns.sendall(b'leak')"
+        assert reward(["p"], [f"```python\n{code}\n```"], tests=[TESTS]) == [0.0]
+        assert reward.reasons == ["blocked"]
+        with pytest.raises(socket.timeout):
+            server.accept()  # nothing ever connected
+    finally:
+        server.close()
+
+
+def test_an_api_key_of_the_parent_is_not_visible(host, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-parent-secret")
+    code = "import os\nprint(os.environ.get('OPENAI_API_KEY'))\nprint(open('/proc/self/environ', 'rb').read())"
+    result = run_python(code, LIMITS)
+    assert "sk-test-parent-secret" not in result.stdout + result.stderr
+    assert "None" in result.stdout
