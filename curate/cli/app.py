@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("CURATE_DEBUG"))
     _quiet_libraries()
     try:
-        app(args=args, prog_name="curate", standalone_mode=False)
+        app(args=args, prog_name="curate", standalone_mode=False, obj={"argv": list(args)})
     except CurateError as exc:
         if debug:
             traceback.print_exc()

@@ -72,7 +72,7 @@ def load_checkpoint(out_dir: Path) -> Checkpoint | None:
     """The latest checkpoint in `out_dir`, or None; a swap cut short falls back to the previous one."""
     for name in (CHECKPOINT, PREVIOUS):
         folder = out_dir / name
-        if (folder / "state.json").exists() and (folder / "model.pt").exists():
+        if (folder / "state.json").exists() and ((folder / "model.pt").exists() or (folder / "dcp").is_dir()):
             info = json.loads((folder / "state.json").read_text())
             return Checkpoint(folder, int(info["step"]), info["config"], info.get("state", {}))
     return None
@@ -110,12 +110,14 @@ def check_out_dir(out_dir: Path, resume: bool) -> Checkpoint | None:
     return checkpoint
 
 
-def save_model_folder(model: Any, tokenizer: Any, out_dir: Path) -> None:
-    """The trained model as a Hugging Face folder; LoRA adapters are merged (and kept in OUT/adapter/)."""
+def save_model_folder(model: Any, tokenizer: Any, out_dir: Path, state_dict: dict | None = None) -> None:
+    """The trained model as a Hugging Face folder; LoRA adapters are merged (and kept in OUT/adapter/).
+
+    `state_dict` gives the weights when the model holds only a shard of them (FSDP)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):  # a peft model
         model.save_pretrained(str(out_dir / "adapter"))
         model = model.merge_and_unload()
     model.eval()
-    model.save_pretrained(str(out_dir))
+    model.save_pretrained(str(out_dir), **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(str(out_dir))
