@@ -1,0 +1,143 @@
+"""Training on several processes (torchrun, gloo on CPU): the same step as one process, rank 0 writes, resume.
+
+Each test here starts real processes (`curate ... --nproc 2` runs `torch.distributed.run`), so
+they are few and tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from curate.train.distributed import Dist, strip_nproc, torchrun_command
+from tests.conftest import write_jsonl
+
+ROWS = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(1, 13)]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CURATE_STRICT_HINTS": "1"}
+
+
+def _curate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "curate", *args], env=ENV, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _max_difference(a: Path, b: Path) -> float:
+    left, right = _weights(a), _weights(b)
+    assert sorted(left) == sorted(right)
+    return max(float((left[k] - right[k]).abs().max()) for k in left)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("dist")
+    done = _curate("ingest", str(write_jsonl(folder / "pool.jsonl", ROWS)), "--name", "pool", "-w", str(folder / "ws"))
+    assert done.returncode == 0, done.stderr
+    return folder / "ws"
+
+
+def test_ranks_share_work_and_the_command_line_loses_only_nproc():
+    shares = [list(Dist(rank, 3).share(8)) for rank in range(3)]
+    assert shares == [[0, 1], [2, 3, 4], [5, 6, 7]]  # contiguous, disjoint, covering, in order
+    assert [i for i in range(7) if Dist(1, 3).owns(i)] == [1, 4]
+    argv = ["train", "sft", "pool", "--nproc", "2", "--model", "m", "--nproc=4", "--steps", "3"]
+    assert strip_nproc(argv) == ["train", "sft", "pool", "--model", "m", "--steps", "3"]
+    command = torchrun_command(2, argv)
+    assert command[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m"]
+    assert command[6:] == ["curate", "train", "sft", "pool", "--model", "m", "--steps", "3"]
+
+
+SFT = ("--steps", "3", "--lr", "1e-2", "--batch-tokens", "64", "--save-every", "2", "-q")
+
+
+@pytest.fixture(scope="module")
+def one_process(pool, tiny_model_dir, tmp_path_factory) -> Path:
+    """The reference: one process, two micro-batches per step."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    done = _curate("train", "sft", "pool", "--model", str(tiny_model_dir), "--out", str(out), "--grad-accum", "2",
+                   "-w", str(pool), *SFT)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["replicated", "fsdp"])
+def test_two_processes_take_the_step_of_one_process_with_twice_the_accumulation(pool, tiny_model_dir, one_process,
+                                                                               tmp_path, fsdp):
+    out = tmp_path / "two"
+    done = _curate("train", "sft", "pool", "--model", str(tiny_model_dir), "--out", str(out), "--grad-accum", "1",
+                   "--nproc", "2", *(["--fsdp"] if fsdp else []), "-w", str(pool), *SFT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out)  # rank 0 alone prints
+    assert _max_difference(out, one_process) < 1e-5
+    assert _max_difference(out, tiny_model_dir) > 1e-3  # it did train
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # one writer: each step logged once
+    reference = [json.loads(line) for line in (one_process / "metrics.jsonl").read_text().splitlines()]
+    mine = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["loss"] for m in mine] == pytest.approx([r["loss"] for r in reference], abs=1e-5)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3 and state["config"]["world_size"] == 2
+    assert (out / "checkpoint" / ("dcp" if fsdp else "model.pt")).exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".checkpoint")]
+
+
+def test_stories260k_on_two_processes_matches_one_process(pool, stories_model, tmp_path):
+    outs = {}
+    for name, extra in (("one", ("--grad-accum", "2")), ("two", ("--grad-accum", "1", "--nproc", "2"))):
+        outs[name] = tmp_path / name
+        done = _curate("train", "sft", "pool", "--model", str(stories_model), "--out", str(outs[name]), *extra,
+                       "-w", str(pool), "--steps", "2", "--lr", "1e-3", "--batch-tokens", "128", "--template",
+                       "plain", "-q")
+        assert done.returncode == 0, done.stderr
+    assert _max_difference(outs["one"], outs["two"]) < 1e-5
+
+
+def test_kill_one_rank_then_resume_on_one_process_gives_the_uninterrupted_run(pool, tiny_model_dir, tmp_path, capsys):
+    # A constant learning rate makes the schedule independent of --steps, so the killed run can be long
+    # (room to kill it mid-run) and the resumed and straight runs short.
+    args = ("--model", str(tiny_model_dir), "-w", str(pool), "--lr", "1e-3", "--warmup", "0", "--lr-schedule",
+            "constant", "--batch-tokens", "64", "-q")
+    out = tmp_path / "killed"
+    launcher = subprocess.Popen([sys.executable, "-m", "curate", "train", "sft", "pool", *args, "--out", str(out),
+                                 "--steps", "1000", "--save-every", "1", "--grad-accum", "1", "--nproc", "2"],
+                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and launcher.poll() is None:
+        if state.exists() and json.loads(state.read_text())["step"] >= 2:
+            break
+        time.sleep(0.02)
+    ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+    assert ranks and launcher.poll() is None, "the run ended before a rank could be killed"
+    ranks[0].kill()  # SIGKILL
+    assert launcher.wait(timeout=120) != 0
+    assert not (out / "model.safetensors").exists()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 2 <= killed_at < 8, killed_at
+
+    from curate.cli.app import main
+
+    with pytest.raises(SystemExit) as wrong:  # in this process: the check runs before any training
+        main(["train", "sft", "pool", *args, "--out", str(out), "--steps", "8", "--resume"])
+    assert wrong.value.code != 0 and "--grad-accum 2" in capsys.readouterr().err  # 2 micro-batches a step
+    resumed = _curate("train", "sft", "pool", *args, "--out", str(out), "--steps", "8", "--resume", "--grad-accum", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    straight = tmp_path / "straight"
+    done = _curate("train", "sft", "pool", *args, "--out", str(straight), "--steps", "8", "--grad-accum", "2")
+    assert done.returncode == 0, done.stderr
+    assert _max_difference(out, straight) < 1e-5
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
