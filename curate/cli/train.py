@@ -270,6 +270,7 @@ def sft_cmd(
 
 @train_app.command("grpo", cls=defaults_from("curate.train.grpo:GRPOConfig"))
 def grpo_cmd(
+    ctx: typer.Context,
     ref: RefArg,
     model: ModelOpt,
     reward: Annotated[list[str], typer.Option("--reward", "-r", help="math, exact, format, code, or "
@@ -311,6 +312,8 @@ def grpo_cmd(
     lora_alpha: LoraAlphaOpt = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
+    nproc: NprocOpt = None,
+    fsdp: FsdpOpt = False,
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
     backend: Annotated[str, typer.Option(help="Rollouts with hf (transformers) or vllm (the `vllm` extra; the "
@@ -332,10 +335,20 @@ def grpo_cmd(
       curate train grpo gsm8k --model ./sft --reward mylib.rewards:score --loss-type dr_grpo --scale-rewards none
       curate train grpo gsm8k --model ./sft --reward math --sft-weight 0.5 --sft-weight-end 0.05 --sft-schedule cosine
       curate train grpo gsm8k --model ./sft --reward math --backend vllm --gpu-memory-utilization 0.3
+      curate train grpo gsm8k --model ./sft --reward math --nproc 4 --prompts-per-step 32
     """
+    if fsdp:
+        from curate.errors import BadUsage
+
+        raise BadUsage("--fsdp shards SFT only: GRPO's ranks generate completions of different lengths, so "
+                       "they cannot step through sharded layers together",
+                       hint="train GRPO data-parallel with --nproc N alone (each rank holds the model)")
+    if _relaunched(ctx, nproc):
+        return
     from curate.train.grpo import GRPOConfig, train_grpo  # imports torch: keep `curate --help` fast
 
-    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "grpo", quiet)
+    dist, (ws, version, model_path, out_dir) = _prepare_ranked(ref, model, workspace, out, "grpo", quiet, device)
+    quiet = quiet or not dist.main
     cfg = GRPOConfig(**_set(steps=steps, prompts_per_step=prompts_per_step, num_generations=num_generations,
                             pods_m=pods_m, max_prompt_length=max_prompt_length,
                             max_completion_length=max_completion_length, temperature=temperature, top_p=top_p, lr=lr,
@@ -356,6 +369,8 @@ def grpo_cmd(
             ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
                            progress=show, backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
+    if not dist.main:
+        return
     if quiet:
         ui.out.print(str(out_dir))
         return

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from curate.train.distributed import Dist, strip_nproc, torchrun_command
-from tests.conftest import write_jsonl
+from tests.conftest import REPO, write_jsonl
 
 ROWS = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(1, 13)]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CURATE_STRICT_HINTS": "1"}
@@ -26,7 +26,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CURATE_STRICT_HINTS": "1"}
 
 def _curate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "curate", *args], env=ENV, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, cwd=REPO)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -141,3 +141,59 @@ def test_kill_one_rank_then_resume_on_one_process_gives_the_uninterrupted_run(po
     assert _max_difference(out, straight) < 1e-5
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "bnpo"])
+def test_grpo_ranks_own_disjoint_chunks_whose_gradients_add_up_to_the_whole_batch(tiny_model_dir, loss_type):
+    from curate.lm.loading import load
+    from curate.train.grpo import GRPOConfig
+    from curate.train.grpo_batch import backward_batch
+    from curate.train.rollouts import Episode
+
+    lm = load(str(tiny_model_dir), dtype="float32", device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    groups = []
+    for p in range(3):  # 3 prompts x 4 completions of ragged lengths, mixed advantages
+        prompt = torch.randint(3, 200, (5 + p,), generator=generator).tolist()
+        group = []
+        for j in range(4):
+            completion = torch.randint(3, 200, (3 + (p + j) % 4,), generator=generator).tolist()
+            episode = Episode({"id": str(p)}, p, j, prompt, completion, "", truncated=False)
+            episode.advantage = float(j - 1.5)
+            group.append(episode)
+        groups.append(group)
+    config = GRPOConfig(batch_tokens=24, loss_type=loss_type, max_completion_length=8)  # several chunks per group
+
+    def gradients(dist: Dist) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        lm.model.zero_grad(set_to_none=True)
+        sums = backward_batch(lm.model, groups, config, 0, torch.device("cpu"), dist=dist)
+        return {n: p.grad.clone() for n, p in lm.model.named_parameters() if p.grad is not None}, sums
+
+    whole, whole_sums = gradients(Dist())
+    (first, first_sums), (second, second_sums) = gradients(Dist(0, 2)), gradients(Dist(1, 2))
+    assert first_sums["chunks_trained"] >= 1 and second_sums["chunks_trained"] >= 1  # both ranks work
+    assert first_sums["chunks_trained"] + second_sums["chunks_trained"] == whole_sums["chunks_trained"]
+    assert first_sums["loss"] + second_sums["loss"] == pytest.approx(whole_sums["loss"], abs=1e-6)
+    for name, grad in whole.items():
+        torch.testing.assert_close(first.get(name, 0) + second.get(name, 0), grad, atol=1e-6, rtol=1e-5)
+
+
+def test_two_process_grpo_writes_each_rollout_to_the_ledger_once(pool, tiny_model_dir, tmp_path):
+    from curate.catalog.ledger import read_rollouts
+    from curate.catalog.workspace import Workspace
+
+    out = tmp_path / "grpo"
+    done = _curate("train", "grpo", "pool", "--model", str(tiny_model_dir), "--reward", "tests.rl_rewards:coin",
+                   "--out", str(out), "--steps", "2", "--prompts-per-step", "3", "-G", "4",
+                   "--max-completion-length", "6", "--lr", "1e-2", "--nproc", "2", "-w", str(pool), "-q")
+    assert done.returncode == 0, done.stderr
+    rollouts = read_rollouts(Workspace.open(pool), run=json.loads((out / "checkpoint" / "state.json").read_text())
+                             ["state"]["run"])
+    assert rollouts.height == 2 * 3 * 4  # steps x prompts x G, no rollout twice
+    assert rollouts.select(["step", "prompt_id", "sample_idx"]).n_unique() == rollouts.height
+    for (step, prompt), group in rollouts.group_by(["step", "prompt_id"]):
+        draws = sorted(group["sample_idx"].to_list())  # one whole group per prompt: draw * G + 0..G-1
+        assert len(draws) == 4 and draws == list(range(draws[0], draws[0] + 4)) and draws[0] % 4 == 0
+    assert rollouts.group_by("step").len()["len"].to_list() == [12, 12]
+    assert _max_difference(out, tiny_model_dir) > 0  # the coin reward varies within groups: the weights moved
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
