@@ -66,7 +66,9 @@ def test_requests_spread_over_the_servers(servers):
     assert [[c.text for c in r] for r in results] == [[f"p{i}|0", f"p{i}|1"] for i in range(30)]
     counts = [len(s.records) for s in servers]
     assert sum(counts) == 30 and min(counts) >= 10  # both carried a fair share
-    assert max(s.max_in_flight for s in servers) <= 3  # --concurrency is per server
+    # --concurrency is per server (the stub counts a request until its handler returns, just after the
+    # client has its answer and may send the next one: hence the one extra)
+    assert 2 <= max(s.max_in_flight for s in servers) <= 3 + 1
     assert client.identity.base_url == ",".join(s.url for s in servers)
     assert client.identity.cache_fields() == backend([servers[0].url]).identity.cache_fields()  # servers: no key
 

@@ -170,9 +170,9 @@ class FakeOpenAI:
             payload = {"id": "cmpl-test", "object": "chat.completion" if chat else "text_completion",
                        "model": body.get("model"), "choices": choices,
                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-            self._send(handler, 200, json.dumps(payload).encode())
-            with self.lock:
+            with self.lock:  # counted before sending: the client may act on the answer at once
                 self.answered += 1
+            self._send(handler, 200, json.dumps(payload).encode())
         finally:
             with self.lock:
                 self.in_flight -= 1
