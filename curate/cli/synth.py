@@ -10,7 +10,7 @@ import typer
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, parse_key_values
+from curate.cli.options import BaseUrlOpt, ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, parse_key_values
 from curate.errors import BadUsage
 
 
@@ -46,7 +46,7 @@ def synth_cmd(
                                                                          "dataset, NAME or NAME@vN.")] = None,
     name: Annotated[str | None, typer.Option("--name", "--out", "-o", help="Output dataset name.")] = None,
     backend: Annotated[str, typer.Option(help="hf, vllm or openai.")] = "hf",
-    base_url: Annotated[str | None, typer.Option(help="openai: the API root, e.g. http://localhost:8000/v1.")] = None,
+    base_url: BaseUrlOpt = None,
     api_key_env: Annotated[str, typer.Option(help="openai: environment variable holding the API "
                                                   "key.")] = "OPENAI_API_KEY",
     endpoint: Annotated[str, typer.Option(help="openai: chat or completions.")] = "chat",
@@ -125,7 +125,8 @@ def synth_cmd(
         raise BadUsage(f"--recipe {recipe!r} is not a recipe", hint="recipes: " + ", ".join(RECIPES))
     ws = Workspace.open(workspace)
     options = BackendOptions(template=template, dtype=dtype, device=device, batch_size=batch_size,
-                             tensor_parallel_size=tensor_parallel_size, revision=revision, base_url=base_url,
+                             tensor_parallel_size=tensor_parallel_size, revision=revision,
+                             base_url=tuple(base_url) if base_url else None,
                              api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
                              max_retries=max_retries)
     job = SynthJob(recipe=recipe, model=model, backend=backend, options=options, name=name, license=license,
