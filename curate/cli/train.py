@@ -93,7 +93,7 @@ def _relaunched(ctx: typer.Context, nproc: int | None) -> bool:
     argv = (ctx.find_root().obj or {}).get("argv")
     if argv is None:
         raise BadUsage("--nproc relaunches the curate command line, which this call did not come from",
-                       hint="run `curate train sft ... --nproc N`, or torchrun --nproc-per-node N -m curate ...")
+                       hint="run `curate train sft ... --nproc N`, or `torchrun --nproc-per-node N -m curate train sft ...`")
     code = launch(nproc, argv)
     if code:
         raise typer.Exit(code)
