@@ -54,18 +54,24 @@ def save_checkpoint(out_dir: Path, model: Any, optimizer: torch.optim.Optimizer,
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, staging / "rng.pt")
-        (staging / "state.json").write_text(json.dumps({"step": step, "config": config, "state": state or {}},
-                                                       indent=2, default=str))
-        final, previous = out_dir / CHECKPOINT, out_dir / PREVIOUS
-        shutil.rmtree(previous, ignore_errors=True)
-        if final.exists():
-            os.rename(final, previous)
-        os.rename(staging, final)
-        shutil.rmtree(previous, ignore_errors=True)
+        write_state_and_swap_in(staging, out_dir, step, config, state or {})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return final
+    return out_dir / CHECKPOINT
+
+
+def write_state_and_swap_in(staging: Path, out_dir: Path, step: int, config: dict[str, Any],
+                            state: dict[str, Any]) -> None:
+    """Finish a staged checkpoint with its `state.json` and rename it into place as `OUT/checkpoint/`."""
+    (staging / "state.json").write_text(json.dumps({"step": step, "config": config, "state": state},
+                                                   indent=2, default=str))
+    final, previous = out_dir / CHECKPOINT, out_dir / PREVIOUS
+    shutil.rmtree(previous, ignore_errors=True)
+    if final.exists():
+        os.rename(final, previous)
+    os.rename(staging, final)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def load_checkpoint(out_dir: Path) -> Checkpoint | None:

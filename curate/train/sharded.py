@@ -17,8 +17,6 @@ works), and the final model folder is written by rank 0 from the gathered full s
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import types
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from curate.train.checkpoints import CHECKPOINT, PREVIOUS, Checkpoint
+from curate.train.checkpoints import Checkpoint, write_state_and_swap_in
 from curate.train.distributed import Dist, barrier
 from curate.train.logprobs import decoder_of, unwrap
 
@@ -81,14 +79,7 @@ def save_sharded(dist: Dist, out_dir: Path, model: Any, optimizer: torch.optim.O
     dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(staging / DCP_FOLDER))
     if dist.main:
         torch.save({"cpu": torch.get_rng_state()}, staging / "rng.pt")
-        (staging / "state.json").write_text(json.dumps({"step": step, "config": config, "state": state},
-                                                       indent=2, default=str))
-        final, previous = out_dir / CHECKPOINT, out_dir / PREVIOUS
-        shutil.rmtree(previous, ignore_errors=True)
-        if final.exists():
-            os.rename(final, previous)
-        os.rename(staging, final)
-        shutil.rmtree(previous, ignore_errors=True)
+        write_state_and_swap_in(staging, out_dir, step, config, state)
     barrier(dist)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from curate.lm.generation import SamplingParams
@@ -82,13 +80,7 @@ def test_a_server_killed_mid_run_loses_nothing_and_the_cache_records_each_prompt
     cache = GenerationCache(tmp_path / "generations.sqlite")
     cached = CachedBackend(client, cache)
 
-    def kill_when_busy():
-        while not (doomed.answered >= 2 and doomed.in_flight >= 2):
-            threading.Event().wait(0.005)
-        doomed.kill()
-
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
+    killer = doomed.kill_when_busy(answered=2, in_flight=2)
     prompts = [f"q{i}" for i in range(40)]
     results = cached.generate(prompts, 2, SAMPLING)
     killer.join(timeout=10)

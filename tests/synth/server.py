@@ -106,6 +106,17 @@ class FakeOpenAI:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def kill_when_busy(self, answered: int = 1, in_flight: int = 1) -> threading.Thread:
+        """A thread that kills this server once it has answered `answered` requests and holds `in_flight`."""
+        def watch() -> None:
+            while not (self.answered >= answered and self.in_flight >= in_flight):
+                time.sleep(0.005)
+            self.kill()
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
+
     def kill(self) -> None:
         """Die as a killed process does: stop listening, and drop every request in flight without an answer."""
         self.dead = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 
@@ -38,13 +37,7 @@ def test_rollouts_from_two_servers_one_killed_record_every_prompt_once(tmp_path,
     doomed = FakeOpenAI(responder=doubling, delay=0.2).start()
     survivor = FakeOpenAI(responder=doubling, delay=0.05).start()
 
-    def kill_when_busy():
-        while not (doomed.answered >= 1 and doomed.in_flight >= 1):
-            threading.Event().wait(0.005)
-        doomed.kill()
-
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
+    killer = doomed.kill_when_busy()
     args = ("rollouts", "pool", "--model", "served-model", "--backend", "openai", "--base-url", doomed.url,
             "--base-url", survivor.url, "-k", "2", "--reward", "math", "--concurrency", "2", "--prompts-per-batch", "4", "-w", str(ws))
     try:
