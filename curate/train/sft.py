@@ -183,7 +183,7 @@ def train_sft(
     if config.fsdp:
         if not dist.active:
             raise BadUsage("--fsdp shards the model over several processes, and this run has one",
-                           hint="add --nproc N (N >= 2), or run under torchrun --nproc-per-node N")
+                           hint="add --nproc N (N >= 2), or run it under `torchrun --nproc-per-node N -m curate ...`")
         network = shard(network)
     network.train()
     optimizer = adamw(network, config.lr, config.weight_decay)

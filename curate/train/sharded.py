@@ -36,12 +36,17 @@ FORWARD_METHOD = "curate_in_forward"
 
 def shard(model: Any) -> Any:
     """Shard `model` in place over the process group (each decoder layer a unit, then the root)."""
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    from curate.errors import BadUsage
 
+    try:
+        from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+    except ImportError:
+        FSDPModule = None
+    if FSDPModule is None or not hasattr(FSDPModule, "set_force_sum_reduction_for_comms"):
+        raise BadUsage(f"--fsdp needs FSDP2 with summed gradient reduction, which torch {torch.__version__} lacks",
+                       hint="upgrade torch (pip install -U torch), or train data-parallel with --nproc alone")
     layers = getattr(decoder_of(model), "layers", None)
     if layers is None:
-        from curate.errors import BadUsage
-
         raise BadUsage(f"--fsdp: cannot find the decoder layers of {type(unwrap(model)).__name__}",
                        hint="train it without --fsdp (data-parallel --nproc replicates the model)")
     for unit in [*layers, model]:  # the layers first: the root keeps what no layer holds
