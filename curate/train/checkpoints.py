@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from curate.errors import BadUsage
+from curate.train.distributed import Dist, barrier
 from curate.train.optim import trainable
 
 CHECKPOINT = "checkpoint"
@@ -59,6 +60,15 @@ def save_checkpoint(out_dir: Path, model: Any, optimizer: torch.optim.Optimizer,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out_dir / CHECKPOINT
+
+
+def save_on_main(dist: Dist, out_dir: Path, model: Any, optimizer: torch.optim.Optimizer, step: int,
+                 config: dict[str, Any], state: dict[str, Any]) -> None:
+    """Rank 0 writes the checkpoint (data-parallel ranks hold the same weights and optimizer state);
+    the others wait until it is in place."""
+    if dist.main:
+        save_checkpoint(out_dir, model, optimizer, step, config, state)
+    barrier(dist)
 
 
 def write_state_and_swap_in(staging: Path, out_dir: Path, step: int, config: dict[str, Any],

@@ -54,7 +54,7 @@ from curate.errors import BadUsage
 from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
 from curate.lm.templates import TEMPLATES, encode_pair
-from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
+from curate.train.checkpoints import check_out_dir, restore, save_model_folder, save_on_main
 from curate.train.data import describe, load_prompts, prompt_ids, stream_slice
 from curate.train.distributed import Dist, barrier, gather, setup, sum_gradients, sum_values
 from curate.train.grpo_batch import backward_batch, fill_old_and_ref_logps
@@ -340,10 +340,10 @@ def train_grpo(
                 progress(step + 1, metrics)
         state = {"cursor": cursor, "run": run_name, "tokens": tokens_seen}
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
-            _save(dist, out_dir, network, optimizer, step + 1, run_config, state)
+            save_on_main(dist, out_dir, network, optimizer, step + 1, run_config, state)
 
-    _save(dist, out_dir, network, optimizer, config.steps, run_config,
-          {"cursor": cursor, "run": run_name, "tokens": tokens_seen})
+    save_on_main(dist, out_dir, network, optimizer, config.steps, run_config,
+                 {"cursor": cursor, "run": run_name, "tokens": tokens_seen})
     if dist.main:
         save_model_folder(network, tokenizer, out_dir)
         write_training_record(out_dir, "grpo", model, data)
@@ -356,13 +356,6 @@ def train_grpo(
             "reward_last": _nanmean(history[-window:]), "reward_nones": sum(r.nones for r in rewards),
             "prompts": len(rows), "prompts_too_long": counts["too_long"], "tokens": tokens_seen,
             "seconds": round(time.perf_counter() - start_time, 2)}
-
-
-def _save(dist: Dist, out_dir: Path, network: Any, optimizer: Any, step: int, run_config: dict, state: dict) -> None:
-    """Rank 0 writes the checkpoint (the ranks hold the same weights and optimizer state); the others wait."""
-    if dist.main:
-        save_checkpoint(out_dir, network, optimizer, step, run_config, state)
-    barrier(dist)
 
 
 def _run_name(out_dir: Path, config: GRPOConfig, model_key: str, rewards: list[str]) -> str:

@@ -43,7 +43,7 @@ from curate.catalog.versions import DatasetVersion
 from curate.errors import BadUsage
 from curate.lm.loading import load
 from curate.lm.templates import TEMPLATES
-from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
+from curate.train.checkpoints import check_out_dir, restore, save_model_folder, save_on_main
 from curate.train.distributed import Dist, barrier, setup, sum_gradients, sum_values
 from curate.train.data import SFTExample, describe, encode_sft, micro_batches, packed_micro_batches, stream_slice
 from curate.train.head_loss import sft_head_loss
@@ -145,10 +145,8 @@ def _save(dist: Dist, out_dir: Path, network: Any, optimizer: Any, step: int, ru
     Sharded (FSDP) models: every rank writes its shards."""
     if run_config.get("fsdp"):
         save_sharded(dist, out_dir, network, optimizer, step, run_config, state)
-        return
-    if dist.main:
-        save_checkpoint(out_dir, network, optimizer, step, run_config, state)
-    barrier(dist)
+    else:
+        save_on_main(dist, out_dir, network, optimizer, step, run_config, state)
 
 
 def train_sft(

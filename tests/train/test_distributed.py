@@ -197,3 +197,19 @@ def test_two_process_grpo_writes_each_rollout_to_the_ledger_once(pool, tiny_mode
     assert rollouts.group_by("step").len()["len"].to_list() == [12, 12]
     assert _max_difference(out, tiny_model_dir) > 0  # the coin reward varies within groups: the weights moved
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_bad_distributed_options_are_clear_errors(pool, tiny_model_dir, tmp_path, capsys):
+    from curate.cli.app import main
+
+    base = ["--model", str(tiny_model_dir), "-w", str(pool), "--steps", "1"]
+    cases = [(["train", "sft", "pool", *base, "--out", str(tmp_path / "a"), "--fsdp"], "this run has one"),
+             (["train", "grpo", "pool", *base, "--out", str(tmp_path / "b"), "--reward", "math", "--fsdp",
+               "--nproc", "2"], "--fsdp shards SFT only"),
+             (["train", "sft", "pool", *base, "--out", str(tmp_path / "c"), "--nproc", "0"], "--nproc must be >= 1")]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code != 0 and message in err and "Traceback" not in err
+        assert not (Path(argv[argv.index("--out") + 1]) / "checkpoint").exists()  # nothing was trained
