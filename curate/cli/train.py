@@ -216,7 +216,7 @@ def sft_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     nproc: NprocOpt = None,
-    fsdp: FsdpOpt = False,
+    fsdp: FsdpOpt = None,
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
     workspace: WorkspaceOpt = None,
@@ -246,7 +246,7 @@ def sft_cmd(
     cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
                            warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
-                           device=device, fsdp=fsdp or None), seed=seed)
+                           device=device, fsdp=fsdp), seed=seed)
     def show(step: int, metrics: dict) -> None:
         update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
         _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)
@@ -313,7 +313,7 @@ def grpo_cmd(
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
     nproc: NprocOpt = None,
-    fsdp: FsdpOpt = False,
+    fsdp: FsdpOpt = None,
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
     backend: Annotated[str, typer.Option(help="Rollouts with hf (transformers) or vllm (the `vllm` extra; the "

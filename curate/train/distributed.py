@@ -31,6 +31,7 @@ from curate.errors import BadUsage
 
 T = TypeVar("T")
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+LAUNCHER = "`torch.distributed.run --standalone --nproc-per-node={nproc}`"  # torchrun's own command line
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,9 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
-    """`python -m torch.distributed.run --standalone --nproc-per-node N -m curate ARGV` (ARGV without --nproc)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "curate", *strip_nproc(argv)]
+    """`torchrun --standalone --nproc-per-node N -m curate ARGV` (ARGV without --nproc), as this Python runs it."""
+    launcher = LAUNCHER.strip("`").format(nproc=nproc).split()
+    return [sys.executable, "-m", *launcher, "-m", "curate", *strip_nproc(argv)]
 
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
