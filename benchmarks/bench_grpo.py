@@ -1,6 +1,8 @@
 """curate's GRPO against TRL's GRPOTrainer: same model, prompts, rewards, batch and steps, in one process.
 
-Both start from the same weights (stories260K by default), take GSM8K training questions,
+Both start from the same weights (by default stories260K and then SmolLM2-135M-Instruct, a real
+135M Llama read from its GGUF file and dequantised once to a float32 folder both trainers
+open; `--model` repeated picks others), take GSM8K training questions,
 sample G = 8 completions of at most 64 tokens per prompt at temperature 1, and run the
 same objective (loss_type dapo, scale_rewards group, beta 0, epsilon 0.2, one iteration,
 truncated completions kept in the loss: TRL's defaults) with the same learning rate. The
@@ -13,7 +15,9 @@ The first step of each run is warm-up and is not timed. Printed, one JSON line e
 seconds per step, completion (rollout) tokens per second of step time, generation-only
 tokens per second, for curate and TRL, and their ratio (curate / TRL throughput).
 
-    python benchmarks/bench_grpo.py                   # stories260K, 4 prompts x 8, 6 timed steps
+    python benchmarks/bench_grpo.py                   # stories260K then SmolLM2, 4 prompts x 8, 6 timed steps
+    python benchmarks/bench_grpo.py --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --steps 2 --prompts 2 --generations 4 --max-completion-length 32   # SmolLM2 alone, quick
     python benchmarks/bench_grpo.py --threads 2 --steps 10
     python benchmarks/bench_grpo.py --random-qwen2 --device cuda --dtype bfloat16   # the GPU check
 """
@@ -175,7 +179,8 @@ def run_trl(model_path: str, rows: list[dict], args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(SHARED / "models" / "stories260K"))
+    parser.add_argument("--model", action="append", help="model folder or .gguf file; repeat for several "
+                        "(default: stories260K and SmolLM2-135M-Instruct from ../shared)")
     parser.add_argument("--random-qwen2", action="store_true", help="use a random Qwen2-0.5B-shaped model")
     parser.add_argument("--steps", type=int, default=6, help="timed steps (one more runs as warm-up)")
     parser.add_argument("--prompts", type=int, default=4)
@@ -195,13 +200,31 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    model = args.model
-    scratch = None
+    scratch = Path(tempfile.mkdtemp(prefix="bench-grpo-"))
     if args.random_qwen2:
-        scratch = Path(tempfile.mkdtemp(prefix="bench-qwen2-"))
-        model = str(random_qwen2(scratch))
+        models = [("random-qwen2-0.5b", str(random_qwen2(scratch / "qwen2")))]
+    else:
+        models = [(Path(m).name, hf_folder(m, scratch)) for m in args.model or DEFAULT_MODELS if Path(m).exists()]
+    for name, model in models:
+        compare(name, model, args)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+DEFAULT_MODELS = [str(SHARED / "models" / "stories260K"),
+                  str(SHARED / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf")]
+
+
+def hf_folder(model: str, scratch: Path) -> str:
+    """A model folder both trainers open: a .gguf file is dequantised once (curate.lm.gguf_cache)."""
+    from curate.lm.gguf_cache import cached_folder, is_gguf
+
+    return str(cached_folder(Path(model), scratch / "gguf")[0]) if is_gguf(model) else model
+
+
+def compare(name: str, model: str, args) -> None:
+    """TRL and curate alternately on one model, then curate with the sparse reward; JSON lines."""
     rows = gsm8k_rows((args.steps + 1) * args.prompts)
-    setting = {"model": "random-qwen2-0.5b" if args.random_qwen2 else Path(model).name, "device": args.device,
+    setting = {"model": name, "device": args.device,
                "dtype": args.dtype, "threads": args.threads, "prompts_per_step": args.prompts,
                "generations": args.generations, "max_completion_length": args.max_completion_length}
     ratios = []
@@ -222,8 +245,6 @@ def main() -> None:
     if not args.skip_sparse:
         sparse = run_curate(model, rows, args, math_only, "curate (math reward only: zero-advantage groups skipped)")
         print(json.dumps({**setting, **sparse}), flush=True)
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

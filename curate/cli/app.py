@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("CURATE_DEBUG"))
     _quiet_libraries()
     try:
-        app(args=args, prog_name="curate", standalone_mode=False)
+        code = app(args=args, prog_name="curate", standalone_mode=False, obj={"argv": list(args)})
+        if isinstance(code, int) and code:  # a command's typer.Exit(code) (click returns it in this mode)
+            sys.exit(code)
     except CurateError as exc:
         if debug:
             traceback.print_exc()

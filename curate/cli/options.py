@@ -74,3 +74,10 @@ def parse_key_values(items: list[str] | None, option: str) -> dict[str, str]:
             raise BadUsage(f"{option} {item!r} is not KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
+NprocOpt = Annotated[int | None, typer.Option("--nproc", help="Train on N processes (torchrun: gloo on CPU, nccl "
+                                                              "with one GPU per process); 1: this process.")]
+FsdpOpt = Annotated[bool | None, typer.Option("--fsdp/--no-fsdp", help="With --nproc: shard weights, gradients and optimizer state "
+                                                      "over the processes (FSDP2) instead of replicating them.")]
+BaseUrlOpt = Annotated[list[str] | None, typer.Option("--base-url", help="OpenAI-compatible server URL (e.g. vLLM "
+                                                                         "serve's http://host:8000/v1); repeat to "
+                                                                         "spread requests over several servers.")]

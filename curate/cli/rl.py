@@ -11,8 +11,8 @@ from rich.text import Text
 
 from curate.catalog.versions import resolve
 from curate.cli import ui
-from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt, WorkspaceOpt,
-                                open_workspace)
+from curate.cli.options import (BaseUrlOpt, ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt,
+                                WorkspaceOpt, open_workspace)
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (`proxy`: the dataset's proxy).")]
 RewardOpt = Annotated[str, typer.Option("--reward", "-r", help="math, exact, format, code, or module:function.")]
@@ -35,6 +35,10 @@ def rollouts_cmd(
     prompts_per_batch: Annotated[int, typer.Option(help="Prompts generated (and recorded) together.")] = 16,
     model_key: ModelKeyOpt = None,
     template: TemplateOpt = "auto",
+    backend: Annotated[str, typer.Option(help="hf (local weights) or openai (servers: --model names the served "
+                                              "model; the ledger key is served:NAME).")] = "hf",
+    base_url: BaseUrlOpt = None,
+    concurrency: Annotated[int, typer.Option(help="openai: requests in flight per server at most.")] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
@@ -51,6 +55,8 @@ def rollouts_cmd(
     Examples:
       curate rollouts gsm8k --model ./sft-model -k 8 --reward math
       curate rollouts mbpp --model Qwen/Qwen2.5-0.5B-Instruct -k 4 --reward code --refresh
+      curate rollouts gsm8k --model Qwen/Qwen2.5-7B-Instruct --backend openai \
+          --base-url http://node1:8000/v1 --base-url http://node2:8000/v1 -k 16
     """
     from curate.train.collect import CollectConfig, collect_rollouts
 
@@ -62,9 +68,10 @@ def rollouts_cmd(
                              temperature=temperature,
                              prompts_per_batch=prompts_per_batch, template=template, refresh=refresh,
                              model_key=model_key, seed=seed)
+    server = _server_backend(backend, model, base_url, template, concurrency)
     with ui.progress(f"rollouts of {version.ref}", quiet=quiet, unit="prompts") as update:
-        report = collect_rollouts(ws, version, resolve_model(ws, version, model), reward, settings,
-                                  progress=lambda done, total: update(done, total=total))
+        report = collect_rollouts(ws, version, model if server else resolve_model(ws, version, model), reward,
+                                  settings, progress=lambda done, total: update(done, total=total), backend=server)
     if as_json:
         ui.out.print_json(json.dumps(report, default=str))
     elif quiet:
@@ -73,6 +80,24 @@ def rollouts_cmd(
         _print_rollouts(version.ref, model, report)
     if report["prompts_too_long"] and not quiet:
         ui.err.print(Text("note: ", style="yellow") + Text(_too_long_note(report)), soft_wrap=True)
+
+
+def _server_backend(backend: str, model: str, base_url: list[str] | None, template: str, concurrency: int):
+    """None for hf (collect_rollouts loads the weights); the openai backend over every --base-url."""
+    from curate.errors import BadUsage
+
+    if backend == "hf":
+        if base_url:
+            raise BadUsage("--base-url is for --backend openai", hint="add --backend openai, or drop --base-url")
+        return None
+    if backend != "openai":
+        raise BadUsage(f"--backend {backend!r} is not a rollouts backend", hint="--backend hf or --backend openai")
+    if not base_url:
+        raise BadUsage("--backend openai needs --base-url", hint="e.g. --base-url http://localhost:8000/v1 (repeat "
+                                                                 "it for several servers)")
+    from curate.lm.backends import make_backend
+
+    return make_backend("openai", model, base_url=tuple(base_url), template=template, concurrency=concurrency)
 
 
 def _too_long_note(report: dict) -> str:

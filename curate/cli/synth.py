@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from curate.cli import ui
-from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace,
-                                parse_key_values)
+from curate.cli.options import (BaseUrlOpt, ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt,
+                                open_workspace, parse_key_values)
 from curate.errors import BadUsage
 
 
@@ -47,7 +47,7 @@ def synth_cmd(
                                                                          "dataset, NAME or NAME@vN.")] = None,
     name: Annotated[str | None, typer.Option("--name", "--out", "-o", help="Output dataset name.")] = None,
     backend: Annotated[str, typer.Option(help="hf, vllm or openai.")] = "hf",
-    base_url: Annotated[str | None, typer.Option(help="openai: the API root, e.g. http://localhost:8000/v1.")] = None,
+    base_url: BaseUrlOpt = None,
     api_key_env: Annotated[str, typer.Option(help="openai: environment variable holding the API "
                                                   "key.")] = "OPENAI_API_KEY",
     api_key: Annotated[str | None, typer.Option(help="openai: the API key (prefer --api-key-env: a command line "
@@ -131,7 +131,8 @@ def synth_cmd(
     if api_key:  # handed to the client through its variable, for this process only: nothing records it
         os.environ[api_key_env] = api_key
     options = BackendOptions(template=template, dtype=dtype, device=device, batch_size=batch_size,
-                             tensor_parallel_size=tensor_parallel_size, revision=revision, base_url=base_url,
+                             tensor_parallel_size=tensor_parallel_size, revision=revision,
+                             base_url=tuple(base_url) if base_url else None,
                              api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
                              max_retries=max_retries, model_cache=str(ws.models_dir))
     job = SynthJob(recipe=recipe, model=model, backend=backend, options=options, name=name, license=license,

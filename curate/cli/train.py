@@ -16,7 +16,8 @@ from typer.core import TyperCommand
 
 from curate.catalog.versions import resolve
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
+from curate.cli.options import (ConfigOpt, DebugOpt, FsdpOpt, NprocOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt,
+                                open_workspace)
 from curate.train.proxy import STEPS_ENV, ProxyConfig, default_config, ensure_proxy
 
 train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True)
@@ -79,6 +80,39 @@ def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kin
                      quiet=quiet or model != "proxy", unit="steps") as update:
         model_path = resolve_model(ws, version, model, progress=lambda step, loss: update(step))
     return ws, version, model_path, out or ws.root / "runs" / f"{version.name}-{kind}"
+
+
+def _relaunched(ctx: typer.Context, nproc: int | None) -> bool:
+    """With --nproc N > 1 outside torchrun: run this command line on N processes under torchrun, then True."""
+    from curate.errors import BadUsage
+    from curate.train.distributed import launch, launched_by_torchrun
+
+    if nproc is not None and nproc < 1:
+        raise BadUsage(f"--nproc must be >= 1, got {nproc}", hint="--nproc 2")
+    if not nproc or nproc == 1 or launched_by_torchrun():
+        return False
+    argv = (ctx.find_root().obj or {}).get("argv")
+    if argv is None:
+        raise BadUsage("--nproc relaunches the curate command line, which this call did not come from",
+                       hint="run `curate train sft ... --nproc N`, or `torchrun --nproc-per-node N -m curate train sft ...`")
+    code = launch(nproc, argv)
+    if code:
+        raise typer.Exit(code)
+    return True
+
+
+def _prepare_ranked(ref: str, model: str, workspace: Path | None, out: Path | None, kind: str, quiet: bool,
+                    device: str | None, wait: float | None = None):
+    """`_prepare` on every rank, rank 0 first (it may train the proxy; the others then find it cached)."""
+    from curate.train.distributed import barrier, setup
+
+    dist, _ = setup(device or "auto")
+    if not dist.main:
+        barrier(dist)
+    prepared = _prepare(ref, model, workspace, out, kind, quiet or not dist.main, wait)
+    if dist.main:
+        barrier(dist)
+    return dist, prepared
 
 
 @contextlib.contextmanager
@@ -160,6 +194,7 @@ def proxy_cmd(
 
 @train_app.command("sft", cls=defaults_from("curate.train.sft:SFTConfig"))
 def sft_cmd(
+    ctx: typer.Context,
     ref: RefArg,
     model: ModelOpt,
     out: OutOpt = None,
@@ -182,6 +217,8 @@ def sft_cmd(
     lora_alpha: LoraAlphaOpt = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
+    nproc: NprocOpt = None,
+    fsdp: FsdpOpt = None,
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
     workspace: WorkspaceOpt = None,
@@ -201,14 +238,18 @@ def sft_cmd(
       curate train sft gsm8k-clean@v2 --model ./base --loss dft --lora --lora-r 32
       curate train sft gsm8k --model proxy --steps 50 --out runs/tiny
       curate train sft gsm8k --model ./base --out runs/sft --steps 1000 --resume
+      curate train sft gsm8k --model ./base --out runs/sft --nproc 8 --grad-accum 2
     """
+    if _relaunched(ctx, nproc):
+        return
     from curate.train.sft import SFTConfig, train_sft  # imports torch: keep `curate --help` fast
 
-    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "sft", quiet, wait)
+    dist, (ws, version, model_path, out_dir) = _prepare_ranked(ref, model, workspace, out, "sft", quiet, device, wait)
+    quiet = quiet or not dist.main
     cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
                            warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
-                           device=device), seed=seed)
+                           device=device, fsdp=fsdp), seed=seed)
     def show(step: int, metrics: dict) -> None:
         update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
         _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)
@@ -216,12 +257,14 @@ def sft_cmd(
     with _warnings_to_console(quiet), \
             ui.progress(f"sft on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_sft(model_path, version, out_dir, cfg, resume=resume, progress=show)
+    if not dist.main:
+        return
     if quiet:
         ui.out.print(str(out_dir))
         return
     ui.out.print(ui.key_values(f"sft on {version.ref}", {
         "model": model_path, "output": out_dir, "steps": stats["steps"], "resumed from": stats["resumed_from"],
-        "examples": ui.human(stats["examples"]), "no response (skipped)": stats["skipped_no_response"],
+        "processes": stats["processes"], "examples": ui.human(stats["examples"]), "no response (skipped)": stats["skipped_no_response"],
         "truncated": stats["truncated"], "masked tokens": ui.human(stats["masked_tokens"]),
         "trained tokens": ui.human(stats["tokens"]),
         "loss": f"{_fmt(stats['first_loss'])} -> {_fmt(stats['final_loss'])}", "seconds": stats["seconds"],
@@ -230,6 +273,7 @@ def sft_cmd(
 
 @train_app.command("grpo", cls=defaults_from("curate.train.grpo:GRPOConfig"))
 def grpo_cmd(
+    ctx: typer.Context,
     ref: RefArg,
     model: ModelOpt,
     reward: Annotated[list[str], typer.Option("--reward", "-r", help="math, exact, format, code, or "
@@ -271,6 +315,8 @@ def grpo_cmd(
     lora_alpha: LoraAlphaOpt = None,
     dtype: DtypeOpt = None,
     device: DeviceOpt = None,
+    nproc: NprocOpt = None,
+    fsdp: FsdpOpt = None,
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
     backend: Annotated[str, typer.Option(help="Rollouts with hf (transformers) or vllm (the `vllm` extra; the "
@@ -293,10 +339,20 @@ def grpo_cmd(
       curate train grpo gsm8k --model ./sft --reward mylib.rewards:score --loss-type dr_grpo --scale-rewards none
       curate train grpo gsm8k --model ./sft --reward math --sft-weight 0.5 --sft-weight-end 0.05 --sft-schedule cosine
       curate train grpo gsm8k --model ./sft --reward math --backend vllm --gpu-memory-utilization 0.3
+      curate train grpo gsm8k --model ./sft --reward math --nproc 4 --prompts-per-step 32
     """
+    if fsdp:
+        from curate.errors import BadUsage
+
+        raise BadUsage("--fsdp shards SFT only: GRPO's ranks generate completions of different lengths, so "
+                       "they cannot step through sharded layers together",
+                       hint="train GRPO data-parallel with --nproc N alone (each rank holds the model)")
+    if _relaunched(ctx, nproc):
+        return
     from curate.train.grpo import GRPOConfig, train_grpo  # imports torch: keep `curate --help` fast
 
-    ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "grpo", quiet, wait)
+    dist, (ws, version, model_path, out_dir) = _prepare_ranked(ref, model, workspace, out, "grpo", quiet, device, wait)
+    quiet = quiet or not dist.main
     cfg = GRPOConfig(**_set(steps=steps, prompts_per_step=prompts_per_step, num_generations=num_generations,
                             pods_m=pods_m, max_prompt_length=max_prompt_length,
                             max_completion_length=max_completion_length, temperature=temperature, top_p=top_p, lr=lr,
@@ -317,6 +373,8 @@ def grpo_cmd(
             ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
                            progress=show, backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
+    if not dist.main:
+        return
     if quiet:
         ui.out.print(str(out_dir))
         return

@@ -76,7 +76,7 @@ class BackendOptions:
     revision: str | None = None
     trust_remote_code: bool = False
     # openai
-    base_url: str | None = None
+    base_url: str | tuple[str, ...] | None = None  # several: requests spread over them (curate.lm.servers)
     api_key_env: str = "OPENAI_API_KEY"
     endpoint: str = "chat"
     concurrency: int = 8

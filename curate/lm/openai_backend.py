@@ -12,6 +12,11 @@ standard library is used (`urllib`), with a thread pool for concurrency.
   `backoff * 2**attempt`, capped at `backoff_max`; a `Retry-After` header in seconds is
   honoured up to the cap) at most `max_retries` times. Other statuses fail at once with
   the server's message.
+- Several servers (`--base-url` repeated; `curate.lm.servers`): each request goes to the live
+  server with the fewest in flight; a request that fails on one server is sent again at once
+  to another (a dead server's in-flight requests move to the live ones), and the backoff
+  above applies only when every server is failing. `concurrency` is per server. Results are
+  yielded once per prompt whichever server answered, so the request cache records each once.
 - At most `concurrency` requests are in flight. `timeout` bounds the connection and each
   read of one request.
 - A 200 response that is not the expected JSON is a clear `BackendError`, never retried:
@@ -42,6 +47,7 @@ from curate import __version__
 from curate.errors import BadUsage, CurateError
 from curate.lm.backends import BackendIdentity, canonical, check_template, derive_seed
 from curate.lm.generation import Completion, SamplingParams, _cut_at_stop
+from curate.lm.servers import ServerPool
 from curate.lm.templates import Prompt, as_messages
 
 ENDPOINTS = ("chat", "completions")
@@ -55,7 +61,7 @@ class BackendError(CurateError):
 @dataclass(frozen=True)
 class OpenAIConfig:
     model: str
-    base_url: str
+    base_url: str | tuple[str, ...]  # one API root, or several serving the same model
     endpoint: str = "chat"
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
@@ -152,18 +158,26 @@ class OpenAIBackend:
         if not config.model:
             raise BadUsage("--model is empty", hint="name the model the server serves (GET BASE_URL/models lists them)")
         self.config = config
-        self.base_url = clean_base_url(config.base_url)
+        urls = [config.base_url] if isinstance(config.base_url, str) else list(config.base_url)
+        if not urls:
+            raise BadUsage("--backend openai needs --base-url", hint="e.g. --base-url http://localhost:8000/v1")
+        self.base_urls = list(dict.fromkeys(clean_base_url(url) for url in urls))
+        self.base_url = self.base_urls[0]
         self.template = _resolve_template(config.template, config.endpoint)
-        self.url = self.base_url + ("/chat/completions" if config.endpoint == "chat" else "/completions")
+        path = "/chat/completions" if config.endpoint == "chat" else "/completions"
+        self.servers = ServerPool([url + path for url in self.base_urls], cooloff=config.backoff,
+                                  cooloff_max=config.backoff_max)
+        self.url = self.servers.urls[0]
+        self.workers = config.concurrency * len(self.base_urls)  # requests in flight at most, over all servers
         self.stats = RequestStats()
         self.identity = BackendIdentity(backend="openai", model=config.model, model_hash=None,
                                         revision=config.revision, template=self.template,
-                                        endpoint=config.endpoint, base_url=self.base_url)
+                                        endpoint=config.endpoint, base_url=",".join(self.base_urls))
         self._sleep = time.sleep
         self._random = random.Random()
 
     def chunk_size(self, n: int) -> int:
-        return max(1, self.config.concurrency) * 4
+        return max(1, self.workers) * 4
 
     # -- the protocol ---------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], n: int, sampling: SamplingParams) -> list[list[Completion]]:
@@ -182,13 +196,13 @@ class OpenAIBackend:
                            hint="raise --temperature or ask for one sample")
         if not prompts:
             return
-        pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="curate-openai")
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="curate-openai")
         pending: dict[Future, int] = {}
         queue = iter(range(len(prompts)))
         try:
             for index in queue:
                 pending[pool.submit(self._sample, prompts[index], n, sampling)] = index
-                if len(pending) >= self.config.concurrency:
+                if len(pending) >= self.workers:
                     break
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -252,20 +266,27 @@ class OpenAIBackend:
 
     def _request(self, body: dict[str, Any]) -> list[Completion]:
         data = json.dumps(body).encode("utf-8")
-        last = ""
+        last, url, failed_on = "", self.url, set()
+        delay = 0.0
         for attempt in range(self.config.max_retries + 1):
+            url, live = self.servers.acquire(avoid=failed_on)
+            if attempt and (not live or url in failed_on):  # no other server to turn to: back off first
+                self.stats.add(delay=delay)
+                self._sleep(delay)
             self.stats.add(requests=1)
-            retry_after = None
+            retry_after, ok = None, False
             try:
-                request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
+                request = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
                 with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
                     raw = response.read()
-                return self._parse(raw, body)
+                ok = True
+                return self._parse(raw, body, url)
             except urllib.error.HTTPError as exc:
                 raw = exc.read() if exc.fp is not None else b""
                 message = _server_message(raw)
-                if exc.code not in RETRY_STATUS:
-                    raise self._refused(exc.code, message) from None
+                ok = exc.code not in RETRY_STATUS  # the server is up; the request itself is refused
+                if ok:
+                    raise self._refused(exc.code, message, url) from None
                 last = f"HTTP {exc.code}: {message}"
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
             except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
@@ -274,27 +295,30 @@ class OpenAIBackend:
                     last = f"no answer within --timeout {self.config.timeout:g}s"
                 else:
                     last = f"{type(reason).__name__}: {reason}"
+            finally:
+                self.servers.release(url, ok)
+            failed_on.add(url)
             if attempt == self.config.max_retries:
                 break
             delay = self._delay(attempt, retry_after)
-            self.stats.add(retries=1, delay=delay)
-            self._sleep(delay)
-        raise BackendError(f"{self.url}: gave up after {self.config.max_retries + 1} attempts; last error: {last}",
+            self.stats.add(retries=1)
+        where = url if len(self.base_urls) == 1 else f"{len(self.base_urls)} servers (last {url})"
+        raise BackendError(f"{where}: gave up after {self.config.max_retries + 1} attempts; last error: {last}",
                            hint="check that the server is up and not overloaded; raise --max-retries or --timeout")
 
-    def _refused(self, status: int, message: str) -> BackendError:
+    def _refused(self, status: int, message: str, url: str) -> BackendError:
         hints = {401: f"the server refused the API key: set ${self.config.api_key_env} (or name another variable "
                       "with --api-key-env)",
                  403: f"the key in ${self.config.api_key_env} may not use model {self.config.model}",
                  404: "check --base-url (the API root, usually ending in /v1), --endpoint and --model",
                  400: "the server rejected the request: check --model and the sampling options it supports"}
-        return BackendError(f"{self.url}: HTTP {status}: {message}",
+        return BackendError(f"{url}: HTTP {status}: {message}",
                             hint=hints.get(status, "see the server's log for details"))
 
-    def _parse(self, raw: bytes, body: dict[str, Any]) -> list[Completion]:
+    def _parse(self, raw: bytes, body: dict[str, Any], url: str) -> list[Completion]:
         def malformed(what: str) -> BackendError:
             snippet = raw[:200].decode("utf-8", "replace")
-            return BackendError(f"malformed response from {self.url}: {what}; the body starts with {snippet!r}",
+            return BackendError(f"malformed response from {url}: {what}; the body starts with {snippet!r}",
                                 hint="is --base-url an OpenAI-compatible API root, and --endpoint the right one?")
 
         try:

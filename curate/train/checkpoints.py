@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from curate.errors import BadUsage
+from curate.train.distributed import Dist, barrier
 from curate.train.optim import trainable
 
 CHECKPOINT = "checkpoint"
@@ -54,25 +55,40 @@ def save_checkpoint(out_dir: Path, model: Any, optimizer: torch.optim.Optimizer,
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         torch.save(rng, staging / "rng.pt")
-        (staging / "state.json").write_text(json.dumps({"step": step, "config": config, "state": state or {}},
-                                                       indent=2, default=str))
-        final, previous = out_dir / CHECKPOINT, out_dir / PREVIOUS
-        shutil.rmtree(previous, ignore_errors=True)
-        if final.exists():
-            os.rename(final, previous)
-        os.rename(staging, final)
-        shutil.rmtree(previous, ignore_errors=True)
+        write_state_and_swap_in(staging, out_dir, step, config, state or {})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return final
+    return out_dir / CHECKPOINT
+
+
+def save_on_main(dist: Dist, out_dir: Path, model: Any, optimizer: torch.optim.Optimizer, step: int,
+                 config: dict[str, Any], state: dict[str, Any]) -> None:
+    """Rank 0 writes the checkpoint (data-parallel ranks hold the same weights and optimizer state);
+    the others wait until it is in place."""
+    if dist.main:
+        save_checkpoint(out_dir, model, optimizer, step, config, state)
+    barrier(dist)
+
+
+def write_state_and_swap_in(staging: Path, out_dir: Path, step: int, config: dict[str, Any],
+                            state: dict[str, Any]) -> None:
+    """Finish a staged checkpoint with its `state.json` and rename it into place as `OUT/checkpoint/`."""
+    (staging / "state.json").write_text(json.dumps({"step": step, "config": config, "state": state},
+                                                   indent=2, default=str))
+    final, previous = out_dir / CHECKPOINT, out_dir / PREVIOUS
+    shutil.rmtree(previous, ignore_errors=True)
+    if final.exists():
+        os.rename(final, previous)
+    os.rename(staging, final)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def load_checkpoint(out_dir: Path) -> Checkpoint | None:
     """The latest checkpoint in `out_dir`, or None; a swap cut short falls back to the previous one."""
     for name in (CHECKPOINT, PREVIOUS):
         folder = out_dir / name
-        if (folder / "state.json").exists() and (folder / "model.pt").exists():
+        if (folder / "state.json").exists() and ((folder / "model.pt").exists() or (folder / "dcp").is_dir()):
             info = json.loads((folder / "state.json").read_text())
             return Checkpoint(folder, int(info["step"]), info["config"], info.get("state", {}))
     return None
@@ -110,12 +126,14 @@ def check_out_dir(out_dir: Path, resume: bool) -> Checkpoint | None:
     return checkpoint
 
 
-def save_model_folder(model: Any, tokenizer: Any, out_dir: Path) -> None:
-    """The trained model as a Hugging Face folder; LoRA adapters are merged (and kept in OUT/adapter/)."""
+def save_model_folder(model: Any, tokenizer: Any, out_dir: Path, state_dict: dict | None = None) -> None:
+    """The trained model as a Hugging Face folder; LoRA adapters are merged (and kept in OUT/adapter/).
+
+    `state_dict` gives the weights when the model holds only a shard of them (FSDP)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "merge_and_unload"):  # a peft model
         model.save_pretrained(str(out_dir / "adapter"))
         model = model.merge_and_unload()
     model.eval()
-    model.save_pretrained(str(out_dir))
+    model.save_pretrained(str(out_dir), **({"state_dict": state_dict} if state_dict is not None else {}))
     tokenizer.save_pretrained(str(out_dir))

@@ -5,6 +5,13 @@ each chunk of prompts is written to the ledger in one transaction with ids that 
 only on (model key, round, prompt, sample), so a run killed midway and started again
 continues where it stopped without paying twice or counting anything twice. A refresh
 is a new round: its rollouts get new ids and add to the statistics.
+
+With a server backend (`--backend openai --base-url URL ...`, any number of servers) no
+weights are loaded: the ledger key names the served model (`served:NAME`), so pass rates
+measured through servers and through local weights are never pooled, prompts are not
+length-filtered locally (the server refuses what does not fit), and a completion's length
+is its token count when the server returns token ids (vLLM with `return_token_ids`), else
+unknown.
 """
 
 from __future__ import annotations
@@ -57,6 +64,12 @@ def sampled_prompts(ws: Workspace, model_key: str) -> tuple[set[str], int]:
     return set(frame["prompt_id"].to_list()), -1 if last is None else int(last)
 
 
+def served_model(backend: GenerationBackend | None) -> str | None:
+    """The model name a server backend serves (None for backends that hold local weights)."""
+    identity = getattr(backend, "identity", None)
+    return identity.model if getattr(identity, "backend", None) == "openai" else None
+
+
 def collect_rollouts(
     ws: Workspace,
     data: DatasetVersion,
@@ -73,15 +86,21 @@ def collect_rollouts(
         raise BadUsage(f"--max-prompt-length must be >= 1, not {config.max_prompt_length}")
     start = time.perf_counter()
     scorer = CheckedReward(get_reward(reward), name=reward if ":" not in reward else "")
-    lm = load(model, dtype=config.dtype, device=config.device)
-    model_key = ledger_key(config.model_key or lm.model_hash, [(reward_spec_name(reward), 1.0)])
-    backend = backend or HFBackend(lm, batch_size=config.prompts_per_batch * config.k, template=config.template)
-    room = lm.max_length - config.max_completion_length
-    if room < 1:
-        raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's context ({lm.max_length})",
-                       hint="lower --max-completion-length")
-    limit = min(config.max_prompt_length or room, room)
-    rows, counts = load_prompts(data, lm.tokenizer, config.template, limit)
+    served = served_model(backend)
+    if served is not None:
+        tokenizer, context, limit = None, None, config.max_prompt_length
+        model_key = ledger_key(config.model_key or f"served:{served}", [(reward_spec_name(reward), 1.0)])
+    else:
+        lm = load(model, dtype=config.dtype, device=config.device)
+        tokenizer, context = lm.tokenizer, lm.max_length
+        model_key = ledger_key(config.model_key or lm.model_hash, [(reward_spec_name(reward), 1.0)])
+        backend = backend or HFBackend(lm, batch_size=config.prompts_per_batch * config.k, template=config.template)
+        room = lm.max_length - config.max_completion_length
+        if room < 1:
+            raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's context "
+                           f"({lm.max_length})", hint="lower --max-completion-length")
+        limit = min(config.max_prompt_length or room, room)
+    rows, counts = load_prompts(data, tokenizer, config.template, limit)
     done, last_round = sampled_prompts(ws, model_key)
     round_ = last_round + 1 if config.refresh else max(last_round, 0)
     todo = rows if config.refresh else [r for r in rows if str(r["id"]) not in done]
@@ -92,7 +111,7 @@ def collect_rollouts(
         sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p,
                                   max_new_tokens=config.max_completion_length,
                                   seed=config.seed * 1_000_003 + round_ * 7919 + begin)
-        groups = generate_groups(backend, chunk, config.k, sampling)
+        groups = generate_groups(backend, chunk, config.k, sampling, need_token_ids=False)
         for group in groups:  # ids depend on the prompt, not on its place in the chunk
             for episode in group:
                 episode.draw = 0
@@ -109,7 +128,7 @@ def collect_rollouts(
     return {"dataset": data.ref, "model": model, "model_key": model_key, "round": round_, "prompts": len(rows),
             "prompts_in_dataset": counts["rows"], "prompts_too_long": counts["too_long"], "max_prompt_length": limit,
             "prompt_limit_set_by": "max_prompt_length" if limit == config.max_prompt_length else "context",
-            "context_length": lm.max_length, "skipped_already_sampled": len(rows) - len(todo),
+            "context_length": context, "skipped_already_sampled": len(rows) - len(todo),
             "prompts_sampled": len(todo), "rollouts_written": written,
             "reward_mean": float(np.mean(rewards)) if rewards else None, "reward_nones": scorer.nones,
             "grader": scorer.grader,

@@ -146,7 +146,8 @@ def prompt_ids(prompt: Any, tokenizer: Any, template: str = "auto") -> list[int]
 
 def load_prompts(data: DatasetVersion | Sequence[dict], tokenizer: Any, template: str = "auto",
                  max_prompt_length: int | None = None) -> tuple[list[dict], dict[str, int]]:
-    """GRPO prompt rows (each with its ledger `id` and `prompt_len`); over-long prompts are dropped and counted."""
+    """GRPO prompt rows (each with its ledger `id` and `prompt_len`); over-long prompts are dropped and counted.
+    Without a tokenizer (prompts sent to a server) lengths are unknown (None) and nothing is dropped."""
     rows: list[dict] = []
     counts = {"rows": 0, "too_long": 0, "with_response": 0}
     for row in iter_rows(data, PROMPT_COLUMNS):
@@ -154,8 +155,8 @@ def load_prompts(data: DatasetVersion | Sequence[dict], tokenizer: Any, template
         row = dict(row)
         if not row.get("id"):
             row["id"] = content_id(row["prompt"], row.get("response"), row.get("answer"), row.get("tests"))
-        length = len(prompt_ids(row["prompt"], tokenizer, template))
-        if max_prompt_length is not None and length > max_prompt_length:
+        length = len(prompt_ids(row["prompt"], tokenizer, template)) if tokenizer is not None else None
+        if max_prompt_length is not None and length is not None and length > max_prompt_length:
             counts["too_long"] += 1
             continue
         row["prompt_len"] = length

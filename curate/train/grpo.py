@@ -18,6 +18,12 @@ Each step:
        loss = (1 - mu_t) * L_GRPO + mu_t * L_SFT, mu_t following `sft_schedule`
        (Zhang et al. 2025, arXiv 2508.11408).
 
+Under torchrun (`--nproc N`, `curate.train.distributed`) every rank draws the same prompts,
+samples and scores the groups of its contiguous share, and all ranks then hold every group
+(gathered in draw order), so filters, down-sampling and advantages see whole groups, exactly
+as one process; rank 0 alone writes each rollout to the ledger. The update's chunks are dealt
+round-robin over the ranks and the gradients summed: the step one process would take.
+
 The filter and the down-sampler are plain callables (defaults: the pure functions in
 `curate.selectors.rollout_variance`); this module imports no selector class (DESIGN §2).
 Groups that cannot move the weights (every advantage 0 and beta = 0, or every token
@@ -48,8 +54,9 @@ from curate.errors import BadUsage
 from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
 from curate.lm.templates import TEMPLATES, encode_pair
-from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
+from curate.train.checkpoints import check_out_dir, restore, save_model_folder, save_on_main
 from curate.train.data import describe, load_prompts, prompt_ids, stream_slice
+from curate.train.distributed import Dist, barrier, gather, setup, sum_gradients, sum_values
 from curate.train.grpo_batch import backward_batch, fill_old_and_ref_logps
 from curate.train.logprobs import response_logprobs
 from curate.train.losses import LOSS_TYPES, SCALE_REWARDS, group_advantages, sft_token_loss
@@ -180,12 +187,14 @@ def train_grpo(
     start_time = time.perf_counter()
     config.check()
     out_dir = Path(out_dir)
+    dist, device_name = setup(config.device)
     checkpoint = check_out_dir(out_dir, resume)
     if checkpoint is not None:
         changed = [k for k in RESUME_FIXED if k in checkpoint.config and checkpoint.config[k] != getattr(config, k)]
         if changed:
             raise BadUsage("--resume with different settings: " + ", ".join(changed),
                            hint="resume with the checkpoint's settings (OUT/checkpoint/state.json), or a new --out")
+    barrier(dist)  # every rank has read the folder before rank 0 writes to it
     torch.manual_seed(config.seed)
 
     # Rewards, filters, model, reference, prompts.
@@ -203,7 +212,7 @@ def train_grpo(
     if config.pods_m is not None and down_sampler is None:
         down_sampler = rollout_variance.max_variance_down_sample
 
-    lm = load(model, dtype=config.dtype, device=config.device)
+    lm = load(model, dtype=config.dtype, device=device_name)
     tokenizer, device = lm.tokenizer, lm.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     room = lm.max_length - config.max_completion_length  # prompts must leave room for the completion
@@ -236,8 +245,8 @@ def train_grpo(
         tokens_seen = int(checkpoint.state.get("tokens", 0))
         run_name = checkpoint.state["run"]
     dataset_ref = data.ref if isinstance(data, DatasetVersion) else None
-    logger = MetricsLogger(out_dir, resume_step=start if checkpoint else None)
-    run_config = asdict(config)
+    logger = MetricsLogger(out_dir, resume_step=start if checkpoint else None) if dist.main else None
+    run_config = {**asdict(config), "world_size": dist.world}
     history: list[float] = []
 
     for step in range(start, config.steps):
@@ -255,14 +264,16 @@ def train_grpo(
             cursor += config.prompts_per_step
             sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
                                       max_new_tokens=config.max_completion_length,
-                                      seed=config.seed * 1_000_003 + step * 1009 + rounds)
+                                      seed=config.seed * 1_000_003 + step * 1009 + rounds + dist.rank * 7919)
             tg = time.perf_counter()
-            groups = generate_groups(backend, [rows[i] for i in picks], n, sampling,
-                                     first_draw=rounds * config.prompts_per_step,
+            share = dist.share(len(picks))  # this rank's prompts; whole groups, never split
+            groups = generate_groups(backend, [rows[picks[i]] for i in share], n, sampling,
+                                     first_draw=rounds * config.prompts_per_step + share.start,
                                      encode=lambda prompt: prompt_ids(prompt, tokenizer, config.template))
             generation_time += time.perf_counter() - tg
             score_groups(groups, rewards, weights)
-            if ws is not None:
+            groups = gather(groups, dist)  # every rank: all groups, in draw order
+            if ws is not None and dist.main:
                 record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref,
                                                     "+".join(r.grader for r in rewards if r.grader) or None))
             sampled.extend(groups)
@@ -294,7 +305,7 @@ def train_grpo(
 
         # 6-7. mu optimizer steps over the batch (plus the SFT term on expert responses).
         sft_w = sft_weight_at(step, config) if config.sft_weight > 0 else 0.0
-        stats = _optimise(network, reference, optimizer, kept, config, step, sft_w, tokenizer, pad_id, device)
+        stats = _optimise(network, reference, optimizer, kept, config, step, sft_w, tokenizer, pad_id, device, dist)
 
         # Metrics (TRL's names), checkpoint.
         seconds = time.perf_counter() - t0
@@ -325,18 +336,21 @@ def train_grpo(
         if sft_w:
             metrics["sft_weight"] = sft_w
         history.append(metrics["reward"])
-        logger.log(step + 1, metrics)
-        if progress is not None:
-            progress(step + 1, metrics)
+        if dist.main:
+            logger.log(step + 1, metrics)
+            if progress is not None:
+                progress(step + 1, metrics)
         state = {"cursor": cursor, "run": run_name, "tokens": tokens_seen}
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
-            save_checkpoint(out_dir, network, optimizer, step + 1, run_config, state)
+            save_on_main(dist, out_dir, network, optimizer, step + 1, run_config, state)
 
-    save_checkpoint(out_dir, network, optimizer, config.steps, run_config,
-                    {"cursor": cursor, "run": run_name, "tokens": tokens_seen})
-    save_model_folder(network, tokenizer, out_dir)
-    write_training_record(out_dir, "grpo", model, data)
-    logger.close()
+    save_on_main(dist, out_dir, network, optimizer, config.steps, run_config,
+                 {"cursor": cursor, "run": run_name, "tokens": tokens_seen})
+    if dist.main:
+        save_model_folder(network, tokenizer, out_dir)
+        write_training_record(out_dir, "grpo", model, data)
+        logger.close()
+    barrier(dist)
     window = max(1, len(history) // 4)
     return {"model": model, "data": describe(data), "out_dir": str(out_dir), "steps": config.steps,
             "resumed_from": start if checkpoint else None, "run": run_name, "model_key": model_key,
@@ -362,12 +376,13 @@ def _nanmean(values: Sequence[float | None]) -> float:
 
 def _optimise(network: Any, reference: Any, optimizer: torch.optim.Optimizer, groups: list[Group],
               config: GRPOConfig, step: int, sft_w: float, tokenizer: Any, pad_id: int,
-              device: torch.device) -> dict[str, float]:
-    """`num_iterations` optimizer steps on the batch; returns the loss-side metrics."""
+              device: torch.device, dist: Dist = Dist()) -> dict[str, float]:
+    """`num_iterations` optimizer steps on the batch; returns the loss-side metrics.
+    Each rank runs the chunks it owns; gradients and metric sums are added over the ranks."""
     if not groups:
         return {}
     if config.num_iterations > 1 or config.beta:
-        fill_old_and_ref_logps(network, reference, groups, config, pad_id, device)
+        fill_old_and_ref_logps(network, reference, groups, config, pad_id, device, dist)
     experts = _expert_items(groups, tokenizer, config) if sft_w > 0 else []
     expert_tokens = sum(len(r) for _, r in experts)
     totals: dict[str, float] = {}
@@ -375,15 +390,20 @@ def _optimise(network: Any, reference: Any, optimizer: torch.optim.Optimizer, gr
         optimizer_step = step * config.num_iterations + iteration
         set_lr(optimizer, lr_at(optimizer_step, config.steps * config.num_iterations, config.lr, config.warmup,
                                 config.min_lr_ratio, config.lr_schedule))
-        sums = backward_batch(network, groups, config, pad_id, device, scale=1.0 - sft_w)
+        sums = backward_batch(network, groups, config, pad_id, device, scale=1.0 - sft_w, dist=dist)
         if experts:  # CHORD: sft_w * token-mean SFT loss over the expert responses of this batch's prompts
             sums["sft_loss"] = 0.0
-            for start in range(0, len(experts), 8):
+            for index, start in enumerate(range(0, len(experts), 8)):
+                if not dist.owns(index):
+                    continue
                 part = experts[start:start + 8]
                 logps = torch.cat(response_logprobs(network, part, pad_id, device, 1.0))
                 sft = sft_token_loss(logps, config.sft_loss).sum() / max(1, expert_tokens)
                 (sft_w * sft).backward()
                 sums["sft_loss"] += sft.item()
+        sum_gradients(network.parameters(), dist)
+        sums = {**sum_values({k: v for k, v in sums.items() if k != "chunks_total"}, dist),
+                "chunks_total": sums["chunks_total"]}
         sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(network.parameters(),
                                                                  config.grad_clip or float("inf")))
         optimizer.step()

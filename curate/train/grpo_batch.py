@@ -8,7 +8,8 @@ gives the gradient of the batch objective whatever the chunking (for `bnpo`, who
 normaliser is per micro-batch by definition, a chunk is the micro-batch). Truncated
 completions get an all-zero mask when `mask_truncated_completions` is on (DAPO's overlong
 filtering, TRL's `mask_truncated_completions`). A chunk whose gradient is exactly zero
-(every advantage 0 with beta = 0, or every token masked) is skipped.
+(every advantage 0 with beta = 0, or every token masked) is skipped. Under torchrun each
+rank runs the chunks `Dist.owns` (round-robin) against the whole batch's totals.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from curate.train.distributed import Dist
 from curate.train.logprobs import group_logprobs
 from curate.train.losses import Totals, aggregate, clip_stats, per_token_loss
 from curate.train.rollouts import Group
@@ -70,10 +72,11 @@ def _chunk_logprobs(model: Any, groups: list[Group], chunk: Chunk, config: GRPOC
 
 @torch.no_grad()
 def fill_old_and_ref_logps(network: Any, reference: Any, groups: list[Group], config: GRPOConfig, pad_id: int,
-                           device: torch.device) -> None:
-    """Per-token log-probs under the sampling policy (for mu > 1) and the reference (for beta > 0)."""
+                           device: torch.device, dist: Dist = Dist()) -> None:
+    """Per-token log-probs under the sampling policy (for mu > 1) and the reference (for beta > 0),
+    for the chunks this rank owns (the ones its `backward_batch` runs)."""
     chunks, masks, _ = plan_chunks(groups, config)
-    for chunk in (c for c in chunks if _live(groups, masks, c, config.beta)):
+    for chunk in (c for i, c in enumerate(chunks) if dist.owns(i) and _live(groups, masks, c, config.beta)):
         g, idx = chunk
         old = _chunk_logprobs(network, groups, chunk, config, pad_id, device)[0] if config.num_iterations > 1 else None
         ref = None
@@ -98,7 +101,7 @@ def _stack(values: list[torch.Tensor | None], width: int, device: torch.device) 
 
 
 def backward_batch(network: Any, groups: list[Group], config: GRPOConfig, pad_id: int, device: torch.device,
-                   scale: float = 1.0) -> dict[str, float]:
+                   scale: float = 1.0, dist: Dist = Dist()) -> dict[str, float]:
     """Forward and backward of the GRPO loss over the whole batch (gradients accumulate; no optimizer step).
 
     Returns masked sums for the metrics: loss (the batch loss value), kl, entropy, clip counts, tokens.
@@ -107,8 +110,8 @@ def backward_batch(network: Any, groups: list[Group], config: GRPOConfig, pad_id
     chunks, masks, totals = plan_chunks(groups, config)
     sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_low": 0.0, "clip_high": 0.0, "clip_region": 0.0,
             "tokens": 0.0, "chunks_trained": 0.0, "chunks_total": float(len(chunks))}
-    for chunk in chunks:
-        if not _live(groups, masks, chunk, config.beta):
+    for index, chunk in enumerate(chunks):
+        if not dist.owns(index) or not _live(groups, masks, chunk, config.beta):
             continue  # its gradient is exactly zero
         g, idx = chunk
         episodes = [groups[g][i] for i in idx]

@@ -48,10 +48,12 @@ Group = list[Episode]
 
 
 def generate_groups(backend: GenerationBackend, rows: Sequence[dict], n: int, sampling: SamplingParams,
-                    first_draw: int = 0, encode: Callable[[Any], list[int]] | None = None) -> list[Group]:
+                    first_draw: int = 0, encode: Callable[[Any], list[int]] | None = None,
+                    need_token_ids: bool = True) -> list[Group]:
     """n completions for each row's prompt, as one group of Episodes per row.
 
     `encode(prompt)` supplies prompt token ids when the backend does not return them.
+    `need_token_ids=False` accepts text-only completions (a server's, for the ledger alone).
     """
     completions = backend.generate([row["prompt"] for row in rows], n, sampling)
     groups = []
@@ -64,7 +66,7 @@ def generate_groups(backend: GenerationBackend, rows: Sequence[dict], n: int, sa
             prompt_ids = encode(row["prompt"])
         group = []
         for j, c in enumerate(samples):
-            if c.text and not c.token_ids:
+            if need_token_ids and c.text and not c.token_ids:
                 raise BadUsage(f"backend {getattr(backend, 'name', backend)} returns text without token ids, "
                                "which the policy gradient needs", hint="use the hf backend (or vllm) for training")
             group.append(Episode(row, first_draw + offset, j, list(c.prompt_ids) or list(prompt_ids or []),
@@ -102,7 +104,8 @@ def ledger_rollouts(groups: Sequence[Group], model_key: str, run: str, step: int
                     dataset: str | None, grader: str | None = None) -> list[Rollout]:
     """The ledger's view of the episodes; ids are (run, step, prompt, draw * n + sample), so reruns dedupe."""
     return [Rollout(prompt_id=str(e.row["id"]), model_key=model_key, completion=e.text,
-                    reward=None if math.isnan(e.reward) else e.reward, length=len(e.completion_ids),
+                    reward=None if math.isnan(e.reward) else e.reward,
+                    length=len(e.completion_ids) if e.completion_ids or not e.text else None,  # None: not known
                     truncated=e.truncated, run=run, step=step, sample_idx=e.draw * n + e.sample_idx, dataset=dataset,
                     grader=grader)
             for group in groups for e in group]

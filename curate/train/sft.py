@@ -21,6 +21,10 @@
   supports them (`dtype="auto"`), float32 on CPU; LoRA through peft with `lora=True`.
 - `OUT/checkpoint/` (model, optimizer, step, config) every `save_every` steps and at the
   end; `resume=True` continues from it exactly: step s always sees the same micro-batches.
+- Under torchrun (`--nproc N`, `curate.train.distributed`) a step is `grad_accum` micro-batches
+  on each of N ranks: the N x grad_accum micro-batches one process would take with that
+  accumulation, in the same order, split by rank, and their gradients summed. A checkpoint
+  records the step's global micro-batch count, so `--resume` works with any N that keeps it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from curate.catalog.versions import DatasetVersion
 from curate.errors import BadUsage
 from curate.lm.loading import load
 from curate.lm.templates import TEMPLATES
-from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
+from curate.train.checkpoints import check_out_dir, restore, save_model_folder, save_on_main
+from curate.train.distributed import Dist, barrier, setup, sum_gradients, sum_values
 from curate.train.data import SFTExample, describe, encode_sft, micro_batches, packed_micro_batches, stream_slice
 from curate.train.head_loss import sft_head_loss
 from curate.train.logprobs import response_states
@@ -48,6 +53,7 @@ from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, check_lr_settings, lr_at, set_lr
 from curate.train.packing import packed_attention, packed_response_states, supports_packing
 from curate.train.provenance import write_training_record
+from curate.train.sharded import full_norm, full_state_dict, in_forward, restore_sharded, save_sharded, shard
 
 
 @dataclass
@@ -74,6 +80,7 @@ class SFTConfig:
     lora_targets: str = "all-linear"  # or comma-separated module names, e.g. q_proj,v_proj
     dtype: str = "auto"  # auto (bf16 on a capable GPU, else float32) | float32 | bfloat16 | float16
     device: str = "auto"
+    fsdp: bool = False  # under torchrun: shard the model over the ranks (FSDP2) instead of replicating it
 
     def check(self) -> None:
         """Raise BadUsage naming the first bad field and how to fix it."""
@@ -92,16 +99,27 @@ class SFTConfig:
         if self.lora and (self.lora_r < 1 or self.lora_alpha <= 0):
             raise BadUsage(f"lora_r must be >= 1 and lora_alpha > 0, got {self.lora_r} and {self.lora_alpha}")
         check_lr_settings(self.lr, self.warmup, self.min_lr_ratio, self.lr_schedule)
+        if self.fsdp and self.lora:
+            raise BadUsage("--fsdp shards full fine-tuning; LoRA adapters are small enough to replicate",
+                           hint="drop --fsdp (--nproc alone trains LoRA data-parallel), or drop --lora")
 
 
 # Fields a resumed run must share with the checkpoint: they decide the data order and the model.
-RESUME_FIXED = ("batch_tokens", "grad_accum", "packing", "loss", "max_length", "template", "seed", "lora", "lora_r",
-                "lora_alpha", "lora_targets", "dtype")
+RESUME_FIXED = ("batch_tokens", "packing", "loss", "max_length", "template", "seed", "lora", "lora_r",
+                "lora_alpha", "lora_targets", "dtype", "fsdp")
 
 
-def _check_resume(config: SFTConfig, saved: dict) -> None:
+def _check_resume(config: SFTConfig, saved: dict, dist: Dist) -> None:
     saved = {"packing": False, **saved}  # checkpoints from before packing existed used padded batches
     changed = [k for k in RESUME_FIXED if k in saved and saved[k] != getattr(config, k)]
+    step_batches = int(saved.get("grad_accum", config.grad_accum)) * int(saved.get("world_size", 1))
+    if step_batches != config.grad_accum * dist.world:  # the data order is fixed by micro-batches per step
+        fits = step_batches % dist.world == 0
+        raise BadUsage(f"--resume: the checkpoint's steps take {step_batches} micro-batches (grad_accum x processes), "
+                       f"this run's take {config.grad_accum} x {dist.world}",
+                       hint=(f"resume on {dist.world} processes with --grad-accum {step_batches // dist.world}" if fits
+                             else f"use a number of processes that divides {step_batches}, with --grad-accum "
+                                  "(micro-batches per step) / (processes)"))
     if changed:
         raise BadUsage("--resume with different settings: " + ", ".join(f"{k} {saved[k]!r} -> {getattr(config, k)!r}"
                                                                          for k in changed),
@@ -122,6 +140,15 @@ def _step_loss(network: Any, batch: list[SFTExample], kind: str, n_tokens: int, 
     return loss, float(-(logps * weights).sum())
 
 
+def _save(dist: Dist, out_dir: Path, network: Any, optimizer: Any, step: int, run_config: dict, state: dict) -> None:
+    """Rank 0 writes the checkpoint (every rank holds the same weights and optimizer state); the others wait.
+    Sharded (FSDP) models: every rank writes its shards."""
+    if run_config.get("fsdp"):
+        save_sharded(dist, out_dir, network, optimizer, step, run_config, state)
+    else:
+        save_on_main(dist, out_dir, network, optimizer, step, run_config, state)
+
+
 def train_sft(
     model: str,
     data: DatasetVersion | list[dict],
@@ -134,13 +161,15 @@ def train_sft(
     start_time = time.perf_counter()
     config.check()
     out_dir = Path(out_dir)
+    dist, device_name = setup(config.device)
     checkpoint = check_out_dir(out_dir, resume)
     if checkpoint is not None:
-        _check_resume(config, checkpoint.config)
+        _check_resume(config, checkpoint.config, dist)
+    barrier(dist)  # every rank has read the folder before rank 0 writes to it
     torch.manual_seed(config.seed)
 
     # The model, the data, the micro-batches.
-    lm = load(model, dtype=config.dtype, device=config.device)
+    lm = load(model, dtype=config.dtype, device=device_name)
     tokenizer, device = lm.tokenizer, lm.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     examples, counts = encode_sft(data, tokenizer, config.template, config.max_length or lm.max_length)
@@ -149,15 +178,22 @@ def train_sft(
     packed = config.packing and supports_packing(network)
     batches = (packed_micro_batches(examples, config.batch_tokens, config.seed) if packed
                else micro_batches(examples, config.batch_tokens))
+    if config.fsdp:
+        if not dist.active:
+            raise BadUsage("--fsdp shards the model over several processes, and this run has one",
+                           hint="add --nproc N (N >= 2), or run it under `torchrun --nproc-per-node N -m curate ...`")
+        network = shard(network)
     network.train()
     optimizer = adamw(network, config.lr, config.weight_decay)
 
     start, tokens_seen = 0, 0
     if checkpoint is not None:
-        restore(checkpoint, network, optimizer)
+        (restore_sharded if config.fsdp else restore)(checkpoint, network, optimizer)
         start, tokens_seen = checkpoint.step, int(checkpoint.state.get("tokens", 0))
-    logger = MetricsLogger(out_dir, resume_step=start if checkpoint else None)
-    run_config = asdict(config)
+    logger = MetricsLogger(out_dir, resume_step=start if checkpoint else None) if dist.main else None
+    run_config = {**asdict(config), "world_size": dist.world}
+    step_batches = config.grad_accum * dist.world  # micro-batches per optimizer step, over all ranks
+    mine = slice(dist.rank * config.grad_accum, (dist.rank + 1) * config.grad_accum)
     losses: list[float] = []
 
     # Packed rows run through the per-example attention for the whole loop (the model is restored after).
@@ -167,13 +203,19 @@ def train_sft(
             lr = lr_at(step, config.steps, config.lr, config.warmup, config.min_lr_ratio, config.lr_schedule)
             set_lr(optimizer, lr)
             chosen = [[examples[i] for i in batches[b]]
-                      for b in stream_slice(len(batches), config.seed, step * config.grad_accum, config.grad_accum)]
+                      for b in stream_slice(len(batches), config.seed, step * step_batches, step_batches)]
             n_tokens = int(sum(sum(e.weights) for batch in chosen for e in batch))
             loss_total, nll_total = 0.0, 0.0
-            for batch in chosen:  # gradient accumulation: each micro-batch adds its share of the step mean
-                loss, nll = _step_loss(network, batch, config.loss, n_tokens, pad_id, device, packed)
+            for batch in chosen[mine]:  # gradient accumulation: each micro-batch adds its share of the step mean
+                loss, nll = in_forward(network, lambda: _step_loss(network, batch, config.loss, n_tokens, pad_id,
+                                                                    device, packed))
                 loss.backward()
                 loss_total, nll_total = loss_total + loss.item(), nll_total + nll
+            if not config.fsdp:  # FSDP has reduce-scattered (summed) them already
+                sum_gradients(network.parameters(), dist)
+            if dist.active:
+                totals = sum_values({"loss": loss_total, "nll": nll_total}, dist)
+                loss_total, nll_total = totals["loss"], totals["nll"]
             grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip or float("inf"))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -184,23 +226,27 @@ def train_sft(
             tokens_seen += n_tokens
             losses.append(loss_total)
             metrics = {"loss": loss_total, "nll": nll_total / max(1, n_tokens), "learning_rate": lr,
-                       "grad_norm": float(grad_norm), "num_tokens": tokens_seen, "step_tokens": n_tokens,
+                       "grad_norm": full_norm(grad_norm), "num_tokens": tokens_seen, "step_tokens": n_tokens,
                        "input_tokens": input_tokens, "padding": 1.0 - input_tokens / max(1, padded),
                        "tokens_per_second": n_tokens / max(seconds, 1e-9), "step_time": seconds}
-            logger.log(step + 1, metrics)
-            if progress is not None:
-                progress(step + 1, metrics)
+            if dist.main:
+                logger.log(step + 1, metrics)
+                if progress is not None:
+                    progress(step + 1, metrics)
             if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
-                save_checkpoint(out_dir, network, optimizer, step + 1, run_config, {"tokens": tokens_seen})
+                _save(dist, out_dir, network, optimizer, step + 1, run_config, {"tokens": tokens_seen})
 
-    save_checkpoint(out_dir, network, optimizer, config.steps, run_config, {"tokens": tokens_seen})
-    save_model_folder(network, tokenizer, out_dir)
-    write_training_record(out_dir, "sft", model, data)
-    logger.close()
+    _save(dist, out_dir, network, optimizer, config.steps, run_config, {"tokens": tokens_seen})
+    weights = full_state_dict(network) if config.fsdp else None  # every rank takes part in gathering
+    if dist.main:
+        save_model_folder(network, tokenizer, out_dir, weights)
+        write_training_record(out_dir, "sft", model, data)
+        logger.close()
+    barrier(dist)
     tail = losses[-max(1, len(losses) // 10):] if losses else [float("nan")]
     return {"model": model, "data": describe(data), "out_dir": str(out_dir), "steps": config.steps,
             "resumed_from": start if checkpoint else None, "first_loss": losses[0] if losses else None,
             "final_loss": float(np.mean(tail)), "tokens": tokens_seen, "examples": len(examples),
-            "micro_batches": len(batches), "packing": packed, "skipped_no_response": counts["no_response"],
+            "micro_batches": len(batches), "packing": packed, "processes": dist.world, "skipped_no_response": counts["no_response"],
             "truncated": counts["truncated"], "masked_tokens": counts["masked_tokens"],
             "seconds": round(time.perf_counter() - start_time, 2)}

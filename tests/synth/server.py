@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,8 @@ class FakeOpenAI:
     records: list[Record] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    dead: bool = False  # killed: in-flight requests are dropped unanswered, new connections refused
+    answered: int = 0  # requests answered with choices
 
     def __post_init__(self) -> None:
         self.lock = threading.Condition()
@@ -102,6 +105,22 @@ class FakeOpenAI:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def kill_when_busy(self, answered: int = 1, in_flight: int = 1) -> threading.Thread:
+        """A thread that kills this server once it has answered `answered` requests and holds `in_flight`."""
+        def watch() -> None:
+            while not (self.answered >= answered and self.in_flight >= in_flight):
+                time.sleep(0.005)
+            self.kill()
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        return thread
+
+    def kill(self) -> None:
+        """Die as a killed process does: stop listening, and drop every request in flight without an answer."""
+        self.dead = True
+        self.stop()
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: bytes,
               headers: dict[str, str] | None = None) -> None:
@@ -133,6 +152,10 @@ class FakeOpenAI:
                 action = None
             if self.delay:
                 time.sleep(self.delay)
+            if self.dead:  # the connection closes with no response: the client sees it reset
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
             if isinstance(action, int):
                 headers = {"Retry-After": "0"} if action == 503 else None
                 message = json.dumps({"error": {"message": f"scripted {action}"}}).encode()
@@ -158,6 +181,8 @@ class FakeOpenAI:
             payload = {"id": "cmpl-test", "object": "chat.completion" if chat else "text_completion",
                        "model": body.get("model"), "choices": choices,
                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+            with self.lock:  # counted before sending: the client may act on the answer at once
+                self.answered += 1
             self._send(handler, 200, json.dumps(payload).encode())
         finally:
             with self.lock:

@@ -1,0 +1,5 @@
+"""`python -m curate ...` (and so `torchrun --nproc-per-node N -m curate train sft ...`)."""
+
+from curate.cli.app import main
+
+main()
