@@ -60,6 +60,14 @@ def _source_sql(version: DatasetVersion) -> str:
     return f"read_parquet([{files}])"
 
 
+def _has_entry_point(source: str) -> bool:
+    """Whether rows carry HumanEval's `entry_point` in meta: the code reward needs it beside the tests
+    (`check(entry_point)`), so a GRPO export hands it to the trainer's reward functions as a column."""
+    found = duckdb.sql(f"SELECT 1 FROM {source} WHERE json_extract_string(meta, '$.entry_point') IS NOT NULL "
+                       "LIMIT 1").fetchall()
+    return bool(found)
+
+
 def _select_sql(version: DatasetVersion, layout: str, json_meta: bool = True) -> str:
     source = _source_sql(version)
     if layout in SFT_LAYOUTS:
@@ -76,7 +84,8 @@ def _select_sql(version: DatasetVersion, layout: str, json_meta: bool = True) ->
         return (f"SELECT id, CASE WHEN response IS NULL THEN {as_messages} "
                 f"ELSE list_append({as_messages}, {reply}) END AS messages, answer, tests FROM {source}")
     if layout == "prompt":
-        return f"SELECT id, prompt, answer, tests, domain FROM {source}"
+        entry = ", json_extract_string(meta, '$.entry_point') AS entry_point" if _has_entry_point(source) else ""
+        return f"SELECT id, prompt, answer, tests, domain{entry} FROM {source}"
     raise BadUsage(f"unknown column layout {layout!r}", hint="layouts: " + ", ".join(LAYOUTS))
 
 

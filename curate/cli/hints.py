@@ -6,7 +6,8 @@ names: `curate mix` calls the budget `--size`, `curate curriculum` has `--model-
 Before an error is printed, each option the running command lacks is rewritten to the one
 it has: a synonym (`--budget` -> `--size` or `--select-budget`), or `--param [STEP.]NAME=V`
 -> `--NAME V`. Options inside a quoted command (`` `curate rollouts NAME --model M` ``) are
-that command's and stay as they are.
+that command's and stay as they are, and so are those of another program's quoted command
+(`` `hf upload REPO PATH --repo-type dataset` ``, `` `pip install ...` ``).
 
 With CURATE_STRICT_HINTS set (the test suite sets it), an option that is still unknown
 to the command it is meant for is a bug, reported as one.
@@ -20,6 +21,7 @@ from typing import Any
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 PARAM = re.compile(r"--param (?:[\w-]+\.)?(\w+)=(\S+?)(?=[\s,;)`'\"]|$)")
 QUOTED = re.compile(r"`curate ([a-z][\w-]*)(?: ([a-z][\w-]*))?([^`]*)`")
+FOREIGN = re.compile(r"`(?!curate )[a-z][\w.-]* [^`]*`")  # another program's command line
 SYNONYMS = {"--budget": ("--size", "--select-budget")}
 
 
@@ -71,7 +73,10 @@ def unknown(text: str, command: Any, root: Any) -> list[str]:
 
 def _outside_quotes(text: str, change) -> str:
     out, at = [], 0
-    for match in QUOTED.finditer(text):
+    spans = sorted([*QUOTED.finditer(text), *FOREIGN.finditer(text)], key=lambda m: m.start())
+    for match in spans:
+        if match.start() < at:
+            continue
         out += [change(text[at:match.start()]), match.group(0)]
         at = match.end()
     return "".join(out + [change(text[at:])])

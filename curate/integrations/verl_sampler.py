@@ -24,6 +24,7 @@ with the same two methods is used, so the adapter can be tested on its own.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator, Sized
 from typing import Any
 
@@ -36,14 +37,15 @@ from curate.integrations.picker import CurriculumPicker, LedgerRecorder
 try:  # pragma: no cover - verl is not a dependency
     from verl.experimental.dataset.sampler import AbstractCurriculumSampler
 except Exception:  # ImportError, or verl's own imports failing
-    class AbstractCurriculumSampler(Sampler[int]):  # type: ignore[no-redef]
+    class AbstractCurriculumSampler(Sampler[int], abc.ABC):  # type: ignore[no-redef]
         """Stand-in for verl's interface: `__init__(data_source, data_config)` and `update(batch)`."""
 
         def __init__(self, data_source: Sized, data_config: Any):
             pass
 
+        @abc.abstractmethod
         def update(self, batch: Any) -> None:
-            raise NotImplementedError
+            """Called by verl's trainer after each batch with the batch's outcomes."""
 
 
 def _extra_infos(data_source: Sized) -> list[dict[str, Any]]:
