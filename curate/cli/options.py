@@ -52,6 +52,13 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result, no progress or tables.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
 TemplateOpt = Annotated[str, typer.Option(help="Prompt template: auto, chat or plain.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="Where model scoring runs: local (this process) or ray "
+                                                         "(Ray Data actors; pip install 'curate[ray]').")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="--engine ray: model-holding actors (one GPU "
+                                                                  "each where the cluster has GPUs).")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="--engine ray: join the Ray cluster at this "
+                                                                  "address (e.g. auto); without it a local Ray "
+                                                                  "starts.")]
 
 
 def parse_key_values(items: list[str] | None, option: str) -> dict[str, str]:

@@ -56,6 +56,7 @@ def connect(address: str | None = None) -> None:
     import ray
 
     if ray.is_initialized():
+        _quiet()
         return
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
@@ -124,7 +125,7 @@ class JobActor:
         from curate.lm.loading import load
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-        torch.set_num_threads(max(1, int(cpus)))
+        torch.set_num_threads(max(1, math.ceil(cpus)))
         dtype = "auto" if torch.cuda.is_available() else "float32"  # as the local engine loads
         self.job = job
         self.lms = [load(model, dtype=dtype) for model in job.models]
@@ -142,7 +143,9 @@ class JobActor:
 
 def _resources(workers: int) -> tuple[float, float]:
     """(CPUs, GPUs) per actor: one GPU each where the cluster has GPUs, else an equal share of the
-    CPUs of the largest node (at least one), which becomes the actor's torch thread count."""
+    CPUs of the largest node, less READ_CPUS (the actors must leave room for the read tasks that
+    feed them, or the pipeline waits forever), at least half a CPU. The actor runs torch on its
+    share rounded up."""
     import ray
 
     if ray.cluster_resources().get("GPU", 0) >= 1:
@@ -150,7 +153,7 @@ def _resources(workers: int) -> tuple[float, float]:
     nodes = [n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
     total = ray.cluster_resources().get("CPU", 1)
     per_node = max(nodes, default=total)
-    return float(max(1, min(per_node, total // workers))), 0.0
+    return max(0.5, min(per_node, total / workers) - READ_CPUS), 0.0
 
 
 def map_units(units: list[dict[str, Any]], job: RowJob, workers: int,

@@ -46,7 +46,8 @@ class _Progress:
 
 @dataclass
 class LocalEngine:
-    """Models loaded once in this process; rows streamed a batch of `pool.batch_rows` at a time."""
+    """Models loaded once in this process; rows streamed from the shards and run a slice of at
+    most `pool.commit_rows` rows at a time, so results come back as often as they are committed."""
 
     name: str = "local"
 
@@ -55,10 +56,12 @@ class LocalEngine:
         job.check(lms)
         progress = _Progress(pool, what, int(mask.sum()), job.passes)
         for frame in pool.iter_frames(["prompt", "response"], mask):
-            results, truncated = job.run(lms, frame["prompt"].to_list(), frame["response"].to_list(),
-                                         on_batch=progress.batch)
-            pool.truncated += sum(truncated)
-            yield frame["_pos"].to_numpy(), results
+            for start in range(0, frame.height, pool.commit_rows):
+                part = frame.slice(start, pool.commit_rows)
+                results, truncated = job.run(lms, part["prompt"].to_list(), part["response"].to_list(),
+                                             on_batch=progress.batch)
+                pool.truncated += sum(truncated)
+                yield part["_pos"].to_numpy(), results
 
 
 @dataclass

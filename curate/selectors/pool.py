@@ -63,7 +63,7 @@ class Pool:
 
             self.engine = LocalEngine()
         if self.commit_rows < 1:
-            raise BadUsage(f"--commit-rows must be at least 1, got {self.commit_rows}")
+            raise BadUsage(f"commit_rows must be at least 1, got {self.commit_rows}")
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -246,7 +246,6 @@ class Pool:
                                                                    dtype=pl.List(pl.Float32))})
         store_scores(self.ws, self.version.ref, key, scorer, model_hash, params,
                      pl.DataFrame({"id": ids, "value": np.asarray(values, dtype=np.float64)}), tokens)
-
 
     def score_writer(self, key: str, scorer: str, model_hash: str | None, params: dict) -> ScoreWriter:
         return ScoreWriter(self, key, scorer, model_hash, params)
