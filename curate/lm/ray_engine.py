@@ -59,7 +59,7 @@ def connect(address: str | None = None) -> None:
         _quiet()
         return
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  configure_logging=True)
     except ConnectionError as exc:
         raise CurateError(f"could not join the Ray cluster at {address}: {exc}",
@@ -71,10 +71,9 @@ def connect(address: str | None = None) -> None:
 def _quiet() -> None:
     import ray.data
 
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("ray", "ray.data"):  # curate prints its own progress; Ray's notes are for Ray's users
+        logging.getLogger(name).setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 # -- units ---------------------------------------------------------------------------------
