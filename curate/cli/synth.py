@@ -127,7 +127,7 @@ def synth_cmd(
     options = BackendOptions(template=template, dtype=dtype, device=device, batch_size=batch_size,
                              tensor_parallel_size=tensor_parallel_size, revision=revision, base_url=base_url,
                              api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
-                             max_retries=max_retries)
+                             max_retries=max_retries, model_cache=str(ws.models_dir))
     job = SynthJob(recipe=recipe, model=model, backend=backend, options=options, name=name, license=license,
                    generator_license=generator_license, source_license=seeds_license, seed=seed)
     sampling = {key: value for key, value in (("temperature", temperature), ("top_p", top_p),

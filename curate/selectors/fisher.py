@@ -13,9 +13,16 @@ tokens, from `curate.lm.scoring.hidden_states`. Parameters:
 - `lam`: λ, the prior precision;
 - `dim`: project x_ij to this many dimensions with a seeded Gaussian random projection
   (Johnson–Lindenstrauss) first, for large models;
-- `pooled`: one vector per sentence, √(tokens)·mean(x_ij), a rank-one stand-in for the token
-  sum that needs d floats per example instead of min(tokens, d)·d (for very large pools);
-- `lazy`: lazy greedy (the default) or naive greedy; both return the same sequence.
+- `pooled`: one vector per sentence, √m·x̄_i (m tokens, x̄_i their mean), which needs d floats per
+  example instead of min(m, d)·d (for very large pools). This is a *different objective* from the
+  paper's: Σ_j x_ij x_ijᵀ = m·x̄_i x̄_iᵀ + Σ_j (x_ij − x̄_i)(x_ij − x̄_i)ᵀ ⪰ m·x̄_i x̄_iᵀ (Jensen), so
+  pooled mode maximises a lower bound of the token-level log det that ignores how the tokens of
+  a sentence spread around their mean; it favours sentences with large mean embeddings, not
+  sentences with varied tokens;
+- `lazy`: lazy greedy (the default) or naive greedy; both return the same sequence;
+- `max_memory_gb`: refuse a pool whose features need more: the ragged per-example factors plus
+  the [n, max rank, d] float32 array the greedy runs on (one long response pads every example to
+  its rank).
 The greedy engine (gains by the matrix determinant lemma, Woodbury updates) is
 `curate.selectors.logdet`.
 """
@@ -78,18 +85,28 @@ class FisherSelector(SetSelector):
             raise BadUsage(f"fisher.dim must be between 1 and the model's hidden size, got {self.dim}")
         self.model_id_, self.model_hash_ = pool.model, pool.model_hash()
         reduce = partial(token_factor, dim=self.dim, seed=pool.seed, pooled=self.pooled)
-        limit = self.max_memory_gb * (1 << 30)
         factors: list[np.ndarray | None] = [None] * pool.rows
-        held = 0
+        held, rank, width, examples = 0, 1, 0, int(self.valid_.sum())
         for positions, found in response_states(pool, self.valid_, reduce=reduce, what="fisher: hidden states"):
             for position, factor in zip(positions, found):
                 factors[position] = factor
-                held += factor.size * 4 if factor is not None else 0
-            if held > limit:
-                raise BadUsage(f"fisher: the token features of {pool.label} need over {self.max_memory_gb:g} GB",
-                               hint="project them with --param fisher.dim=64, use --param fisher.pooled=true, "
-                                    "or raise fisher.max_memory_gb")
+                if factor is not None:
+                    held += factor.nbytes
+                    rank, width = max(rank, factor.shape[0]), factor.shape[1]
+            self._check_memory(pool, held, examples, rank, width)  # refuse early: the padded array can only grow
         return self.fit_factors(factors, pool)
+
+    def _check_memory(self, pool, ragged: int, examples: int, rank: int, width: int) -> None:
+        """Refuse when the per-example factors plus the padded [n, max rank, d] float32 array exceed the limit."""
+        padded = examples * rank * width * 4
+        if ragged + padded > self.max_memory_gb * (1 << 30):
+            raise BadUsage(f"fisher: the token features of {pool.label} need {(ragged + padded) / (1 << 30):.3g} GB, "
+                           f"over fisher.max_memory_gb={self.max_memory_gb:g}: {ragged / (1 << 30):.3g} GB of "
+                           f"per-example factors and {padded / (1 << 30):.3g} GB padded to {examples:,} examples x "
+                           f"max rank {rank} x {width} dimensions",
+                           hint="project them with --param fisher.dim=64, use --param fisher.pooled=true (a lower "
+                                "bound of the objective, one row per example), cap the response length, or raise "
+                                "fisher.max_memory_gb")
 
     def fit_factors(self, factors: list[np.ndarray | None], pool) -> FisherSelector:
         """Fit on precomputed factors (F_iᵀF_i = Σ_j x_ij x_ijᵀ), one per pool position; None = no features."""
@@ -102,6 +119,7 @@ class FisherSelector(SetSelector):
         self.positions_ = np.flatnonzero(self.usable_)
         width = next((f.shape[1] for f in factors if f is not None), 1)
         rank = max((f.shape[0] for f in factors if f is not None), default=1)
+        self._check_memory(pool, sum(f.nbytes for f in factors if f is not None), len(self.positions_), rank, width)
         stacked = np.zeros((len(self.positions_), rank, width), dtype=np.float32)
         for row, position in enumerate(self.positions_):
             stacked[row, : factors[position].shape[0]] = factors[position]

@@ -242,8 +242,13 @@ def resolve_model(
     config: ProxyConfig | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> str:
-    """What `--model` names, as something `curate.lm.load` opens: "proxy" becomes the dataset's cached proxy."""
+    """What `--model` names, as something `curate.lm.load` opens: "proxy" becomes the dataset's cached proxy,
+    a `.gguf` file the Hugging Face folder it is dequantised into once (cached in the workspace's models/)."""
     if model == "proxy":
         folder, _ = ensure_proxy(ws, version, config, progress)
         return str(folder)
+    from curate.lm.gguf_cache import cached_folder, is_gguf
+
+    if is_gguf(model):
+        return str(cached_folder(Path(model), ws.models_dir)[0])
     return model
