@@ -64,6 +64,13 @@ def open_workspace(path: Path | None, wait: float | None = None, *, create: bool
     from curate.cli.ui import note
 
     return Workspace.open(path, lock_timeout=wait, create=create, on_wait=lambda message: note("note", message))
+EngineOpt = Annotated[str, typer.Option("--engine", help="Where model scoring runs: local (this process) or ray "
+                                                         "(Ray Data actors; pip install 'curate[ray]').")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="--engine ray: model-holding actors (one GPU "
+                                                                  "each where the cluster has GPUs).")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="--engine ray: join the Ray cluster at this "
+                                                                  "address (e.g. auto); without it a local Ray "
+                                                                  "starts.")]
 
 
 def parse_key_values(items: list[str] | None, option: str) -> dict[str, str]:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from curate.cli import ui
-from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt, WorkspaceOpt,
-                                open_workspace, parse_key_values)
+from curate.cli.options import (AddressOpt, ConfigOpt, DebugOpt, EngineOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt,
+                                WorkersOpt, WorkspaceOpt, open_workspace, parse_key_values)
 from curate.errors import BadUsage
 from curate.selectors.registry import STRATEGIES  # names only: importing a strategy's module waits for its use
 
@@ -50,6 +50,9 @@ def select_cmd(
     ref_model: Annotated[str | None, typer.Option(help="token-clean: the reference model (default: warm up the "
                                                        "base on a small slice).")] = None,
     template: TemplateOpt = "auto",
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = 1,
+    address: AddressOpt = None,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
@@ -65,18 +68,21 @@ def select_cmd(
       curate select gsm8k --strategy ifd --budget 1000 --model ./my-model
       curate select gsm8k --strategy token-clean --ratio 0.6 --ref-model ./warm-model
       curate select pool --strategy dedup,fisher --budget 2000 --param fisher.dim=32 --param dedup.threshold=0.9
+      curate select pool --strategy ifd --budget 1000 --model ./my-model --engine ray --workers 4
 
     fisher.pooled=true keeps one mean vector per example: it maximises a lower bound of FisherSFT's
     token-level log det (Jensen), a different objective, for pools too large for the token states.
     """
+    from curate.selectors.engine import make_engine
     from curate.selectors.pipeline import run_select  # imports numpy/polars-heavy code: keep --help fast
 
+    runner = make_engine(engine, workers, address)
     ws = open_workspace(workspace, wait)
     params = _shortcuts(parse_key_values(param, "--param"), threshold=threshold, dim=dim, ratio=ratio,
                         ref_model=ref_model)
     with ui.progress(f"selecting from {ref}", quiet=quiet) as update:
         report = run_select(ws, ref, strategy, budget=budget, model=model, out=out, params=params, seed=seed,
-                            template=template, progress=_progress(update))
+                            template=template, progress=_progress(update), engine=runner)
     if quiet:
         ui.out.print(report.version.ref)
         return
@@ -118,6 +124,9 @@ def score_cmd(
     model: ModelOpt = "proxy",
     param: ParamOpt = None,
     template: TemplateOpt = "auto",
+    engine: EngineOpt = "local",
+    workers: WorkersOpt = 1,
+    address: AddressOpt = None,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
@@ -134,15 +143,21 @@ def score_cmd(
       curate score gsm8k --scorer ifd
       curate score gsm8k@v1 --scorer perplexity --model ./my-model
       curate score gsm8k --scorer token-clean --param ref_model=./warm-model
+      curate score gsm8k --scorer ifd --model ./my-model --engine ray --workers 2
+
+    Fresh scores are committed a chunk at a time: a run that is stopped and started again
+    scores only the rows it had not committed.
     """
+    from curate.selectors.engine import make_engine
     from curate.selectors.pipeline import run_score
 
     if "," in scorer:
         raise BadUsage("--scorer takes one scorer", hint="run `curate score` once per scorer")
+    runner = make_engine(engine, workers, address)
     ws = open_workspace(workspace, wait)
     with ui.progress(f"scoring {ref}", quiet=quiet) as update:
         report = run_score(ws, ref, scorer, model=model, params=parse_key_values(param, "--param"), seed=seed,
-                           template=template, progress=_progress(update))
+                           template=template, progress=_progress(update), engine=runner)
     if quiet:
         ui.out.print(report.scorer_key)
         return

@@ -82,30 +82,20 @@ def embed(pool, spec: str | None = None, batch_size: int = 64, normalize: bool =
     return matrix[pool.root_pos]
 
 
+def normalized_texts(prompts: list, responses: list) -> tuple[list, list]:
+    return [_normalized_prompt(p) for p in prompts], [normalize_text(r) for r in responses]
+
+
 def _texts(frame, normalize: bool):
     prompts, responses = frame["prompt"].to_list(), frame["response"].to_list()
-    if normalize:
-        prompts = [_normalized_prompt(p) for p in prompts]
-        responses = [normalize_text(r) for r in responses]
-    return prompts, responses
+    return normalized_texts(prompts, responses) if normalize else (prompts, responses)
 
 
 def _lm_mean(pool, path: str, mask: np.ndarray, batch_size: int, normalize: bool):
-    from curate.lm.scoring import hidden_states
-    from curate.lm.templates import encode_pair
-    from curate.selectors.features import batch_progress
+    from curate.selectors.features import mean_states
 
-    lm = pool.lm(path)
-    total, done = int(mask.sum()), 0
-    for frame in pool.iter_frames(["prompt", "response"], mask):
-        items = [encode_pair(p, r, lm.tokenizer, pool.template, add_eos=r is not None, max_length=lm.max_length)
-                 for p, r in zip(*_texts(frame, normalize))]
-        pool.truncated += sum(item.truncated for item in items)
-        states = hidden_states(lm, items, positions="all", pool="mean",
-                               on_batch=batch_progress(pool, "embedding", done, total))
-        vectors = np.stack(list(states)).astype(np.float32)
-        done += frame.height
-        yield frame["_pos"].to_numpy(), vectors
+    for positions, vectors in mean_states(pool, mask, path, text=normalized_texts if normalize else None):
+        yield positions, np.stack(vectors).astype(np.float32)
 
 
 def _sentence_transformer(pool, path: str, mask: np.ndarray, batch_size: int, normalize: bool):

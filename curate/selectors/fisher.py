@@ -30,6 +30,7 @@ The greedy engine (gains by the matrix determinant lemma, Woodbury updates) is
 from __future__ import annotations
 
 import math
+from functools import lru_cache, partial
 from typing import ClassVar
 
 import numpy as np
@@ -39,6 +40,27 @@ from curate.errors import BadUsage
 from curate.selectors.base import BUDGET, NAN_SCORE, Selection, SetSelector, check_budget, dropped_rows
 from curate.selectors.features import response_states
 from curate.selectors.logdet import LogDetState, compress, lazy_greedy, naive_greedy, random_projection
+
+
+@lru_cache(maxsize=4)
+def _projection(width: int, dim: int, seed: int) -> np.ndarray:
+    return random_projection(width, dim, seed)
+
+
+def token_factor(x: np.ndarray, dim: int | None = None, seed: int = 0, pooled: bool = False) -> np.ndarray | None:
+    """An example's factor F (FᵀF = Σ_j x_j x_jᵀ) from its token states x [R, d], pooled and projected
+    as asked; None when there are no tokens or they are not finite. Runs where the model runs
+    (a Ray actor sends back only the factor)."""
+    if x.shape[0] == 0 or not np.all(np.isfinite(x)):
+        return None
+    if dim is not None and not 0 < dim <= x.shape[1]:
+        raise BadUsage(f"fisher.dim must be between 1 and the model's hidden size {x.shape[1]}, got {dim}")
+    x = x.astype(np.float64)
+    if pooled:
+        x = x.mean(axis=0, keepdims=True) * math.sqrt(x.shape[0])
+    if dim is not None:
+        x = x @ _projection(x.shape[1], dim, seed)
+    return compress(x).astype(np.float32)
 
 
 class FisherSelector(SetSelector):
@@ -59,22 +81,19 @@ class FisherSelector(SetSelector):
         self._prepare(pool)
         if not self.lam > 0:
             raise BadUsage(f"fisher.lam must be positive, got {self.lam}")
-        lm = pool.lm()
-        self.model_id_, self.model_hash_ = pool.model, lm.model_hash
-        width = int(lm.model.get_output_embeddings().weight.shape[1])
-        if self.dim is not None and not 0 < self.dim <= width:
-            raise BadUsage(f"fisher.dim must be between 1 and the model's hidden size {width}, got {self.dim}")
-        k = self.dim or width
-        projection = random_projection(width, k, pool.seed) if self.dim else None
+        if self.dim is not None and self.dim < 1:
+            raise BadUsage(f"fisher.dim must be between 1 and the model's hidden size, got {self.dim}")
+        self.model_id_, self.model_hash_ = pool.model, pool.model_hash()
+        reduce = partial(token_factor, dim=self.dim, seed=pool.seed, pooled=self.pooled)
         factors: list[np.ndarray | None] = [None] * pool.rows
-        held, rank, examples = 0, 1, int(self.valid_.sum())
-        for positions, states in response_states(pool, lm, self.valid_, what="fisher: hidden states"):
-            for position, x in zip(positions, states):
-                factors[position] = self._factor(x, projection)
-                if factors[position] is not None:
-                    held += factors[position].nbytes
-                    rank = max(rank, factors[position].shape[0])
-            self._check_memory(pool, held, examples, rank, k)  # refuse early: the padded array can only grow
+        held, rank, width, examples = 0, 1, 0, int(self.valid_.sum())
+        for positions, found in response_states(pool, self.valid_, reduce=reduce, what="fisher: hidden states"):
+            for position, factor in zip(positions, found):
+                factors[position] = factor
+                if factor is not None:
+                    held += factor.nbytes
+                    rank, width = max(rank, factor.shape[0]), factor.shape[1]
+            self._check_memory(pool, held, examples, rank, width)  # refuse early: the padded array can only grow
         return self.fit_factors(factors, pool)
 
     def _check_memory(self, pool, ragged: int, examples: int, rank: int, width: int) -> None:
@@ -88,17 +107,6 @@ class FisherSelector(SetSelector):
                            hint="project them with --param fisher.dim=64, use --param fisher.pooled=true (a lower "
                                 "bound of the objective, one row per example), cap the response length, or raise "
                                 "fisher.max_memory_gb")
-
-    def _factor(self, x: np.ndarray, projection: np.ndarray | None) -> np.ndarray | None:
-        """The example's factor from its token states x [R, d]; None when there are none or they are not finite."""
-        if x.shape[0] == 0 or not np.all(np.isfinite(x)):
-            return None
-        x = x.astype(np.float64)
-        if self.pooled:
-            x = x.mean(axis=0, keepdims=True) * math.sqrt(x.shape[0])
-        if projection is not None:
-            x = x @ projection
-        return compress(x).astype(np.float32)
 
     def fit_factors(self, factors: list[np.ndarray | None], pool) -> FisherSelector:
         """Fit on precomputed factors (F_iᵀF_i = Σ_j x_ij x_ijᵀ), one per pool position; None = no features."""

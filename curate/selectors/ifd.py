@@ -38,10 +38,18 @@ import numpy as np
 import polars as pl
 
 from curate.selectors.base import dropped_rows
-from curate.selectors.features import mean_nll
+from curate.selectors.features import mean_loss
 from curate.selectors.scored import ModelScorer
 
 ABOVE = "ifd_above_1"
+
+
+def _ifd(losses: tuple[np.ndarray, np.ndarray]) -> float:
+    """s(A|Q) / s(A) from the answer's token losses with and without the question; NaN where there is no ratio."""
+    conditioned, direct = (mean_loss(nll) for nll in losses)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.float64(conditioned) / np.float64(direct)
+    return float(ratio) if np.isfinite(ratio) else np.nan
 
 
 class IFDSelector(ModelScorer):
@@ -52,13 +60,8 @@ class IFDSelector(ModelScorer):
         self.max_ifd = max_ifd
 
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
-        lm = pool.lm()
-        conditioned = mean_nll(pool, lm, valid, what="IFD: loss of the answer given the question")
-        direct = mean_nll(pool, lm, valid, answer_only=True, what="IFD: loss of the answer alone")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = conditioned / direct
-        ratio[~np.isfinite(ratio)] = np.nan  # a zero direct loss gives no ratio
-        return ratio
+        return self._stream_scores(pool, valid, (None,), (False, True),
+                                   "IFD: loss of the answer with and without the question", _ifd)
 
     def _extra_drops(self, eligible: np.ndarray) -> list[pl.DataFrame]:
         above = eligible[self.scores_[eligible] > self.max_ifd]

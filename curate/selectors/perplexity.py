@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from curate.errors import BadUsage
-from curate.selectors.features import mean_nll
+from curate.selectors.features import mean_loss
 from curate.selectors.scored import ModelScorer
 
 
@@ -31,6 +31,6 @@ class PerplexitySelector(ModelScorer):
 
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
         _ = self.higher_is_better  # validates `keep` before any model runs
-        lm = pool.lm()
         with np.errstate(over="ignore"):
-            return np.exp(mean_nll(pool, lm, valid, what="perplexity"))
+            return self._stream_scores(pool, valid, (None,), (False,), "perplexity",
+                                       lambda row: np.exp(mean_loss(row[0])))

@@ -155,6 +155,7 @@ def run_select(
     template: str = "auto",
     progress: Progress | None = None,
     on_step: Callable[[StepReport], None] | None = None,
+    engine: Any = None,
 ) -> SelectReport:
     """Select from `ref` with one strategy or a chain; commit the result as a new version."""
     start = time.perf_counter()
@@ -167,7 +168,7 @@ def run_select(
     plan = plan_budgets(names, classes, budget, step_budgets, source.rows)
     out_name = check_name(out or f"{source.name}-{'-'.join(names)}")
 
-    pool = Pool.from_version(source, ws, model=model, seed=seed, template=template, progress=progress)
+    pool = Pool.from_version(source, ws, model=model, seed=seed, template=template, progress=progress, engine=engine)
     steps: list[Lineage] = []
     reports: list[StepReport] = []
     drops: list[pl.DataFrame] = []
@@ -244,8 +245,11 @@ def run_score(
     seed: int = 0,
     template: str = "auto",
     progress: Progress | None = None,
+    engine: Any = None,
+    commit_rows: int = 4096,
 ) -> ScoreReport:
-    """Score every row of `ref` with one strategy's scorer and store the scores (no new version)."""
+    """Score every row of `ref` with one strategy's scorer and store the scores (no new version),
+    committed at least every `commit_rows` rows (and every minute)."""
     from curate.catalog.scores import scorer_key, store_scores
 
     start = time.perf_counter()
@@ -255,7 +259,8 @@ def run_score(
                        hint="run it with `curate select --strategy " + cls.name + "`")
     selector = cls.from_params({k.rpartition(".")[2]: v for k, v in (params or {}).items()})
     source = _source(ws, ref)
-    pool = Pool.from_version(source, ws, model=model, seed=seed, template=template, progress=progress)
+    pool = Pool.from_version(source, ws, model=model, seed=seed, template=template, progress=progress, engine=engine,
+                             commit_rows=commit_rows)
     selector.fit(pool)
     scores = np.asarray(selector.scores_, dtype=np.float64)
     key = getattr(selector, "scorer_key_", None)

@@ -7,12 +7,17 @@ nothing but the id column and per-example numbers is ever held for the whole poo
 
 `subset(ids)` makes the next step's pool in a chain: it shares the source, the loaded models,
 the embedding cache and the score cache of its parent.
+
+The pool also says where model work runs (`engine`: local or Ray, `curate.selectors.engine`)
+and how often fresh scores are committed (`commit_rows`, `commit_seconds`): a scoring run that
+is killed keeps every chunk it committed, and its rerun computes only the rest.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,17 @@ class Pool:
     batch_rows: int = 4096
     progress: Progress | None = None
     truncated: int = 0  # rows cut to the model's context while this pool was scored (reported per step)
+    engine: Any = None  # curate.selectors.engine.Engine; None: in this process
+    commit_rows: int = 4096  # fresh scores are committed at least every this many rows...
+    commit_seconds: float = 60.0  # ...and every this many seconds
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            from curate.selectors.engine import LocalEngine
+
+            self.engine = LocalEngine()
+        if self.commit_rows < 1:
+            raise BadUsage(f"commit_rows must be at least 1, got {self.commit_rows}")
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -78,8 +94,7 @@ class Pool:
         joined = wanted.join(mine, on="id", how="left").sort("_order")
         if joined["_root"].null_count():
             raise ValueError("subset ids must come from the pool")
-        return Pool(self.shared, joined["_root"].to_numpy().astype(np.int64), self.model, self.seed, self.template,
-                    self.batch_rows, self.progress)
+        return replace(self, root_pos=joined["_root"].to_numpy().astype(np.int64), truncated=0)
 
     # -- what it holds -------------------------------------------------------------------
     @property
@@ -235,6 +250,40 @@ class Pool:
                                                                    dtype=pl.List(pl.Float32))})
         store_scores(self.ws, self.version.ref, key, scorer, model_hash, params,
                      pl.DataFrame({"id": ids, "value": np.asarray(values, dtype=np.float64)}), tokens)
+
+    def score_writer(self, key: str, scorer: str, model_hash: str | None, params: dict) -> ScoreWriter:
+        return ScoreWriter(self, key, scorer, model_hash, params)
+
+
+class ScoreWriter:
+    """Fresh scores of one scorer key, committed to the catalog a chunk at a time
+    (every `pool.commit_rows` rows or `pool.commit_seconds` seconds, and at `flush`)."""
+
+    def __init__(self, pool: Pool, key: str, scorer: str, model_hash: str | None, params: dict):
+        self.pool, self.key, self.scorer, self.model_hash, self.params = pool, key, scorer, model_hash, params
+        self.positions: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.tokens: list[np.ndarray] | None = None
+        self.pending = 0
+        self.committed = 0
+        self.last = time.monotonic()
+
+    def add(self, positions: np.ndarray, values: np.ndarray, token_values: list[np.ndarray] | None = None) -> None:
+        self.positions.append(np.asarray(positions, dtype=np.int64))
+        self.values.append(np.asarray(values, dtype=np.float64))
+        if token_values is not None:
+            self.tokens = (self.tokens or []) + list(token_values)
+        self.pending += len(positions)
+        if self.pending >= self.pool.commit_rows or time.monotonic() - self.last >= self.pool.commit_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.pool.store_scores(self.key, self.scorer, self.model_hash, self.params, np.concatenate(self.positions),
+                                   np.concatenate(self.values), self.tokens)
+            self.committed += self.pending
+        self.positions, self.values, self.tokens, self.pending = [], [], None, 0
+        self.last = time.monotonic()
 
 
 def _has_cuda() -> bool:

@@ -49,7 +49,7 @@ import polars as pl
 import xxhash
 
 from curate.catalog.scores import load_token_scores, scorer_key
-from curate.errors import BadUsage, ModelLoadError
+from curate.errors import BadUsage
 from curate.selectors.base import NAN_SCORE, Selection, Selector, dropped_rows
 from curate.selectors.token_scores import Ragged, masks_frame, top_fraction
 
@@ -131,8 +131,7 @@ class TokenCleanSelector(Selector):
                         todo[position] = False
         self.cached_rows_ += int(rows.sum() - todo.sum())
         if todo.any():
-            fresh = self._score(pool, todo, None, reference)
-            self._store(pool, key, fresh, pool.model_hash(reference))
+            self._score(pool, todo, None, reference, key)
         return key
 
     def _self_evolving(self, pool) -> None:
@@ -142,16 +141,13 @@ class TokenCleanSelector(Selector):
         for index, chunk in enumerate(chunks):
             mask = np.zeros(pool.rows, dtype=bool)
             mask[chunk] = True
-            fresh = self._score(pool, mask, base, reference)
-            ref_hash = pool.model_hash(reference)
             key = scorer_key(self.name, pool.model_hash(base) if base else self.model_hash_,
-                             self._key_params(pool, ref_hash, chunk=index))
-            self._store(pool, key, fresh, ref_hash)
+                             self._key_params(pool, pool.model_hash(reference), chunk=index))
+            self._score(pool, mask, base, reference, key)
             if index == 0 and self.cross_fit_.any():  # the warm-up reference's own rows: the other fold scores them
                 held_out = self.cross_fit_reference_
-                fresh = self._score(pool, self.cross_fit_, None, held_out)
-                self._store(pool, scorer_key(self.name, self.model_hash_, self._key_params(
-                    pool, pool.model_hash(held_out), chunk=index)), fresh, pool.model_hash(held_out))
+                self._score(pool, self.cross_fit_, None, held_out, scorer_key(self.name, self.model_hash_, self._key_params(
+                    pool, pool.model_hash(held_out), chunk=index)))
                 chunk = np.union1d(chunk, np.flatnonzero(self.cross_fit_))
             self._clean(chunk)
             if index + 1 < len(chunks):  # the next chunk's reference: this reference trained on this cleaned chunk
@@ -165,30 +161,21 @@ class TokenCleanSelector(Selector):
             params.update(chunk=chunk, chunks=self.chunks, pool=pool.ids_digest())
         return params
 
-    def _score(self, pool, mask: np.ndarray, base: str | None, reference: str) -> dict[int, np.ndarray]:
-        """score = loss under the base − loss under the reference, per response token."""
-        from curate.selectors.features import token_nll
+    def _score(self, pool, mask: np.ndarray, base: str | None, reference: str, key: str) -> None:
+        """score = loss under the base − loss under the reference, per response token; committed under
+        `key` a chunk at a time as the scores come in."""
+        from curate.selectors.features import response_losses
 
-        base_lm, ref_lm = pool.lm(base), pool.lm(reference)
-        if base_lm.tokenizer.get_vocab() != ref_lm.tokenizer.get_vocab():
-            raise ModelLoadError(f"token-clean: the reference model {reference} uses another tokenizer than the base",
-                                 hint="the reference must share the base model's tokenizer (train it from the base)")
-        base_loss = dict(token_nll(pool, base_lm, mask, what="token-clean: base model losses"))
-        fresh: dict[int, np.ndarray] = {}
-        for position, ref_loss in token_nll(pool, ref_lm, mask, what="token-clean: reference model losses"):
-            values = (base_loss.pop(position) - ref_loss).astype(np.float32)
-            self.tokens_.put(position, values)
-            fresh[position] = values
-        return fresh
-
-    def _store(self, pool, key: str, fresh: dict[int, np.ndarray], ref_hash: str) -> None:
-        if not fresh:
-            return
-        positions = np.array(sorted(fresh), dtype=np.int64)
-        values = [fresh[p] for p in positions]
-        means = np.array([float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else np.nan for v in values])
-        pool.store_scores(key, self.name, self.model_hash_, {"reference": ref_hash, "mode": self.mode}, positions,
-                          means, values)
+        writer = pool.score_writer(key, self.name, self.model_hash_,
+                                   {"reference": pool.model_hash(reference), "mode": self.mode})
+        for positions, losses in response_losses(pool, mask, (base, reference),
+                                                 what="token-clean: base and reference model losses"):
+            values = [(base_loss - ref_loss).astype(np.float32) for base_loss, ref_loss in losses]
+            for position, row in zip(positions, values):
+                self.tokens_.put(position, row)
+            means = [float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else np.nan for v in values]
+            writer.add(positions, np.array(means, dtype=np.float64), values)
+        writer.flush()
 
     def _clean(self, positions: np.ndarray) -> None:
         """Masks for these examples: the top `ratio` of their scored tokens (globally or per example)."""

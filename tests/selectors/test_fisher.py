@@ -12,7 +12,7 @@ from curate.errors import BadInput, BadUsage
 from curate.lm.loading import load
 from curate.lm.scoring import hidden_states
 from curate.lm.templates import encode_pair
-from curate.selectors.fisher import FisherSelector
+from curate.selectors.fisher import FisherSelector, token_factor
 from curate.selectors.logdet import lazy_greedy, logdet_of, naive_greedy, random_projection
 from curate.selectors.pool import Pool
 from tests.selectors.sft_helpers import word_problems
@@ -97,7 +97,7 @@ def test_unusable_features_are_dropped_as_nan(tiny_model_dir, rows):
     assert selection.drop_counts == {"below_budget": 1, "nan_score": 1}
     with pytest.raises(BadUsage, match="at most 5 rows"):
         selector.select(6)
-    assert selector._factor(np.full((3, 4), np.nan), None) is None
+    assert token_factor(np.full((3, 4), np.nan)) is None and token_factor(np.zeros((0, 4))) is None
 
 
 def test_fisher_needs_responses_and_a_budget(tiny_model_dir):

@@ -100,8 +100,7 @@ def test_scores_are_cached_and_reused(ws, pool, tiny_model_dir, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("cached scores should have been reused")
 
-    monkeypatch.setattr(features, "token_nll", no_model)
-    monkeypatch.setattr("curate.selectors.perplexity.mean_nll", no_model)
+    monkeypatch.setattr(features, "run_job", no_model)
     again = run_score(ws, "pool", "perplexity", model=str(tiny_model_dir))
     assert again.cached == 59 and again.summary == first.summary
     report = run_select(ws, "pool", "perplexity", budget=20, model=str(tiny_model_dir))

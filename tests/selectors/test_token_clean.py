@@ -162,11 +162,11 @@ def _record_training_and_scoring(monkeypatch) -> tuple[dict, list]:
         seen[folder] = seen[start] | {(r["prompt"], r["response"]) for r in rows}
         return folder
 
-    def score(self, pool, mask, base, reference):
+    def score(self, pool, mask, base, reference, key):
         frame = pool.shared.frame
         passes.append((base, reference, {(frame["prompt"][int(p)], frame["response"][int(p)])
                                          for p in pool.root_pos[np.flatnonzero(mask)]}))
-        return real_score(self, pool, mask, base, reference)
+        return real_score(self, pool, mask, base, reference, key)
 
     monkeypatch.setattr(TokenCleanSelector, "_train", train)
     monkeypatch.setattr(TokenCleanSelector, "_score", score)
