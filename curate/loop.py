@@ -3,7 +3,7 @@ on them, and the fresh rollouts flow back into the ledger to steer the next pick
 
 Each round:
     1. select prompts from the ledger with the strategy (thompson | band | greso | adarft |
-       uniform; `curate.selectors.difficulty.pick_prompts`);
+       uniform; `curate.selectors.rl.difficulty.pick_prompts`);
     2-5. `train_grpo` rolls them out, scores them, writes every rollout to the ledger, applies
        dynamic sampling / PODS, and runs the GRPO steps;
     6. evaluate the new model on a held-out split (greedy decoding, the same reward);
@@ -35,8 +35,8 @@ from curate.catalog.ledger import ledger_key
 from curate.catalog.versions import DatasetVersion, resolve
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
-from curate.selectors import difficulty_rules as rules
-from curate.selectors.difficulty import MODES, CurriculumParams, ledger_view, pick_prompts
+from curate.selectors.rl import difficulty_rules as rules
+from curate.selectors.rl.difficulty import MODES, CurriculumParams, ledger_view, pick_prompts
 from curate.selectors.random_sample import hash_uniform
 
 STATE = "loop.json"
@@ -172,7 +172,8 @@ def run_loop(
 ) -> LoopReport:
     """Run (or resume) the closed loop for `config.rounds` rounds; returns every round's metrics row."""
     from curate.lm.loading import fingerprint, load
-    from curate.train.grpo import GRPOConfig, train_grpo
+    from curate.train.grpo import train_grpo
+    from curate.train.grpo_config import GRPOConfig
     from curate.train.metrics import read_metrics
     from curate.train.proxy import resolve_model
     from curate.train.rewards import reward_spec_name

@@ -185,7 +185,7 @@ def curriculum_cmd(
       curate curriculum gsm8k --stages 3
       curate curriculum gsm8k --layout bands --bands 0.7-1,0.3-0.7,0.05-0.3 --export stages/
     """
-    from curate.selectors.curriculum import build_curriculum, parse_bands
+    from curate.selectors.rl.curriculum import build_curriculum, parse_bands
 
     ws = Workspace.open(workspace)
     report = build_curriculum(ws, ref, stages, layout, parse_bands(bands) if bands else None, model_key, out, export,

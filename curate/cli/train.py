@@ -223,7 +223,7 @@ def sft_cmd(
     }))
 
 
-@train_app.command("grpo", cls=defaults_from("curate.train.grpo:GRPOConfig"))
+@train_app.command("grpo", cls=defaults_from("curate.train.grpo_config:GRPOConfig"))
 def grpo_cmd(
     ref: RefArg,
     model: ModelOpt,
@@ -288,7 +288,8 @@ def grpo_cmd(
       curate train grpo gsm8k --model ./sft --reward math --sft-weight 0.5 --sft-weight-end 0.05 --sft-schedule cosine
       curate train grpo gsm8k --model ./sft --reward math --backend vllm --gpu-memory-utilization 0.3
     """
-    from curate.train.grpo import GRPOConfig, train_grpo  # imports torch: keep `curate --help` fast
+    from curate.train.grpo import train_grpo  # imports torch: keep `curate --help` fast
+    from curate.train.grpo_config import GRPOConfig
 
     ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "grpo", quiet)
     cfg = GRPOConfig(**_set(steps=steps, prompts_per_step=prompts_per_step, num_generations=num_generations,

@@ -23,9 +23,9 @@ from typing import Any
 import xxhash
 
 from curate.errors import BadUsage, CurateError
-from curate.lm.backends import BackendIdentity, canonical, derive_seed, local_name, resolve_template
 from curate.lm.generation import Completion, SamplingParams
-from curate.lm.templates import Prompt, prompt_token_ids
+from curate.lm.identity import BackendIdentity, canonical, derive_seed, local_name
+from curate.lm.templates import Prompt, prompt_token_ids, resolve_template
 
 
 class VLLMMissing(CurateError):

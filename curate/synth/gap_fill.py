@@ -31,8 +31,8 @@ import polars as pl
 
 from curate.catalog.versions import DatasetVersion, Lineage, elapsed_since, lineage_of
 from curate.errors import BadUsage
-from curate.lm.backends import derive_seed
 from curate.lm.generation import SamplingParams
+from curate.lm.identity import derive_seed
 from curate.synth.context import SynthContext, SynthResult
 from curate.synth.gaps import DEFAULT_BANDS, GapPlan, Group, group_examples, plan
 from curate.synth.similarity import RougeIndex

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 from curate.catalog.versions import Lineage, elapsed_since
 from curate.errors import BadUsage
-from curate.lm.backends import derive_seed
 from curate.lm.generation import SamplingParams
+from curate.lm.identity import derive_seed
 from curate.synth.context import SynthContext, SynthResult
 from curate.synth.self_instruct_format import (
     SeedTask,

@@ -21,7 +21,7 @@ from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
 from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
-from curate.selectors.rollout_variance import nonzero_variance_groups
+from curate.train.group_filters import nonzero_variance_groups
 from curate.train.data import load_prompts
 from curate.train.rewards import CheckedReward, get_reward, reward_spec_name
 from curate.train.rollouts import generate_groups, ledger_rollouts, reward_matrix, score_groups

@@ -14,16 +14,14 @@ filtering, TRL's `mask_truncated_completions`). A chunk whose gradient is exactl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from curate.train.grpo_config import GRPOConfig
 from curate.train.logprobs import group_logprobs
 from curate.train.losses import Totals, aggregate, clip_stats, per_token_loss
 from curate.train.rollouts import Group
-
-if TYPE_CHECKING:
-    from curate.train.grpo import GRPOConfig
 
 Chunk = tuple[int, list[int]]  # (group index, episode indices)
 

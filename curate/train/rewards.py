@@ -34,26 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from curate.errors import BadUsage, CurateError
+from curate.errors import BadUsage
 from curate.train import answers
+from curate.train.reward_contract import RewardError, RewardFunc, completion_text
 
-RewardFunc = Callable[..., list]
 FORMAT_RE = re.compile(r"(\\boxed\s*\{.+\}|####\s*\S+|answer\s*(?:is|:)\s*\S+)", re.IGNORECASE | re.DOTALL)
-
-
-class RewardError(CurateError):
-    """A reward function broke the contract (wrong count, wrong type, missing column)."""
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion: itself, or the content of its last message."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content") or "")
-    if isinstance(completion, dict):
-        return str(completion.get("content") or "")
-    return str(completion)
 
 
 def _column(columns: dict, name: str, n: int, reward: str) -> list:

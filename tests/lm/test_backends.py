@@ -9,7 +9,8 @@ from typing import ClassVar
 import pytest
 
 from curate.errors import BadUsage, CurateError
-from curate.lm.backends import BackendOptions, derive_seed, make_backend
+from curate.lm.backends import BackendOptions, make_backend
+from curate.lm.identity import derive_seed
 from curate.lm.generation import SamplingParams
 
 

@@ -9,7 +9,7 @@ import pytest
 from curate.errors import BadInput, BadUsage
 from curate.selectors import registry
 from curate.selectors.base import Selection, check_budget, coerce, dropped_rows, parse_budget
-from curate.selectors.length import LengthSelector
+from curate.selectors.sft.length import LengthSelector
 from curate.selectors.pool import Pool
 from curate.selectors.random_sample import RandomSelector, hash_uniform
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from curate.selectors.rollout_variance import (max_variance_down_sample, max_variance_subset,
+from curate.train.group_filters import (max_variance_down_sample, max_variance_subset,
                                                nonzero_variance_groups, subset_variance)
 
 

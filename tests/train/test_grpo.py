@@ -122,7 +122,7 @@ def test_pods_down_samples_n_to_m(tiny_model_dir, tmp_path):
 
     def down(rewards, m):
         calls.append((rewards.shape, m))
-        from curate.selectors.rollout_variance import max_variance_down_sample
+        from curate.train.group_filters import max_variance_down_sample
 
         return max_variance_down_sample(rewards, m)
 

@@ -6,12 +6,12 @@ Methods:
   of a proxy against a reference (`curate.train.doremi`, Xie et al. 2023);
 - progress: weights from measured learning progress in the ledger: per domain, the slope
   of reward against rollout order (reward gained per rollout), softmax-tempered and
-  smoothed (`mixing_rules.progress_weights`);
+  smoothed (`rules.progress_weights`);
 - natural: the dataset's own proportions (the baseline).
 
 Domains come from the `domain` column, or from k-means clusters of embeddings named by
 their frequent terms (`domains.domain_labels`). With budget N, each domain contributes its
-weight's share of N rows by largest-remainder rounding (`mixing_rules.largest_remainder`),
+weight's share of N rows by largest-remainder rounding (`rules.largest_remainder`),
 sampled uniformly by seed; a domain of weight 0 gets none. Static weights are a contract:
 when a domain has fewer rows than its share the mix is refused, naming the largest size the
 weights fit exactly, unless `redistribute` is set. Learned weights (natural, doremi, progress)
@@ -29,9 +29,9 @@ import polars as pl
 
 from curate.catalog.workspace import query_frame
 from curate.errors import BadUsage
-from curate.selectors import mixing_rules as rules
+from curate.selectors.mix import rules
 from curate.selectors.base import BUDGET, Selection, Selector, dropped_rows
-from curate.selectors.domains import domain_labels
+from curate.selectors.mix.domains import domain_labels
 from curate.selectors.random_sample import hash_uniform
 
 METHODS = ("static", "doremi", "progress", "natural")
@@ -109,7 +109,7 @@ class MixingSelector(Selector):
         return self
 
     def _progress_weights(self, pool) -> np.ndarray:
-        from curate.selectors.difficulty import resolve_model_key
+        from curate.selectors.rl.difficulty import resolve_model_key
 
         if pool.ws is None:
             raise BadUsage("progress weights read the ledger: they need a dataset in a workspace")

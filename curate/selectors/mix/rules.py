@@ -1,16 +1,9 @@
-"""Domain-weight rules: DoReMi's exponentiated-gradient update and learning-progress weights.
-
-DoReMi (Xie et al., NeurIPS 2023, arXiv 2305.10429), Algorithm 1. With k domains,
-uniform u = 1/k, step size eta and smoothing c, each step t:
-    lambda_t[i] = (1 / sum_{x in B_i} |x|) * sum_{x in B_i} sum_j max(l_theta,j(x) - l_ref,j(x), 0)
-    alpha'_t    = alpha_{t-1} * exp(eta * lambda_t)
-    alpha_t     = (1 - c) * alpha'_t / sum(alpha'_t) + c * u
-and the proxy takes a gradient step on sum_i alpha_t[i] * L_i(theta). The output is the
-average of alpha_t over the T steps. The paper uses eta = 1 and c = 1e-3.
+"""Domain-weight rules: learning-progress and static weights, and exact mix sizes.
 
 Learning progress (for the closed loop): a domain's weight grows with its measured gain in
-mean reward per rollout, softmax-tempered and smoothed toward uniform the same way, so
-domains where the policy is still improving get more of the next batch.
+mean reward per rollout, softmax-tempered and smoothed toward uniform (as DoReMi smooths, Xie
+et al., NeurIPS 2023, arXiv 2305.10429), so domains where the policy is still improving get
+more of the next batch. DoReMi's own update runs inside proxy training: `curate.train.doremi`.
 
 Sizes: a mix of N rows is split by Hamilton's largest-remainder method, in exact fractions
 (`largest_remainder`), so the counts are the weights' exact shares of N up to one row.
@@ -20,52 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
 from curate.errors import BadUsage
-
-
-def excess_loss(proxy_token_losses: list[np.ndarray], reference_token_losses: list[np.ndarray]) -> float:
-    """lambda for one domain: clipped per-token excess loss, averaged over the domain's tokens."""
-    tokens = sum(len(x) for x in proxy_token_losses)
-    if tokens == 0:
-        return 0.0
-    total = sum(float(np.maximum(p - r, 0.0).sum()) for p, r in zip(proxy_token_losses, reference_token_losses))
-    return total / tokens
-
-
-def doremi_step(alpha: np.ndarray, excess: np.ndarray, eta: float = 1.0, smoothing: float = 1e-3) -> np.ndarray:
-    """One exponentiated-gradient step on the domain weights, then smoothing toward uniform."""
-    raised = alpha * np.exp(eta * excess)
-    return (1 - smoothing) * raised / raised.sum() + smoothing / len(alpha)
-
-
-@dataclass
-class DoReMiState:
-    """Running weights and the sum needed for their average over steps."""
-
-    alpha: np.ndarray
-    eta: float = 1.0
-    smoothing: float = 1e-3
-    total: np.ndarray = field(default=None)  # type: ignore[assignment]
-    steps: int = 0
-
-    @classmethod
-    def uniform(cls, domains: int, eta: float = 1.0, smoothing: float = 1e-3) -> DoReMiState:
-        return cls(np.full(domains, 1.0 / domains), eta, smoothing, np.zeros(domains), 0)
-
-    def update(self, excess: np.ndarray) -> np.ndarray:
-        self.alpha = doremi_step(self.alpha, np.asarray(excess, dtype=float), self.eta, self.smoothing)
-        self.total = self.alpha if self.total is None else self.total + self.alpha
-        self.steps += 1
-        return self.alpha
-
-    @property
-    def average(self) -> np.ndarray:
-        return self.total / self.steps if self.steps else self.alpha
 
 
 def progress_weights(gain_per_rollout: np.ndarray, temperature: float = 1.0, smoothing: float = 0.1) -> np.ndarray:

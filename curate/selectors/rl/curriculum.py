@@ -25,7 +25,7 @@ from curate.catalog.selections import commit_selection
 from curate.catalog.versions import DatasetVersion, Lineage, check_name, resolve
 from curate.catalog.workspace import Workspace
 from curate.errors import BadInput, BadUsage
-from curate.selectors.difficulty import ledger_view, resolve_model_key
+from curate.selectors.rl.difficulty import ledger_view, resolve_model_key
 from curate.selectors.random_sample import hash_uniform
 
 LAYOUTS = ("easy-to-hard", "bands")

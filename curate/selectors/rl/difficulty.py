@@ -25,7 +25,7 @@ import polars as pl
 from curate.catalog.ledger import match_key
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
-from curate.selectors import difficulty_rules as rules
+from curate.selectors.rl import difficulty_rules as rules
 from curate.selectors.base import BUDGET, Selection, Selector, check_budget, dropped_rows
 
 MODES = ("band", "thompson", "greso", "adarft", "uniform")

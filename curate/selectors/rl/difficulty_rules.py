@@ -1,6 +1,6 @@
 """Prompt-difficulty curriculum rules, as pure functions over the ledger's columns.
 
-The `difficulty` selector and the pass-rate simulator (`curate.selectors.sim`) both
+The `difficulty` selector and the pass-rate simulator (`curate.selectors.rl.sim`) both
 call these, so the simulator measures exactly the code that runs on real models.
 
 - band: keep prompts whose pass rate lies in [lo, hi] (online difficulty filtering,

@@ -8,7 +8,7 @@ above `threshold` (default 0: any variation), and drops the others with their re
 `zero_variance` when every rollout was right (`all_right`) or wrong (`all_wrong`), or
 `below_threshold`. Prompts without rollouts are kept unless keep_unseen=False.
 
-The per-group test used inside GRPO is `rollout_variance.nonzero_variance_groups`.
+The per-group test used inside GRPO is `curate.train.group_filters.nonzero_variance_groups`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import polars as pl
 
 from curate.errors import BadUsage
 from curate.selectors.base import Selection, Selector, dropped_rows
-from curate.selectors.difficulty import ledger_columns, resolve_model_key
+from curate.selectors.rl.difficulty import ledger_columns, resolve_model_key
 
 
 class RolloutVarianceSelector(Selector):

@@ -13,7 +13,7 @@ Model and assumptions (stated here because the results depend on them):
 - Strategies see only what a real run sees: rewards of the rollouts they paid for, kept
   in the same per-prompt statistics as the catalog's ledger (attempts, successes, Beta
   posterior with MoPPS decay, zero-variance streak, latest group mean). They call the
-  same rules as the `difficulty` selector (`curate.selectors.difficulty_rules`).
+  same rules as the `difficulty` selector (`curate.selectors.rl.difficulty_rules`).
 
 Strategies: uniform; dynamic (DAPO dynamic sampling: drop zero-variance groups and
 refill up to a cap); greso (dynamic sampling plus GRESO's pre-rollout skipping); band
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from curate.selectors import difficulty_rules as rules
+from curate.selectors.rl import difficulty_rules as rules
 
 STRATEGIES = ("uniform", "dynamic", "greso", "band", "thompson", "adarft")
 

@@ -17,7 +17,7 @@ tokens, from `curate.lm.scoring.hidden_states`. Parameters:
   sum that needs d floats per example instead of min(tokens, d)·d (for very large pools);
 - `lazy`: lazy greedy (the default) or naive greedy; both return the same sequence.
 The greedy engine (gains by the matrix determinant lemma, Woodbury updates) is
-`curate.selectors.logdet`.
+`curate.selectors.sft.logdet`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import polars as pl
 from curate.errors import BadUsage
 from curate.selectors.base import BUDGET, NAN_SCORE, Selection, SetSelector, check_budget, dropped_rows
 from curate.selectors.features import response_states
-from curate.selectors.logdet import LogDetState, compress, lazy_greedy, naive_greedy, random_projection
+from curate.selectors.sft.logdet import LogDetState, compress, lazy_greedy, naive_greedy, random_projection
 
 
 class FisherSelector(SetSelector):

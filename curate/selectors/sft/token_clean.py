@@ -42,7 +42,7 @@ import xxhash
 from curate.catalog.scores import load_token_scores, scorer_key
 from curate.errors import BadUsage, ModelLoadError
 from curate.selectors.base import NAN_SCORE, Selection, Selector, dropped_rows
-from curate.selectors.token_scores import Ragged, masks_frame, top_fraction
+from curate.selectors.sft.token_scores import Ragged, masks_frame, top_fraction
 
 
 class TokenCleanSelector(Selector):

@@ -8,9 +8,8 @@ import pytest
 
 from curate.catalog.ledger import Rollout, record_rollouts
 from curate.errors import BadUsage
-from curate.selectors.mixing import parse_weights
+from curate.selectors.mix.mixing import parse_weights
 from curate.selectors.pipeline import run_select
-from curate.train.doremi import DoReMiConfig, doremi_weights
 from curate.train.proxy import ProxyConfig
 from tests.rl_helpers import prompt_set
 
@@ -105,22 +104,11 @@ def test_parse_weights_names_the_bad_item(text, message):
     assert parse_weights(" math = 0.6 , code=0.4,") == {"math": 0.6, "code": 0.4}
 
 
-def test_doremi_trains_a_proxy_against_the_reference(ws, tmp_path):
-    version = prompt_set(ws, tmp_path, n=20)
-    texts = [["1 + 1 = 2 " * 20] * 10, ["the quick brown fox " * 20] * 10]
-    weights, history, stats = doremi_weights(ws, version, texts, DoReMiConfig(steps=4, seq_len=32, seqs_per_domain=2),
-                                             TINY_PROXY)
-    assert len(history) == 4 and weights.shape == (2,)
-    assert weights.sum() == pytest.approx(1.0) and np.all(weights > 0)
-    assert np.allclose(weights, np.mean(history, axis=0))
-    assert stats["reference"].endswith(tuple("0123456789abcdef"))
-
-
 def test_clustering_without_scikit_learn_names_the_extra(monkeypatch):
     import sys
 
     from curate.errors import BadUsage
-    from curate.selectors.domains import cluster
+    from curate.selectors.mix.domains import cluster
 
     monkeypatch.setitem(sys.modules, "sklearn", None)  # as if not installed
     with pytest.raises(BadUsage, match="scikit-learn") as info:

@@ -1,4 +1,4 @@
-"""DoReMi and the other weight rules against hand-computed values."""
+"""The mixing weight rules against hand-computed values (DoReMi's: tests/train/test_doremi.py)."""
 
 from __future__ import annotations
 
@@ -6,46 +6,7 @@ import numpy as np
 import pytest
 
 from curate.errors import BadUsage
-from curate.selectors import mixing_rules as rules
-
-
-def test_excess_loss_clips_per_token_and_averages_over_tokens():
-    proxy = [np.array([2.0, 1.0]), np.array([3.0])]
-    reference = [np.array([1.0, 1.5]), np.array([1.0])]
-    # clipped excess: 1.0, 0.0, 2.0 over 3 tokens
-    assert rules.excess_loss(proxy, reference) == pytest.approx(1.0)
-    assert rules.excess_loss([], []) == 0.0
-
-
-def test_doremi_step_matches_hand_computation():
-    alpha = np.array([0.25, 0.25, 0.25, 0.25])
-    excess = np.array([0.0, 1.0, 0.0, 2.0])
-    raised = alpha * np.exp(excess)  # [0.25, 0.25e, 0.25, 0.25e^2]
-    expected = (1 - 1e-3) * raised / raised.sum() + 1e-3 / 4
-    got = rules.doremi_step(alpha, excess, eta=1.0, smoothing=1e-3)
-    assert got == pytest.approx(expected)
-    e = np.e
-    assert got[3] == pytest.approx((1 - 1e-3) * e**2 / (2 + e + e**2) + 2.5e-4)
-    assert got.sum() == pytest.approx(1.0)
-
-
-def test_doremi_average_over_steps():
-    state = rules.DoReMiState.uniform(2, eta=1.0, smoothing=0.0)
-    first = state.update(np.array([0.0, np.log(3.0)]))   # -> [0.25, 0.75]
-    second = state.update(np.array([0.0, 0.0]))          # unchanged
-    assert first == pytest.approx([0.25, 0.75]) and second == pytest.approx([0.25, 0.75])
-    assert state.average == pytest.approx([0.25, 0.75])
-
-
-def test_doremi_moves_toward_domains_with_highest_excess_loss():
-    rng = np.random.default_rng(0)
-    state = rules.DoReMiState.uniform(4)
-    true_excess = np.array([0.05, 0.1, 0.4, 0.8])
-    for _ in range(50):
-        state.update(np.maximum(true_excess + rng.normal(0, 0.05, 4), 0))
-    avg = state.average
-    assert np.all(np.diff(avg) > 0), avg
-    assert avg[3] > 0.25 > avg[0]
+from curate.selectors.mix import rules
 
 
 def test_progress_weights_favour_domains_still_improving():

@@ -8,7 +8,7 @@ import pytest
 from curate.catalog.ledger import Rollout, record_rollouts
 from curate.catalog.versions import lineage_of
 from curate.errors import BadUsage
-from curate.selectors.curriculum import build_curriculum, default_bands, parse_bands
+from curate.selectors.rl.curriculum import build_curriculum, default_bands, parse_bands
 from tests.rl_helpers import prompt_set
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from curate.selectors import difficulty_rules as rules
+from curate.selectors.rl import difficulty_rules as rules
 
 
 def test_band_keeps_rates_inside_and_unseen_prompts():

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from curate.selectors.sim import STRATEGIES, SimConfig, run_simulation
+from curate.selectors.rl.sim import STRATEGIES, SimConfig, run_simulation
 
 SMALL = SimConfig(prompts=300, target_skill=2.0, eta=0.1)
 

@@ -12,8 +12,8 @@ import pytest
 
 from curate.errors import BadUsage, ModelLoadError
 from curate.selectors import embeddings
-from curate.selectors.dedup import DedupSelector, greedy_keep, near_pairs
-from curate.selectors.diversity import DiversitySelector, k_center_greedy
+from curate.selectors.sft.dedup import DedupSelector, greedy_keep, near_pairs
+from curate.selectors.sft.diversity import DiversitySelector, k_center_greedy
 from curate.selectors.pool import Pool
 
 

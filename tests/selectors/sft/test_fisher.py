@@ -12,8 +12,8 @@ from curate.errors import BadInput, BadUsage
 from curate.lm.loading import load
 from curate.lm.scoring import hidden_states
 from curate.lm.templates import encode_pair
-from curate.selectors.fisher import FisherSelector
-from curate.selectors.logdet import lazy_greedy, logdet_of, naive_greedy, random_projection
+from curate.selectors.sft.fisher import FisherSelector
+from curate.selectors.sft.logdet import lazy_greedy, logdet_of, naive_greedy, random_projection
 from curate.selectors.pool import Pool
 from tests.selectors.sft_helpers import word_problems
 

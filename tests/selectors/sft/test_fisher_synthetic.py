@@ -5,13 +5,14 @@ few times the dimension (averaged over 5 seeds). The experiment lives in benchma
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
+
 pytest.importorskip("sklearn")
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fisher.py"
+BENCH = REPO / "benchmarks" / "bench_fisher.py"
 
 
 def _bench():

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from curate.selectors.logdet import (
+from curate.selectors.sft.logdet import (
     LogDetState,
     compress,
     lazy_greedy,

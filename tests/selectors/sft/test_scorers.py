@@ -12,8 +12,8 @@ import torch
 from curate.errors import BadUsage, ModelLoadError
 from curate.lm.loading import load
 from curate.lm.templates import encode_pair
-from curate.selectors.ifd import IFDSelector
-from curate.selectors.perplexity import PerplexitySelector
+from curate.selectors.sft.ifd import IFDSelector
+from curate.selectors.sft.perplexity import PerplexitySelector
 from curate.selectors.pool import Pool
 
 ROWS = [

@@ -13,8 +13,8 @@ from curate.lm.loading import load
 from curate.lm.scoring import token_logprobs
 from curate.lm.templates import encode_pair
 from curate.selectors.pool import Pool
-from curate.selectors.token_clean import TokenCleanSelector
-from curate.selectors.token_scores import masks_frame, top_fraction
+from curate.selectors.sft.token_clean import TokenCleanSelector
+from curate.selectors.sft.token_scores import masks_frame, top_fraction
 from tests.selectors.sft_helpers import save_tiny, word_problems
 
 
