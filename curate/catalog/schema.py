@@ -117,4 +117,31 @@ CREATE TABLE IF NOT EXISTS prompt_stats (
     last_group_mean DOUBLE,         -- mean reward of the latest group: tells all-right from all-wrong streaks
     PRIMARY KEY (prompt_id, model_key)
 );
+CREATE TABLE IF NOT EXISTS comparisons (  -- one cell (strategy x seed) of `curate compare`
+    cell_key VARCHAR PRIMARY KEY,   -- hash of name, pool, eval, base, strategy, seed and recipe hash
+    name VARCHAR NOT NULL,          -- the comparison (--out)
+    pool VARCHAR NOT NULL,          -- name@vN selected from
+    pool_hash VARCHAR NOT NULL,
+    eval VARCHAR NOT NULL,          -- name@vN evaluated on
+    eval_hash VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,      -- the chain, e.g. dedup,fisher
+    seed BIGINT NOT NULL,
+    selection VARCHAR,              -- name@vN the selection made
+    base_model VARCHAR NOT NULL,    -- the model that is trained
+    base_hash VARCHAR NOT NULL,
+    scorer_model VARCHAR NOT NULL,  -- the model the selectors used
+    recipe_hash VARCHAR NOT NULL,   -- every setting that changes the result
+    recipe VARCHAR NOT NULL,        -- JSON
+    model_path VARCHAR,             -- the trained model folder
+    metric VARCHAR NOT NULL,        -- the metric compared
+    value DOUBLE,                   -- its value
+    metrics VARCHAR,                -- JSON: every metric measured
+    status VARCHAR NOT NULL,        -- selected | done
+    select_s DOUBLE,
+    train_s DOUBLE,
+    eval_s DOUBLE,
+    seconds DOUBLE,                 -- select + train + eval
+    created_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP
+);
 """

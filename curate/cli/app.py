@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from curate import __version__
+from curate.cli import compare as compare_commands
 from curate.cli import data, demo, hints, train
 from curate.cli import rl
 from curate.cli import select as select_commands
@@ -52,6 +53,7 @@ demo.register(app)
 select_commands.register(app)
 synth_commands.register(app)
 rl.register(app)
+compare_commands.register(app)
 
 
 def _quiet_libraries() -> None:

@@ -70,7 +70,7 @@ def ingest_cmd(
                                 f"all kept; see `curate show {report.version.ref}`)"} if conflicts.prompts else {}),
     }))
     if report.answers_normalised:
-        ui.err.print(f"[yellow]note:[/] {report.answers_normalised:,} gold answers were numbers with units or "
+        ui.note("note", f"{report.answers_normalised:,} gold answers were numbers with units or "
                      "separators (e.g. `9 (apples)`, `1,200`): `answer` holds the number, `meta.answer_original` "
                      "the text (docs/formats.md)")
 
@@ -131,7 +131,8 @@ def show_cmd(
                    "present": summary.present, "domains": summary.domains, "lengths": summary.lengths,
                    "answer_conflicts": {"prompts": conflicts.prompts, "rows": conflicts.rows,
                                         "examples": conflicts.examples},
-                   "drops": summary.drops, "lineage": summary.lineage, "samples": summary.samples}
+                   "drops": summary.drops, "lineage": summary.lineage, "samples": summary.samples,
+                   "comparisons": _comparisons_json(ws, version)}
         ui.out.print_json(json.dumps(payload, default=str))
         return
     out = ui.out
@@ -172,6 +173,26 @@ def show_cmd(
         out.print(ui.table("dropped examples", ["reason", "count"], [[r, f"{n:,}"] for r, n in summary.drops.items()]))
     for i, row in enumerate(summary.samples):
         out.print(ui.key_values(f"sample {i + 1}", {k: _clip(v) for k, v in row.items()}))
+    _print_comparisons(ws, version)
+
+
+def _comparisons_json(ws: Workspace, version) -> list[dict]:
+    from curate.catalog.comparisons import comparisons_of
+
+    return comparisons_of(ws, version.ref).to_dicts()
+
+
+def _print_comparisons(ws: Workspace, version) -> None:
+    """The `curate compare` runs on this pool: per comparison and arm, the finished seeds and mean metric."""
+    from curate.catalog.comparisons import comparisons_of
+
+    frame = comparisons_of(ws, version.ref)
+    if frame.height:
+        ui.out.print(ui.table("comparisons (curate compare)", ["comparison", "eval", "base", "recipe", "arm",
+                                                               "seeds", "metric", "mean"],
+                              [[str(r["name"]), r["eval"], str(r["base_model"]), r["recipe_hash"],
+                                r["strategy"], r["seeds"], r["metric"],
+                                "-" if r["mean"] is None else f"{r['mean']:.4g}"] for r in frame.to_dicts()]))
 
 
 SHOWN_DOMAINS = 20

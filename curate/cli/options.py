@@ -24,9 +24,12 @@ def _load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | N
     if not isinstance(data, dict):
         raise typer.BadParameter(f"{value} must hold a mapping of option names to values")
     known = {p.name: p for p in ctx.command.params}
+    flags = {o.lstrip("-").replace("-", "_"): p.name for p in ctx.command.params for o in getattr(p, "opts", [])
+             if o.startswith("--")}  # `eval: x` for an option spelled --eval whose parameter is eval_
     defaults: dict[str, Any] = {}
     for key, item in data.items():
         name = str(key).lstrip("-").replace("-", "_")
+        name = name if name in known else flags.get(name, name)
         if name not in known or name == "config":
             options = ", ".join(sorted(n.replace("_", "-") for n in known if n != "config"))
             raise typer.BadParameter(f"{value}: unknown option {key!r}; options are: {options}")

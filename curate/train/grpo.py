@@ -48,15 +48,16 @@ from curate.errors import BadUsage
 from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
 from curate.lm.templates import encode_pair
+from curate.train import group_filters
 from curate.train.checkpoints import check_out_dir, restore, save_checkpoint, save_model_folder
 from curate.train.data import describe, load_prompts, prompt_ids, stream_slice
-from curate.train import group_filters
 from curate.train.grpo_batch import backward_batch, fill_old_and_ref_logps
 from curate.train.grpo_config import GRPOConfig
 from curate.train.logprobs import response_logprobs
 from curate.train.losses import group_advantages, sft_token_loss
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, lr_at, set_lr
+from curate.train.provenance import write_training_record
 from curate.train.rewards import CheckedReward, RewardFunc, get_reward, reward_spec_name
 from curate.train.rollouts import Group, generate_groups, ledger_rollouts, reward_matrix, score_groups
 
@@ -254,6 +255,7 @@ def train_grpo(
     save_checkpoint(out_dir, network, optimizer, config.steps, run_config,
                     {"cursor": cursor, "run": run_name, "tokens": tokens_seen})
     save_model_folder(network, tokenizer, out_dir)
+    write_training_record(out_dir, "grpo", model, data)
     logger.close()
     window = max(1, len(history) // 4)
     return {"model": model, "data": describe(data), "out_dir": str(out_dir), "steps": config.steps,

@@ -180,6 +180,7 @@ def ensure_proxy(
         texts = sample_texts(version, config.max_examples, config.seed)
         stats = train_proxy(texts, staging / "model", config, progress)
         stats["dataset"] = version.ref
+        stats["content_hash"] = version.content_hash
         (staging / "model" / "proxy.json").write_text(json.dumps(stats, indent=2))
         try:
             os.rename(staging / "model", folder)

@@ -38,6 +38,7 @@ from curate.train.logprobs import response_logprobs
 from curate.train.losses import SFT_LOSSES, sft_token_loss
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, check_lr_settings, lr_at, set_lr
+from curate.train.provenance import write_training_record
 
 
 @dataclass
@@ -173,6 +174,7 @@ def train_sft(
 
     save_checkpoint(out_dir, network, optimizer, config.steps, run_config, {"tokens": tokens_seen})
     save_model_folder(network, tokenizer, out_dir)
+    write_training_record(out_dir, "sft", model, data)
     logger.close()
     tail = losses[-max(1, len(losses) // 10):] if losses else [float("nan")]
     return {"model": model, "data": describe(data), "out_dir": str(out_dir), "steps": config.steps,
