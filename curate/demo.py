@@ -138,7 +138,7 @@ def run_demo(
     seed: int = 0,
     say: Callable[[str], None] = lambda _: None,
     progress: Callable[[str, int, int], None] | None = None,
-    budget: int = 300,
+    budget: int | str = 300,  # a count, a fraction or a percentage of the pool
     sft_steps: int = 40,
     held_out: int = 100,
     curate: bool = True,

@@ -23,7 +23,7 @@ LAYERS = {
     "synth": 4, "report": 4,  # gap-fill runs selectors on its candidates; a report shows their steps
     "loop": 5, "compare": 5, "integrations": 5,
     "demo": 6,  # runs the loop and the comparison
-    "cli": 7, "__main__": 7,
+    "cli": 7, "__main__": 8,
 }
 DEMO_CIRCLE = ["curate.demo", "curate.demo_curation", "curate.demo_loop"]  # until the demo is the package curate/demo/
 SIDEWAYS_FORBIDDEN = {("catalog", "lm"), ("lm", "catalog")}  # the two bottom parts know nothing of each other

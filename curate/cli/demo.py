@@ -8,14 +8,15 @@ import typer
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WorkspaceOpt, command, given
 
 
 def demo_cmd(
     rows: Annotated[int, typer.Option(help="Problems in the synthetic pool.")] = 2000,
     proxy_steps: Annotated[int, typer.Option(help="Training steps of the proxy model.")] = 80,
-    budget: Annotated[int, typer.Option(help="Problems the curated subset keeps "
-                                             "(dedup, perplexity, fisher, token-clean).")] = 300,
+    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Problems the curated subset keeps (dedup, "
+                                                                     "perplexity, fisher, token-clean): a count, a "
+                                                                     "fraction or a percentage.")] = None,
     sft_steps: Annotated[int, typer.Option(help="SFT steps on the curated and on the random subset.")] = 40,
     curate: Annotated[bool, typer.Option(help="Select, train and compare after the proxy (--no-curate skips it).")] = True,
     loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the proxy model (0: none).")] = 4,
@@ -39,7 +40,7 @@ def demo_cmd(
         report = run_demo(ws, rows=rows, proxy_steps=proxy_steps, seed=seed, say=say,
                           progress=lambda what, done, total: update(done, total=total, description=what,
                                                                     unit=ui.unit_of(what)),
-                          budget=budget, sft_steps=sft_steps, curate=curate, loop_rounds=loop_rounds)
+                          sft_steps=sft_steps, curate=curate, loop_rounds=loop_rounds, **given(budget=budget))
     if quiet:
         ui.out.print(report.ingest.version.ref)
         return
@@ -93,4 +94,4 @@ def _loop_table(loop):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_cmd)
+    app.command("demo", cls=command("curate.demo:run_demo"))(demo_cmd)

@@ -39,7 +39,8 @@ def import_vllm() -> Any:
         raise VLLMMissing(
             f"--backend vllm needs the vllm package, which is not installed ({exc})",
             hint="pip install 'curate[vllm]' on a machine with a GPU, or use --backend hf; for synthesis, "
-                 "`curate synth --backend openai --base-url http://HOST:8000/v1` talks to a `vllm serve MODEL` server",
+                 "`curate synth self-instruct SEEDS --backend openai --base-url http://HOST:8000/v1` talks to a "
+                 "`vllm serve MODEL` server",
         ) from None
 
 

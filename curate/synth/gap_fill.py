@@ -13,7 +13,7 @@
    selectors can score the candidates.
 3. Commit the candidates as `NAME-candidates`, then run them through the same selectors:
    the `select` steps in the source's lineage, in order, each keeping the fraction it kept
-   there (or `--select` given explicitly; `none` skips this). The selection's output is NAME.
+   there (or `--strategy` given explicitly; `none` skips this). The selection's output is NAME.
 
 Each row's meta records the group, its count, target share and deficit, and the ids of the
 examples shown, besides the generator's provenance.
@@ -68,7 +68,7 @@ class GapFillConfig:
 
     def validate(self) -> None:
         if self.n < 1:
-            raise BadUsage(f"-n must be at least 1, not {self.n}")
+            raise BadUsage(f"--count must be at least 1, not {self.n}")
         if self.demos < 0 or self.oversample < 1:
             raise BadUsage("--demos must be >= 0 and the oversampling factor >= 1")
 

@@ -75,7 +75,7 @@ class SelfInstructConfig:
 
     def validate(self) -> None:
         if self.num_instructions < 1:
-            raise BadUsage(f"-n must be at least 1, not {self.num_instructions}")
+            raise BadUsage(f"--count must be at least 1, not {self.num_instructions}")
         if not 1 <= self.demos or not 0 <= self.machine_demos <= self.demos:
             raise BadUsage(f"--demos {self.demos} and machine demos {self.machine_demos}: need 0 <= machine <= demos")
         if not 0 < self.rouge_threshold <= 1:

@@ -107,6 +107,28 @@ def get_reward(spec: str) -> RewardFunc:
     return func
 
 
+def weighted_reward(specs: Sequence[str | RewardFunc], weights: Sequence[float] | None = None) -> RewardFunc:
+    """Several rewards as one, combined as GRPO combines them: the weighted sum of the values each
+    returned for a completion (None ones left out), None where every reward returned None."""
+    funcs = [CheckedReward(get_reward(s), name=s if ":" not in s else "") if isinstance(s, str) else CheckedReward(s)
+             for s in specs]
+    weights = [1.0] * len(funcs) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(funcs):
+        raise BadUsage(f"{len(weights)} reward weights for {len(funcs)} rewards",
+                       hint="give one --reward-weight per --reward")
+
+    def combined(prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
+        values = [f(prompts, completions, **columns) for f in funcs]
+        out: list[float | None] = []
+        for per_completion in zip(*values):
+            given = [(v, w) for v, w in zip(per_completion, weights) if v is not None]
+            out.append(sum(v * w for v, w in given) if given else None)
+        return out
+
+    combined.__name__ = "+".join(f"{w:g}*{f.name}" if w != 1 else f.name for f, w in zip(funcs, weights))
+    return combined
+
+
 def reward_spec_name(spec: str | RewardFunc) -> str:
     """How a reward is named in ledger keys: its `--reward` spelling, a built-in's name, or module:qualname."""
     if isinstance(spec, str):

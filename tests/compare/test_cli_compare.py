@@ -88,9 +88,14 @@ def test_the_defaults_the_help_shows_are_the_config_defaults():
     from curate.compare import CompareConfig
 
     command = typer.main.get_command(app).commands["compare"]
+    command.get_help(command.make_context("compare", ["pool", "-s", "x", "-m", "m", "-e", "e"]))  # help fills them
     config = CompareConfig(pool="p", eval="e", model="m", strategies=["random"])
     shown = {p.name: p.show_default for p in command.params
              if isinstance(p.show_default, str) and p.name not in ("workspace", "seed")}
-    assert shown.pop("out") == "POOL-compare" and shown.pop("eval_base") == ("on" if config.eval_base else "off")
+    assert "POOL-compare" in next(p.help for p in command.params if p.name == "out")
+    assert shown.pop("eval_base") == ("on" if config.eval_base else "off")
     assert shown.pop("reward") == ",".join(config.reward)
-    assert len(shown) == 6 and all(shown[name] == str(getattr(config, name)) for name in shown), shown
+    assert shown.pop("max_completion_length") == str(config.max_new_tokens)
+    expected = {name: (("on" if value else "off") if isinstance(value, bool) else str(value))
+                for name, value in ((name, getattr(config, name)) for name in shown)}
+    assert len(shown) >= 6 and shown == expected

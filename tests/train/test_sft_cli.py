@@ -33,7 +33,7 @@ def dataset(tmp_path, capsys):
     rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(1, 9)]
     source = write_jsonl(tmp_path / "pool.jsonl", rows)
     ws = tmp_path / "ws"
-    code, _, err = curate(capsys, "ingest", str(source), "--name", "pool", "--workspace", str(ws))
+    code, _, err = curate(capsys, "ingest", str(source), "--out", "pool", "--workspace", str(ws))
     assert code == 0, err
     return ws
 

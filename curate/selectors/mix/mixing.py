@@ -171,7 +171,7 @@ class MixingSelector(Selector):
 
     def select(self, budget: int | None = None) -> Selection:
         if budget is None:
-            raise BadUsage("mixing needs the size of the mixed dataset", hint="pass --size N (or --budget N)")
+            raise BadUsage("mixing needs the size of the mixed dataset", hint="pass --budget N")
         take = self._allocate(budget)
         order_key = hash_uniform(self.ids_, self.pool_.seed)
         kept, dropped = [], []

@@ -74,7 +74,7 @@ def default_bands(stages: int) -> list[tuple[float, float]]:
 def build_curriculum(
     ws: Workspace,
     ref: str,
-    stages: int,
+    stages: int = 3,
     layout: str = "easy-to-hard",
     bands: list[tuple[float, float]] | None = None,
     model_key: str | None = None,

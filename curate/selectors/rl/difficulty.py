@@ -16,6 +16,7 @@ the ledger by `ledger_view`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,7 +27,7 @@ from curate.catalog.ledger import match_key
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
 from curate.selectors.rl import difficulty_rules as rules
-from curate.selectors.base import BUDGET, Selection, Selector, check_budget, dropped_rows
+from curate.selectors.base import BUDGET, Selection, Selector, check_budget, coerce, dropped_rows
 
 MODES = ("band", "thompson", "greso", "adarft", "uniform")
 
@@ -96,16 +97,33 @@ def ledger_view(ws: Workspace, ids: pl.Series, model_key: str) -> LedgerView:
                       col("zero_var_streak", 0.0).astype(int), frame["last_group_mean"].cast(pl.Float64).to_numpy())
 
 
-@dataclass
+@dataclass(frozen=True)
 class CurriculumParams:
-    lo: float = 0.1
+    """Every curriculum parameter, in one place: the `difficulty` selector's constructor takes its
+    defaults from here, and `curate loop --param NAME=VALUE` sets these fields (`with_params`)."""
+
+    lo: float = 0.1  # band: pass rates kept, [lo, hi]
     hi: float = 0.9
-    keep_unseen: bool = True
+    keep_unseen: bool = True  # band: prompts without rollouts stay
     target: float = 0.5  # MoPPS target pass rate
     floor: float = 0.05  # GRESO minimum keep probability
-    p_easy: float = 0.5
+    p_easy: float = 0.5  # GRESO keep probabilities (the loop updates them each round)
     p_hard: float = 0.5
-    adarft_target: float = 0.5  # AdaRFT target difficulty (1 - pass rate)
+    adarft_target: float = 0.5  # AdaRFT target difficulty (1 - pass rate; the loop moves it)
+    greso_target_easy: float = 0.1  # GRESO: targets for the share of all-right / all-wrong groups (loop)
+    greso_target_hard: float = 0.1
+    adarft_eta: float = 0.5  # AdaRFT's update of the target difficulty (loop)
+    adarft_alpha: float = 2.0
+    adarft_beta: float = 0.5
+
+    def with_params(self, values: dict[str, str]) -> CurriculumParams:
+        """These parameters with `values` (NAME=VALUE strings from the command line) set."""
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise BadUsage(f"no curriculum parameter {', '.join(unknown)}", hint="parameters: " + ", ".join(names))
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        return dataclasses.replace(self, **{k: coerce(v, types[k], k) for k, v in values.items()})
 
 
 def pick_prompts(mode: str, view: LedgerView, budget: int | None, params: CurriculumParams,
@@ -137,9 +155,11 @@ class DifficultySelector(Selector):
     name: ClassVar[str] = "difficulty"
     kind: ClassVar[str] = "rank"
 
-    def __init__(self, mode: str = "band", model_key: str | None = None, lo: float = 0.1, hi: float = 0.9,
-                 keep_unseen: bool = True, target: float = 0.5, floor: float = 0.05, p_easy: float = 0.5,
-                 p_hard: float = 0.5, adarft_target: float = 0.5):
+    def __init__(self, mode: str = "band", model_key: str | None = None, lo: float = CurriculumParams.lo,
+                 hi: float = CurriculumParams.hi, keep_unseen: bool = CurriculumParams.keep_unseen,
+                 target: float = CurriculumParams.target, floor: float = CurriculumParams.floor,
+                 p_easy: float = CurriculumParams.p_easy, p_hard: float = CurriculumParams.p_hard,
+                 adarft_target: float = CurriculumParams.adarft_target):
         self.mode = mode
         self.model_key = model_key
         self.lo = lo
@@ -164,8 +184,9 @@ class DifficultySelector(Selector):
 
     def select(self, budget: int | None = None) -> Selection:
         view = self.view_
-        params = CurriculumParams(self.lo, self.hi, self.keep_unseen, self.target, self.floor, self.p_easy,
-                                  self.p_hard, self.adarft_target)
+        params = CurriculumParams(lo=self.lo, hi=self.hi, keep_unseen=self.keep_unseen, target=self.target,
+                                  floor=self.floor, p_easy=self.p_easy, p_hard=self.p_hard,
+                                  adarft_target=self.adarft_target)
         rng = np.random.default_rng(self.pool_.seed)
         if budget is not None:
             check_budget(budget, len(view.ids), self.name, len(view.ids))
