@@ -73,6 +73,20 @@ class Selection:
     def __len__(self) -> int:
         return self.kept.height
 
+    def score_rows(self) -> pl.DataFrame:
+        """id, value, kept for every row the step saw: what `curate report` plots with the cut.
+
+        Where the strategy has no pool-wide score, the kept rows carry their selection score
+        and the dropped rows a null.
+        """
+        kept_ids = self.kept["id"]
+        if self.scores is not None:
+            frame = self.scores.select(pl.col("id").cast(pl.String), pl.col("value").cast(pl.Float64))
+        else:
+            frame = pl.concat([self.kept.select("id", pl.col("score").alias("value")),
+                               self.dropped.select("id", pl.lit(None, pl.Float64).alias("value"))])
+        return frame.with_columns(pl.col("id").is_in(kept_ids.implode()).alias("kept"))
+
 
 def empty_dropped() -> pl.DataFrame:
     return pl.DataFrame(schema=DROPPED_SCHEMA)
@@ -221,7 +235,11 @@ class RankSelector(Selector):
         eligible, drops = self._eligible()
         drops += self._extra_drops(eligible)
         eligible = self._filter(eligible)
-        budget = check_budget(budget, len(eligible), self.name, len(self.scores_))
+        reasons = {}
+        for frame in drops:
+            for reason, count in frame["reason"].value_counts().iter_rows():
+                reasons[reason] = reasons.get(reason, 0) + count
+        budget = check_budget(budget, len(eligible), self.name, len(self.scores_), reasons)
         values = self.scores_[eligible]
         key = -values if self.higher_is_better else values
         order = eligible[np.lexsort((eligible, key))]  # best first; ties to the earlier row
@@ -252,15 +270,24 @@ class FilterSelector(Selector):
     kind: ClassVar[str] = "filter"
 
 
-def check_budget(budget: int | None, available: int, strategy: str, pool_rows: int) -> int:
-    """The budget as a count of examples; an error when it is larger than what can be kept."""
+def check_budget(budget: int | None, available: int, strategy: str, pool_rows: int,
+                 reasons: dict[str, int] | None = None) -> int:
+    """The budget as a count of examples; an error when it is larger than what can be kept.
+
+    `reasons` counts the rows that cannot be kept by why (a NaN score, the strategy's own rule such as
+    `ifd_above_1`), so the message says where they went."""
     if budget is None:
         return available
     if budget < 0:
         raise BadUsage(f"budget must be positive, got {budget}")
     if budget > available:
         lost = pool_rows - available
-        why = f" ({lost:,} of its {pool_rows:,} rows have no valid score)" if lost else ""
+        named = {k: v for k, v in (reasons or {}).items() if v}
+        unnamed = lost - sum(named.values())
+        if unnamed > 0:
+            named["no valid score"] = unnamed
+        parts = ", ".join(f"{reason} {count:,}" for reason, count in named.items())
+        why = f" ({lost:,} of its {pool_rows:,} rows cannot be kept: {parts})" if lost else ""
         raise BadUsage(f"budget {budget:,} is larger than the pool: {strategy} can keep at most {available:,} rows{why}",
                        hint=f"pass --budget {available:,} or less")
     return budget

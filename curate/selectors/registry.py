@@ -19,6 +19,7 @@ STRATEGIES: dict[str, str] = {
     "random": "curate.selectors.random_sample:RandomSelector",
     "dedup": "curate.selectors.sft.dedup:DedupSelector",
     "diversity": "curate.selectors.sft.diversity:DiversitySelector",
+    "decontaminate": "curate.selectors.decontaminate:DecontaminateSelector",
     # RL strategies (DESIGN §5), built on the same base by their own module's owner:
     "rollout-variance": "curate.selectors.rl.rollout_variance:RolloutVarianceSelector",
     "difficulty": "curate.selectors.rl.difficulty:DifficultySelector",

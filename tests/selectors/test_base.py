@@ -66,8 +66,11 @@ def test_bad_budgets_are_named(text, message):
 def test_budget_larger_than_the_pool_names_what_can_be_kept():
     with pytest.raises(BadUsage, match="budget 11 is larger than the pool: x can keep at most 8 rows") as info:
         check_budget(11, 8, "x", 10)
-    assert "2 of its 10 rows have no valid score" in str(info.value)
+    assert "2 of its 10 rows cannot be kept: no valid score 2" in str(info.value)
     assert check_budget(None, 8, "x", 10) == 8
+    with pytest.raises(BadUsage) as info:  # the strategy's own rule is named with its count
+        check_budget(11, 5, "ifd", 10, {"ifd_above_1": 4, "nan_score": 0})
+    assert "5 of its 10 rows cannot be kept: ifd_above_1 4, no valid score 1" in str(info.value)
 
 
 def test_coerce_parameters_from_text():
