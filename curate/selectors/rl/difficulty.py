@@ -151,9 +151,8 @@ def pick_prompts(mode: str, view: LedgerView, budget: int | None, params: Curric
     raise BadUsage(f"unknown difficulty mode {mode!r}", hint="modes: " + ", ".join(MODES))
 
 
-class DifficultySelector(Selector):
+class DifficultySelector(Selector, kind="rank"):
     name: ClassVar[str] = "difficulty"
-    kind: ClassVar[str] = "rank"
 
     def __init__(self, mode: str = "band", model_key: str | None = None, lo: float = CurriculumParams.lo,
                  hi: float = CurriculumParams.hi, keep_unseen: bool = CurriculumParams.keep_unseen,
@@ -171,12 +170,14 @@ class DifficultySelector(Selector):
         self.p_hard = p_hard
         self.adarft_target = adarft_target
 
-    def fit(self, pool) -> DifficultySelector:
+    def _check_params(self) -> None:
         if self.mode not in MODES:
             raise BadUsage(f"unknown difficulty mode {self.mode!r}", hint="modes: " + ", ".join(MODES))
+
+    def fit(self, pool) -> DifficultySelector:
+        self._prepare(pool)
         if pool.ws is None:
             raise BadUsage("the difficulty strategy reads the prompt ledger: it needs a dataset in a workspace")
-        self._prepare(pool)
         self.model_key_ = resolve_model_key(pool.ws, pool.ids, self.model_key)
         self.view_ = ledger_view(pool.ws, pool.ids, self.model_key_)
         self.scores_ = self.view_.pass_rate

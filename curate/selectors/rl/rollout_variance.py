@@ -19,25 +19,26 @@ import numpy as np
 import polars as pl
 
 from curate.errors import BadUsage
-from curate.selectors.base import Selection, Selector, dropped_rows
+from curate.selectors.base import FilterSelector, Selection, dropped_rows
 from curate.selectors.rl.difficulty import ledger_columns, resolve_model_key
 
 
-class RolloutVarianceSelector(Selector):
+class RolloutVarianceSelector(FilterSelector):
     name: ClassVar[str] = "rollout-variance"
-    kind: ClassVar[str] = "filter"
 
     def __init__(self, threshold: float = 0.0, model_key: str | None = None, keep_unseen: bool = True):
         self.threshold = threshold
         self.model_key = model_key
         self.keep_unseen = keep_unseen
 
+    def _check_params(self) -> None:
+        if self.threshold < 0:
+            raise BadUsage(f"rollout-variance.threshold must be >= 0, got {self.threshold}")
+
     def fit(self, pool) -> RolloutVarianceSelector:
+        self._prepare(pool)
         if pool.ws is None:
             raise BadUsage("rollout-variance reads the prompt ledger: it needs a dataset in a workspace")
-        if self.threshold < 0:
-            raise BadUsage(f"threshold must be >= 0, got {self.threshold}")
-        self._prepare(pool)
         self.model_key_ = resolve_model_key(pool.ws, pool.ids, self.model_key)
         frame = ledger_columns(pool.ws, pool.ids, self.model_key_, ["attempts", "reward_var", "reward_mean"])
         self.attempts_ = frame["attempts"].fill_null(0).to_numpy()

@@ -120,9 +120,11 @@ class DecontaminateSelector(FilterSelector):
                 raise BadUsage(f"decontaminate: {version.ref} is the pool itself", hint="name the eval sets only")
         return versions
 
-    def fit(self, pool) -> DecontaminateSelector:
+    def _check_params(self) -> None:
         if int(self.n) < 1:
             raise BadUsage(f"decontaminate.n must be at least 1, got {self.n}")
+
+    def fit(self, pool) -> DecontaminateSelector:
         self._prepare(pool)
         indexes, self.short_eval_rows_ = [], {}
         for version in self._evals(pool):

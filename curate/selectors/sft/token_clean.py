@@ -50,13 +50,12 @@ import xxhash
 
 from curate.catalog.scores import load_token_scores, scorer_key
 from curate.errors import BadUsage, ModelLoadError
-from curate.selectors.base import NAN_SCORE, Selection, Selector, dropped_rows
+from curate.selectors.base import NAN_SCORE, AnnotateSelector, Selection, dropped_rows
 from curate.selectors.sft.token_scores import Ragged, masks_frame, top_fraction
 
 
-class TokenCleanSelector(Selector):
+class TokenCleanSelector(AnnotateSelector):
     name: ClassVar[str] = "token-clean"
-    kind: ClassVar[str] = "annotate"
     uses_model: ClassVar[bool] = True
     needs_response: ClassVar[bool] = True
 
@@ -75,7 +74,7 @@ class TokenCleanSelector(Selector):
         self.chunks = chunks
 
     # -- checks --------------------------------------------------------------------------
-    def _check(self) -> None:
+    def _check_params(self) -> None:
         if not 0 < self.ratio <= 1:
             raise BadUsage(f"token-clean.ratio is the fraction of tokens kept, in (0, 1]; got {self.ratio}")
         if self.level not in ("global", "example"):
@@ -89,7 +88,6 @@ class TokenCleanSelector(Selector):
 
     # -- fit ------------------------------------------------------------------------------
     def fit(self, pool) -> TokenCleanSelector:
-        self._check()
         self._prepare(pool)
         self.model_id_, self.model_hash_ = pool.model, pool.model_hash()
         self.tokens_ = Ragged(pool.rows)

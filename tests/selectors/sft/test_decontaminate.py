@@ -14,7 +14,7 @@ import pytest
 
 from curate.catalog.ingest import IngestOptions, ingest
 from curate.errors import BadInput, BadUsage, NotFound
-from curate.selectors.decontaminate import ngrams_expr, words_expr
+from curate.selectors.sft.decontaminate import ngrams_expr, words_expr
 from curate.selectors.pipeline import run_select
 from tests.conftest import shared_file, write_jsonl
 
