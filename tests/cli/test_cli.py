@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_jsonl
+from tests.conftest import run_curate_process, write_jsonl
 
 
 def run(*args: str, ws: Path | None = None, check: int | None = 0) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "curate.cli.app", *args]
-    if ws is not None:
-        command += ["--workspace", str(ws)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if check is not None:
-        assert result.returncode == check, result.stdout + result.stderr
-    return result
+    return run_curate_process(*args, *(["--workspace", str(ws)] if ws is not None else []), code=check)
 
 
 @pytest.fixture

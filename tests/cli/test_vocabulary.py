@@ -11,7 +11,7 @@ import typer
 
 from curate.cli.app import app, main
 from curate.cli.options import OLD_SPELLINGS
-from tests.conftest import REPO
+from tests.conftest import REPO, run_curate_process
 
 ROOT = typer.main.get_command(app)
 DOC = (REPO / "docs" / "cli.md").read_text()
@@ -129,12 +129,7 @@ def test_help_shows_the_spelling_and_hides_old_ones(argv, shown, hidden, capsys,
 
 
 def test_python_dash_m_curate_runs_the_command():
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-m", "curate", "--version"], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0 and result.stdout.startswith("curate ")
+    assert run_curate_process("--version").stdout.startswith("curate ")  # runs `python -m curate`
 
 
 @pytest.mark.parametrize("path, argv, param, value", [

@@ -15,7 +15,7 @@ import torch
 from curate.errors import ModelLoadError
 from curate.lm import byte_tokenizer, gguf_cache
 from curate.lm.loading import fingerprint, load
-from tests.conftest import shared_file
+from tests.conftest import run_curate, shared_file
 from tests.lm.conftest import save_tiny_llama
 from tests.lm.gguf_writer import write_tiny_gguf
 
@@ -44,16 +44,7 @@ def no_conversion(monkeypatch) -> None:
 
 def cli(capsys, ws: Path):
     """`curate ARGS --workspace ws` in this process; asserts exit code 0 and returns stdout."""
-    from curate.cli.app import main
-
-    def run(*args: str) -> str:
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--workspace", str(ws)])
-        out, err = capsys.readouterr()
-        assert exited.value.code == 0, out + err
-        return out
-
-    return run
+    return lambda *args: run_curate(capsys, *args, "--workspace", str(ws), code=0)[1]
 
 
 def logits(model, text: str) -> torch.Tensor:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
+from tests.conftest import run_curate_process
 from tests.selectors.sft_helpers import word_problems, write_rows
 
 
 def run(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "curate.cli.app", *args], capture_output=True, text=True,
-                            timeout=300, check=False)
-    if check is not None:
-        assert result.returncode == check, result.stdout + result.stderr
-    return result
+    return run_curate_process(*args, code=check)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_curate, run_curate_process
 from tests.synth.server import FakeOpenAI
 
 SECRET = "sk-cli-Kq7Secret0"
@@ -23,22 +24,12 @@ def command(*args: str, ws: Path) -> list[str]:
 
 
 def run(*args: str, ws: Path, check: int | None = 0, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(command(*args, ws=ws), capture_output=True, text=True, timeout=300, check=False,
-                            env={**os.environ, **(env or {})})
-    if check is not None:
-        assert result.returncode == check, result.stdout + result.stderr
-    return result
+    return run_curate_process(*args, "--workspace", str(ws), code=check, env=env)
 
 
 def cli(capsys, *args: str, ws: Path, check: int = 0) -> tuple[str, str]:
     """The same command in this process (no interpreter start-up): (stdout, stderr)."""
-    from curate.cli.app import main
-
-    with pytest.raises(SystemExit) as exited:
-        main([*args, "--workspace", str(ws)])
-    out, err = capsys.readouterr()
-    assert exited.value.code == check, out + err
-    return out, err
+    return run_curate(capsys, *args, "--workspace", str(ws), code=check)[1:]
 
 
 def synth_args(seed_file: Path, server: FakeOpenAI, *extra: str) -> list[str]:

@@ -25,12 +25,7 @@ def varied(prompts, completions, **kwargs):
     return [float(len(set(c)) % 3) for c in completions]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _weights(folder):
