@@ -17,7 +17,7 @@ Both act on the rewards of the G completions sampled for each prompt (a *group*)
   in O(n log n) instead of C(n, m) subsets. `max_variance_subset` implements it.
 
 These are pure functions on arrays: the trainer receives them (or any callables with the
-same signatures) as arguments and never imports a selector class (DESIGN §2).
+same signatures) as arguments and never imports a selector class (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Each step:
        (Zhang et al. 2025, arXiv 2508.11408).
 
 The filter and the down-sampler are plain callables (defaults: the pure functions in
-`curate.train.group_filters`); this module imports no selector class (DESIGN §2).
+`curate.train.group_filters`); this module imports no selector class (docs/architecture.md, "Layers").
 Groups that cannot move the weights (every advantage 0 and beta = 0, or every token
 masked) are not run through the model: their gradient is exactly zero.
 """
