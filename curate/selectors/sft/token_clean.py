@@ -52,6 +52,7 @@ from curate.catalog.scores import load_token_scores, scorer_key
 from curate.errors import BadUsage, ModelLoadError
 from curate.selectors.base import NAN_SCORE, AnnotateSelector, Selection, dropped_rows
 from curate.selectors.sft.token_scores import Ragged, masks_frame, top_fraction
+from curate.train.model_cache import is_built, publish
 
 
 class TokenCleanSelector(AnnotateSelector):
@@ -277,7 +278,7 @@ class TokenCleanSelector(AnnotateSelector):
             [pool.model_hash(start), config.__dict__, rows], sort_keys=True, default=str).encode())
         root = pool.ws.models_dir if pool.ws is not None else Path(tempfile.gettempdir()) / "curate-token-clean"
         folder = root / f"token-clean-ref-{digest[:16]}"
-        if (folder / "config.json").exists():
+        if is_built(folder, "config.json"):
             return str(folder)
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".token-clean-", dir=root))
@@ -287,9 +288,7 @@ class TokenCleanSelector(AnnotateSelector):
                       progress=lambda step, _: pool.say(f"token-clean: training the {label} reference", step,
                                                         self.steps))
             shutil.rmtree(staging / "model" / "checkpoint", ignore_errors=True)
-            if not (folder / "config.json").exists():
-                shutil.rmtree(folder, ignore_errors=True)
-                (staging / "model").rename(folder)
+            publish(staging / "model", folder, "config.json")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return str(folder)
