@@ -1,50 +1,62 @@
-"""The demo's curation half on a small pool: planted near-duplicates, the three-step chain, two SFT runs."""
+"""The demo's ablation at CI size: the mechanics (arms, budget, seeds, held-out, base, counts), not the winner."""
 
 from __future__ import annotations
 
-import collections
 import json
 
 import pytest
 
 from curate.catalog.ingest import IngestOptions, ingest
-from curate.catalog.versions import lineage_of
-from curate.demo import make_pool
-from curate.demo_curation import curate_and_train, held_out_problems
-from tests.selectors.sft_helpers import install_proxy, write_rows
+from curate.catalog.versions import lineage_of, resolve
+from curate.demo_base import BaseConfig
+from curate.demo_curation import CURATED, AblationConfig, heldout_problems, run_ablation, warmup_problems
+from curate.demo_pool import make_pool
+from tests.selectors.sft_helpers import write_rows
 
 
-def test_make_pool_plants_near_duplicates_and_keeps_the_size():
-    pool = make_pool(500, seed=1)
-    near = {json.dumps(r, sort_keys=True) for r in pool if r["planted"] == "near_duplicate"}
-    assert len(pool) == 500 and len(near) == round(round(500 / 1.08) * 0.03)  # exact copies may copy one too
-    assert collections.Counter(r["planted"] for r in pool)["corrupt"] > 0
-    originals = {r["true_answer"] + r["answer"] for r in pool if r["planted"] != "near_duplicate"}
-    for row in (r for r in pool if r["planted"] == "near_duplicate"):
-        assert row["true_answer"] + row["answer"] in originals  # same answer, edited question
-
-
-def test_held_out_problems_are_not_in_the_pool():
-    pool = make_pool(300, seed=0)
+def test_held_out_and_warmup_problems_are_not_in_the_pool_nor_in_each_other():
+    pool = make_pool(300, seed=0, difficulties=(1,))
     questions = {r["question"] for r in pool}
-    problems = held_out_problems(50, 0, questions)
-    assert len(problems) == 50 and not {p["prompt"] for p in problems} & questions
-    assert all(p["response"].endswith(f"#### {p['answer']}") for p in problems)
+    held = heldout_problems(50, 0, questions)
+    warm = warmup_problems(200, 0, questions | {p["question"] for p in held})
+    assert len(held) == 50 and len(warm) == 200
+    assert not {p["question"] for p in held} & questions
+    assert not {p["question"] for p in warm} & (questions | {p["question"] for p in held})
+    assert all(p["answer"].endswith("\n#### " + p["answer"].rsplit(" ", 1)[1]) for p in held)
 
 
 @pytest.mark.slow
-def test_curate_and_train_compares_a_curated_and_a_random_subset(ws, tmp_path, tiny_model_dir):
-    version = ingest(ws, str(write_rows(tmp_path / "pool.jsonl", make_pool(160, seed=2))),
-                     IngestOptions(name="demo")).version
-    proxy = install_proxy(ws, version, tiny_model_dir)
-    report = curate_and_train(ws, version, proxy, budget=20, sft_steps=2, held_out=4, reference_steps=2,
-                              max_new_tokens=8)
-    assert [s.strategy for s in report.curated.steps] == ["dedup", "perplexity", "fisher", "token-clean"]
-    assert report.curated.version.rows == 20 and report.random.version.rows == 20
-    assert "token_mask" in report.curated.version.columns and "token_mask" not in report.random.version.columns
-    chain = ["dedup", "perplexity", "fisher", "token-clean"]
-    assert [s["strategy"] for s in lineage_of(ws, report.curated.version)] == chain
-    assert set(report.accuracy) == {"curated", "random"} and all(0 <= a <= 1 for a in report.accuracy.values())
-    assert all(loss > 0 for loss in report.held_out_loss.values())
-    assert 0 < report.kept_token_fraction <= 0.61 and report.near_found <= report.near_planted
-    assert report.held_out == 4
+def test_ablation_runs_random_and_the_curated_chain_through_compare(ws, tmp_path, tiny_model_dir):
+    rows = make_pool(200, seed=2, difficulties=(1,))
+    pool = ingest(ws, str(write_rows(tmp_path / "pool.jsonl", rows)), IngestOptions(name="demo")).version
+    config = AblationConfig(budget=20, seeds=2, sft_steps=2, held_out=10, max_new_tokens=4,
+                            base_config=BaseConfig(problems=60, steps=2, batch_tokens=512))
+    report = run_ablation(ws, pool, tiny_model_dir, config)
+    compare = report.compare
+
+    assert [a.strategy for a in compare.arms] == ["random", CURATED]
+    assert all(a.n == 2 and all(0 <= v <= 1 for v in a.values) for a in compare.arms)
+    assert compare.arms[1].diff_mean == pytest.approx(compare.arms[1].mean - compare.arms[0].mean)
+    assert compare.base is not None and compare.base_model == report.base
+    cells = [c for c in compare.cells if c.selection]
+    assert len(cells) == 4 and {c.seed for c in cells} == {0, 1}
+    for cell in cells:
+        assert resolve(ws, cell.selection).rows == 20
+    curated = next(resolve(ws, c.selection) for c in cells if c.strategy == CURATED)
+    steps = lineage_of(ws, curated)
+    assert [s["strategy"] for s in steps] == ["dedup", "perplexity", "random"]
+    assert abs(steps[1]["rows_out"] - 0.5 * pool.rows) <= 1  # the filter keeps half of the pool's rows
+
+    held = [json.loads(line) for line in (ws.root / "demo" / "demo-heldout.jsonl").read_text().splitlines()]
+    assert report.heldout.rows == len(held) == 10
+    assert not {h["question"] for h in held} & {r["question"] for r in rows}
+    unique = {json.dumps(r, sort_keys=True): r for r in rows}.values()  # ingest drops the exact copies
+    assert report.faulty["pool"] == pytest.approx(sum(r["planted"] is not None for r in unique) / pool.rows)
+    assert all(0 <= share <= 1 for share in report.faulty.values()) and set(report.faulty) == {"pool", "random",
+                                                                                               CURATED}
+    assert 0 <= report.near_found <= report.near_planted == sum(r["near_duplicate"] for r in unique)
+    assert report.base_stats["warmup"].startswith("demo-warmup@") and not report.base_stats["cached"]
+
+    again = run_ablation(ws, pool, tiny_model_dir, config)  # a rerun reuses every finished cell and the base
+    assert again.compare.computed == 0 and again.base_stats["cached"]
+    assert [a.values for a in again.compare.arms] == [a.values for a in compare.arms]

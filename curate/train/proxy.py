@@ -102,12 +102,13 @@ def _lr(step: int, config: ProxyConfig) -> float:
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def build_model(config: ProxyConfig):
+def build_model(config: ProxyConfig, vocab_size: int = byte_tokenizer.VOCAB_SIZE):
+    """A randomly initialised Llama of `config`'s shape; special ids are the byte tokenizer's (0-3)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     llama = LlamaConfig(
-        vocab_size=byte_tokenizer.VOCAB_SIZE, hidden_size=config.hidden_size,
+        vocab_size=vocab_size, hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size, num_hidden_layers=config.layers,
         num_attention_heads=config.heads, num_key_value_heads=config.heads,
         max_position_embeddings=config.max_positions, tie_word_embeddings=True,

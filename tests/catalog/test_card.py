@@ -23,7 +23,7 @@ def cli(*args: str, env: dict | None = None, check: int = 0) -> subprocess.Compl
 @pytest.fixture
 def selected(tmp_path):
     ws = tmp_path / "ws"
-    cli("ingest", str(write_jsonl(tmp_path / "pool.jsonl", ROWS)), "--name", "pool", "--license", "MIT",
+    cli("ingest", str(write_jsonl(tmp_path / "pool.jsonl", ROWS)), "--out", "pool", "--license", "MIT",
         "--workspace", str(ws))
     cli("select", "pool", "--strategy", "length", "--budget", "10", "--workspace", str(ws))
     return ws
