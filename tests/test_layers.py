@@ -25,7 +25,6 @@ LAYERS = {
     "demo": 6,  # runs the loop and the comparison
     "cli": 7, "__main__": 8,
 }
-DEMO_CIRCLE = ["curate.demo", "curate.demo_curation", "curate.demo_loop"]  # until the demo is the package curate/demo/
 SIDEWAYS_FORBIDDEN = {("catalog", "lm"), ("lm", "catalog")}  # the two bottom parts know nothing of each other
 
 
@@ -67,7 +66,7 @@ def graph() -> dict[str, set[str]]:
 def part(module: str) -> str:
     parts = module.split(".")
     name = parts[1] if len(parts) > 1 else "__init__"
-    return "demo" if name.startswith("demo_") else name  # until the demo is the package curate/demo/
+    return name
 
 
 def test_every_part_has_a_layer():
@@ -134,7 +133,7 @@ def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycles_between_files():
-    cycles = [g for g in strongly_connected(graph()) if len(g) > 1 and g != DEMO_CIRCLE]
+    cycles = [g for g in strongly_connected(graph()) if len(g) > 1]
     assert not cycles, "modules that import each other (directly or in a circle): " + "; ".join(
         " <-> ".join(g) for g in cycles)
 

@@ -48,9 +48,9 @@ def demo_cmd(
       curate demo --seeds 5 --workspace /tmp/demo-ws
       curate demo --base ./my-small-model --sft-steps 300
     """
-    from curate.demo import run_demo  # imports torch: keep `curate --help` fast
-    from curate.demo_base import BaseConfig
-    from curate.demo_curation import AblationConfig
+    from curate.demo.run import run_demo  # imports torch: keep `curate --help` fast
+    from curate.demo.base import BaseConfig
+    from curate.demo.curation import AblationConfig
 
     ws = Workspace.open(workspace)
     say = (lambda _: None) if quiet else ui.say
@@ -84,7 +84,7 @@ def demo_cmd(
     if report.curation is not None:
         compare = report.curation.compare
         curated = compare.arms[-1].strategy
-        from curate.demo_curation import CANDIDATE_PARAMS, CANDIDATES, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS
+        from curate.demo.curation import CANDIDATE_PARAMS, CANDIDATES, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS
 
         ui.out.print("every candidate arm (docs/decisions.md, \"The demo\"): "
                      + candidates_command(report.curation, ws, CANDIDATES, CANDIDATE_PARAMS, "demo-arms"))
@@ -166,5 +166,5 @@ def _loop_table(loop):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo", cls=command("curate.demo:run_demo", "curate.demo_curation:AblationConfig",
-                                    "curate.demo_base:BaseConfig", base_steps="steps"))(demo_cmd)
+    app.command("demo", cls=command("curate.demo.run:run_demo", "curate.demo.curation:AblationConfig",
+                                    "curate.demo.base:BaseConfig", base_steps="steps"))(demo_cmd)

@@ -2,9 +2,9 @@
 
 Everything runs through `curate.compare.run_compare`, the function behind `curate compare`:
 
-- POOL: the demo pool (`curate.demo_pool`: 30% planted faults, exact and near duplicates);
+- POOL: the demo pool (`curate.demo.pool`: 30% planted faults, exact and near duplicates);
 - EVAL: `demo-heldout`, fresh problems made with another seed, none in the pool;
-- BASE: a model that has not seen the pool (`curate.demo_base`: warmed up on `demo-warmup`,
+- BASE: a model that has not seen the pool (`curate.demo.base`: warmed up on `demo-warmup`,
   clean problems none of which is in the pool or EVAL), or any folder given as `base`;
 - SCORER: the pool's proxy, for every selector;
 - ARMS: `random` and the curated chain (`CURATED`), each keeping `budget` rows, for `seeds`
@@ -28,8 +28,8 @@ import polars as pl
 from curate.catalog.ingest import IngestOptions, ingest
 from curate.catalog.versions import DatasetVersion, resolve
 from curate.catalog.workspace import Workspace
-from curate.demo_base import BaseConfig, ensure_base
-from curate.demo_pool import fresh_problems
+from curate.demo.base import BaseConfig, ensure_base
+from curate.demo.pool import fresh_problems
 
 CURATED = "dedup,perplexity,random"
 CURATED_PARAMS = {"perplexity.budget": "0.5"}  # drop the less plausible half (of the pool's rows), then sample

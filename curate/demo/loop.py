@@ -26,7 +26,7 @@ from curate.catalog.workspace import Workspace
 from curate.loop import LoopConfig, LoopReport, run_loop
 from curate.train.rewards import completion_text, format_reward, math_reward
 
-DEMO_REWARD = "curate.demo_loop:demo_reward"
+DEMO_REWARD = "curate.demo.loop:demo_reward"
 
 
 _NUMBER = re.compile(r"\d+")
@@ -55,7 +55,7 @@ def demo_loop_config(rounds: int, seed: int = 0) -> LoopConfig:
 
 def fresh_prompts(count: int, seed: int, exclude: set[str], difficulties: tuple[int, ...] = (1,)) -> list[dict]:
     """Demo problems of the given difficulties from another seed, none of whose questions is in `exclude`."""
-    from curate.demo_pool import fresh_problems
+    from curate.demo.pool import fresh_problems
 
     return [{"question": r["question"], "answer": r["true_answer"], "domain": r["domain"],
              "difficulty": r["difficulty"]}

@@ -1,14 +1,14 @@
 """The built-in demo: a synthetic task pool that needs no network and no downloads.
 
-1. The pool (`curate.demo_pool`): arithmetic word problems in GSM8K's layout with the faults
+1. The pool (`curate.demo.pool`): arithmetic word problems in GSM8K's layout with the faults
    of a scraped SFT pool planted in 30% of them (wrong answers, garbled and truncated
    responses, off-task text) plus exact and near duplicates; ingested as `demo`.
 2. The proxy: a small LM trained on the pool, the model every selector scores with; the
    demo checks that it finds the faulty responses less plausible than the clean ones.
-3. The ablation (`curate.demo_curation`): the curated chain against `random` at one budget,
+3. The ablation (`curate.demo.curation`): the curated chain against `random` at one budget,
    over several seeds, each arm fine-tuning a base that never saw the pool, scored on fresh
    problems, through `curate compare`.
-4. A few rounds of the closed loop from the proxy (`curate.demo_loop`).
+4. A few rounds of the closed loop from the proxy (`curate.demo.loop`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from curate.catalog.ingest import IngestOptions, IngestReport, ingest
 from curate.catalog.versions import DatasetVersion
 from curate.catalog.workspace import Workspace
-from curate.demo_pool import fresh_problems, make_pool  # noqa: F401  (the demo's pool, importable from here)
+from curate.demo.pool import make_pool
 from curate.train.proxy import ProxyConfig, ensure_proxy
 
 
@@ -39,7 +39,7 @@ class DemoReport:
     loss_faulty: float
     seconds: float
     steps: list[str] = field(default_factory=list)
-    curation: Any = None  # curate.demo_curation.AblationReport
+    curation: Any = None  # curate.demo.curation.AblationReport
     loop: Any = None  # curate.loop.LoopReport
 
 
@@ -72,7 +72,7 @@ def demo_proxy(ws: Workspace, version: DatasetVersion, steps: int, seed: int,
 
 def proxy_losses(folder: Path, version: DatasetVersion, seed: int, sample: int = 200) -> tuple[float, float]:
     """Mean proxy loss (nats/token) of `sample` clean responses and of up to `sample` faulty ones."""
-    from curate.demo_curation import planted
+    from curate.demo.curation import planted
     from curate.lm.loading import load
     from curate.lm.scoring import token_logprobs
     from curate.lm.templates import encode_pairs
@@ -105,7 +105,7 @@ def run_demo(
     progress: Callable[[str, int, int | None], None] | None = None,
     curate: bool = True,
     loop_rounds: int = 4,
-    ablation: Any = None,  # curate.demo_curation.AblationConfig; None: its defaults
+    ablation: Any = None,  # curate.demo.curation.AblationConfig; None: its defaults
 ) -> DemoReport:
     """Make and ingest the pool, train the proxy and check it sees the faulty rows; then (with
     `curate`) run the ablation and `loop_rounds` rounds of the closed loop from the proxy."""
@@ -117,12 +117,12 @@ def run_demo(
     loss_clean, loss_faulty = proxy_losses(folder, report.version, seed)
     curation = loop = None
     if curate:
-        from curate.demo_curation import AblationConfig, run_ablation
+        from curate.demo.curation import AblationConfig, run_ablation
 
         config = ablation or AblationConfig(seed=seed)
         curation = run_ablation(ws, report.version, folder, config, say=say, progress=progress)
         if loop_rounds > 0:
-            from curate.demo_loop import demo_loop_config, loop_rounds as run_rounds
+            from curate.demo.loop import demo_loop_config, loop_rounds as run_rounds
 
             exclude = set(report.version.scan().select("prompt").collect()["prompt"].to_list())
             loop = run_rounds(ws, folder, exclude, demo_loop_config(loop_rounds, seed), say=say,  # docs/rl.md: why

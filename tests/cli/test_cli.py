@@ -120,7 +120,7 @@ def test_demo_runs_offline(tmp_path):
                  "--base-steps", "2", "--held-out", "20", "--loop-rounds", "1", ws=ws,
                  timeout=900)  # a whole demo, small: ~2.5 CPU-minutes; a shared machine stretches that
     assert "curate demo" in result.stdout and "held-out accuracy" in result.stdout
-    assert "curate loop (thompson, reward curate.demo_loop:demo_reward)" in result.stdout
+    assert "curate loop (thompson, reward curate.demo.loop:demo_reward)" in result.stdout
     assert "curate compare demo -s dedup,random" in result.stdout  # the commands that run every candidate arm
     assert "-s dedup,perplexity,random,token-clean" in result.stdout
     curated = json.loads(run("show", "demo-compare-dedup-perplexity-random", "--json", ws=ws).stdout)

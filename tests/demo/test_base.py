@@ -7,8 +7,8 @@ import json
 import pytest
 
 from curate.catalog.ingest import IngestOptions, ingest
-from curate.demo_base import BaseConfig, ensure_base, train_tokenizer
-from curate.demo_pool import fresh_problems
+from curate.demo.base import BaseConfig, ensure_base, train_tokenizer
+from curate.demo.pool import fresh_problems
 from curate.lm import byte_tokenizer
 from curate.train.provenance import training_history
 

@@ -8,9 +8,9 @@ import pytest
 
 from curate.catalog.ingest import IngestOptions, ingest
 from curate.catalog.versions import lineage_of, resolve
-from curate.demo_base import BaseConfig
-from curate.demo_curation import CURATED, AblationConfig, heldout_problems, run_ablation, warmup_problems
-from curate.demo_pool import make_pool
+from curate.demo.base import BaseConfig
+from curate.demo.curation import CURATED, AblationConfig, heldout_problems, run_ablation, warmup_problems
+from curate.demo.pool import make_pool
 from tests.selectors.sft_helpers import write_rows
 
 

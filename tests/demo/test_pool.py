@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from curate.demo_pool import FAULTS, UNRELATED, fresh_problems, make_pool
+from curate.demo.pool import FAULTS, UNRELATED, fresh_problems, make_pool
 
 STEP = re.compile(r"^(-?\d+) ([-+*]) (\d+) = (-?\d+)$")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curate.demo import make_pool
+from curate.demo.pool import make_pool
 
 pytestmark = pytest.mark.slow
 
