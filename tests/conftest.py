@@ -97,6 +97,22 @@ def run_curate_process(*args: str, code: int | None = 0, env: dict | None = None
     return result
 
 
+def cli_commands(command=None, path: tuple[str, ...] = ()):
+    """Every `curate` command as ("train sft", its click command), walking the groups (typer may vendor
+    its own click, so a group is recognised by its `commands`)."""
+    if command is None:
+        import typer
+
+        from curate.cli.app import app
+
+        command = typer.main.get_command(app)
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from cli_commands(sub, (*path, name))
+    else:
+        yield " ".join(path), command
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     import json
 

@@ -17,18 +17,10 @@ import typer
 
 from curate.cli import hints
 from curate.cli.app import app, main
-from tests.conftest import write_jsonl
+from tests.conftest import cli_commands as commands, write_jsonl
 
 ROOT = typer.main.get_command(app)
 PACKAGE = Path(__file__).resolve().parents[2] / "curate"
-
-
-def commands(command=ROOT, path=()):
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            yield from commands(sub, (*path, name))
-    else:
-        yield " ".join(path), command
 
 
 def test_strict_mode_is_on_for_the_suite():

@@ -11,7 +11,7 @@ import typer
 
 from curate.cli.app import app, main
 from curate.cli.options import OLD_SPELLINGS
-from tests.conftest import REPO, run_curate_process
+from tests.conftest import REPO, cli_commands as commands, run_curate_process
 
 ROOT = typer.main.get_command(app)
 DOC = (REPO / "docs" / "cli.md").read_text()
@@ -38,14 +38,6 @@ def old_spellings() -> set[str]:
     return {word for row in rows("## Old spellings") for code in CODE.findall(row[0])
             for word in code.split() if word.startswith("-")} | {
         short for row in rows("## Old spellings") for short in re.findall(r"`(-\w)`", row[0])}
-
-
-def commands(command=ROOT, path=()):
-    if hasattr(command, "commands"):
-        for name, sub in command.commands.items():
-            yield from commands(sub, (*path, name))
-    else:
-        yield " ".join(path), command
 
 
 def options(command):
