@@ -1,6 +1,6 @@
 """Curricula on the pass-rate simulator: rollouts to reach a target skill, per strategy.
 
-Every strategy runs with the same seeds and the same simulated pool (curate.selectors.sim;
+Every strategy runs with the same seeds and the same simulated pool (curate.selectors.rl.sim;
 its docstring states the learning-rule assumption). Prints one JSON line per strategy
 (mean over seeds, with the ratio of uniform's rollouts to the strategy's), then one line
 comparing GRESO with plain dynamic sampling at equal effective batch.
@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from curate.selectors.sim import STRATEGIES, SimConfig, run_simulation
+from curate.selectors.rl.sim import STRATEGIES, SimConfig, run_simulation
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def main() -> None:
 
     from curate.catalog.ingest import IngestOptions, ingest
     from curate.catalog.workspace import Workspace
-    from curate.selectors.dedup import DedupSelector
+    from curate.selectors.sft.dedup import DedupSelector
     from curate.selectors.pool import Pool
 
     rng = random.Random(args.seed)

@@ -1,9 +1,9 @@
 """Which selection trains the best model on the demo pool? Every candidate arm against random.
 
-The claim it checks: the chain `curate demo` presents as "curated" (`curate.demo_curation.CURATED`)
+The claim it checks: the chain `curate demo` presents as "curated" (`curate.demo.curation.CURATED`)
 is the candidate that measured best on the demo pool, and it beats random on mean held-out
 accuracy. The setup is the demo's own (`curate.demo.build_pool`, `demo_proxy`,
-`curate.demo_curation.run_ablation`, i.e. `curate compare`): the same pool, proxy, held-out
+`curate.demo.curation.run_ablation`, i.e. `curate compare`): the same pool, proxy, held-out
 problems, warmed-up base and SFT recipe; only the list of arms and the number of seeds differ.
 
 The candidate arms were fixed before any of them was run (docs/decisions.md, "The demo"):
@@ -37,9 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from curate.catalog.workspace import Workspace  # noqa: E402
-from curate.demo import build_pool, demo_proxy  # noqa: E402
-from curate.demo_base import BaseConfig  # noqa: E402
-from curate.demo_curation import (CANDIDATE_PARAMS, CANDIDATES, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS,  # noqa: E402
+from curate.demo.run import build_pool, demo_proxy  # noqa: E402
+from curate.demo.base import BaseConfig  # noqa: E402
+from curate.demo.curation import (CANDIDATE_PARAMS, CANDIDATES, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS,  # noqa: E402
                                    AblationConfig, run_ablation)
 
 

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from curate.selectors.logdet import lazy_greedy, naive_greedy
+from curate.selectors.sft.logdet import lazy_greedy, naive_greedy
 
 
 def emit(**fields) -> None:

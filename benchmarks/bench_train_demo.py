@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from curate.catalog.ingest import IngestOptions, ingest  # noqa: E402
 from curate.catalog.ledger import read_stats  # noqa: E402
 from curate.catalog.workspace import Workspace  # noqa: E402
-from curate.demo import make_pool  # noqa: E402
+from curate.demo.pool import make_pool  # noqa: E402
 from curate.lm.generation import HFBackend, SamplingParams  # noqa: E402
 from curate.lm.loading import load  # noqa: E402
 from curate.train.grpo import GRPOConfig, train_grpo  # noqa: E402

@@ -3,7 +3,7 @@ on them, and the fresh rollouts flow back into the ledger to steer the next pick
 
 Each round:
     1. select prompts from the ledger with the strategy (thompson | band | greso | adarft |
-       uniform; `curate.selectors.difficulty.pick_prompts`);
+       uniform; `curate.selectors.rl.difficulty.pick_prompts`);
     2-5. `train_grpo` rolls them out, scores them, writes every rollout to the ledger, applies
        dynamic sampling / PODS, and runs the GRPO steps;
     6. evaluate the new model on a held-out split (greedy decoding, the same reward);
@@ -19,12 +19,13 @@ what it already has. Nothing is counted twice and nothing is lost.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ from curate.catalog.ledger import ledger_key
 from curate.catalog.versions import DatasetVersion, resolve
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
-from curate.selectors import difficulty_rules as rules
-from curate.selectors.difficulty import MODES, CurriculumParams, ledger_view, pick_prompts
+from curate.selectors.rl import difficulty_rules as rules
+from curate.selectors.rl.difficulty import MODES, CurriculumParams, ledger_view, pick_prompts
 from curate.selectors.random_sample import hash_uniform
 
 STATE = "loop.json"
@@ -60,16 +61,8 @@ class LoopConfig:
     mask_truncated_completions: bool = True  # off for tiny models that rarely finish (docs/rl.md)
     eval_fraction: float = 0.1  # share of the prompts held out (by a hash of their id)
     eval_size: int = 32  # at most this many held-out prompts are evaluated each round
-    lo: float = 0.1  # band
-    hi: float = 0.9
-    target: float = 0.5  # thompson: target pass rate
-    floor: float = 0.05  # greso
-    greso_target_easy: float = 0.1
-    greso_target_hard: float = 0.1
-    adarft_target: float = 0.5  # adarft: starting target difficulty
-    adarft_eta: float = 0.5
-    adarft_alpha: float = 2.0
-    adarft_beta: float = 0.5
+    curriculum: CurriculumParams = field(default_factory=CurriculumParams)  # the strategy's parameters (--param)
+    reward_weights: tuple[float, ...] | None = None  # one per reward (None: 1 each)
     model_key: str | None = None  # the policy's ledger key (default: the starting model's hash); + "#" + the reward
     template: str = "auto"
     dtype: str = "auto"
@@ -129,20 +122,16 @@ def _rows_by_id(version: DatasetVersion, ids: list[str]) -> list[dict]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def evaluate(model: str, rows: list[dict], reward: str, max_tokens: int, template: str, dtype: str) -> float:
-    """Mean reward of greedy completions on `rows` (None rewards excluded)."""
-    from curate.lm.generation import HFBackend, SamplingParams
-    from curate.lm.loading import load
-    from curate.train.rewards import get_reward
+def held_out_reward(model: str, rows: list[dict], rewards: list[str], config: LoopConfig) -> float:
+    """Mean reward of greedy completions on `rows` (rows no reward scores are left out); several
+    rewards count as GRPO trains on them, weighted and summed."""
+    from curate.train.evaluate import evaluate
+    from curate.train.rewards import weighted_reward
 
-    lm = load(model, dtype=dtype)
-    backend = HFBackend(lm, batch_size=32, template=template)
-    outputs = backend.generate([r["prompt"] for r in rows], 1, SamplingParams(temperature=0, max_new_tokens=max_tokens))
-    completions = [group[0].text for group in outputs]
-    columns = {k: [r.get(k) for r in rows] for k in ("answer", "tests", "domain", "response", "id", "meta")}
-    values = get_reward(reward)(prompts=[r["prompt"] for r in rows], completions=completions, **columns)
-    scored = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(scored)) if scored else math.nan
+    reward = rewards[0] if len(rewards) == 1 and not config.reward_weights else weighted_reward(
+        rewards, config.reward_weights)
+    return evaluate(model, rows, ("reward",), reward, config.max_completion_length, config.template,
+                    dtype=config.dtype).metrics["reward"]
 
 
 def _round_shares(ws: Workspace, model_key: str, run: str, k: int) -> tuple[float, float, int, int]:
@@ -165,20 +154,27 @@ def run_loop(
     model: str,
     out_dir: Path,
     config: LoopConfig,
-    reward: str = "math",
+    reward: str | Sequence[str] = "math",
     resume: bool = False,
     say: Callable[[str], None] = lambda _: None,
     on_round: Callable[[dict], None] | None = None,
 ) -> LoopReport:
     """Run (or resume) the closed loop for `config.rounds` rounds; returns every round's metrics row."""
     from curate.lm.loading import fingerprint, load
-    from curate.train.grpo import GRPOConfig, train_grpo
+    from curate.train.grpo import train_grpo
+    from curate.train.grpo_config import GRPOConfig
     from curate.train.metrics import read_metrics
     from curate.train.proxy import resolve_model
     from curate.train.rewards import reward_spec_name
 
     began = time.perf_counter()
     config.check()
+    rewards = [reward] if isinstance(reward, str) else list(reward)
+    weights = list(config.reward_weights) if config.reward_weights else [1.0] * len(rewards)
+    if len(weights) != len(rewards):
+        raise BadUsage(f"{len(weights)} reward weights for {len(rewards)} rewards",
+                       hint="give one --reward-weight per --reward")
+    reward = rewards[0] if len(rewards) == 1 else rewards  # as loop.json records it
     out_dir = Path(out_dir)
     state_path = out_dir / STATE
     version = resolve(ws, ref)
@@ -193,7 +189,8 @@ def run_loop(
 
     if resume:
         state = json.loads(state_path.read_text())
-        fixed = ("strategy", "prompts_per_round", "num_generations", "seed", "eval_fraction", "eval_size")
+        fixed = ("strategy", "prompts_per_round", "num_generations", "seed", "eval_fraction", "eval_size",
+                 "reward_weights")
         changed = [k for k in fixed if state["config"].get(k) != getattr(config, k)]
         changed += ["reward"] if state.get("reward", reward) != reward else []
         if changed or state["dataset"] != version.ref:
@@ -205,11 +202,12 @@ def run_loop(
         folder = Path(base).expanduser()
         model_key = config.model_key or (fingerprint(folder) if folder.is_dir() else load(base).model_hash)
         say(f"evaluating the starting model on {len(heldout_rows)} held-out prompts")
-        eval_before = evaluate(base, heldout_rows, reward, config.max_completion_length, config.template, config.dtype)
+        eval_before = held_out_reward(base, heldout_rows, rewards, config)
         state = {"config": asdict(config), "dataset": version.ref, "reward": reward, "base_model": base, "model": base,
-                 "model_key": model_key, "ledger_key": ledger_key(model_key, [(reward_spec_name(reward), 1.0)]),
+                 "model_key": model_key, "ledger_key": ledger_key(model_key, [(reward_spec_name(r), w) for r, w in zip(rewards, weights)]),
                  "run": f"loop-{os.urandom(4).hex()}", "eval_before": eval_before,
-                 "curriculum": {"p_easy": 0.5, "p_hard": 0.5, "adarft_target": config.adarft_target},
+                 "curriculum": {"p_easy": config.curriculum.p_easy, "p_hard": config.curriculum.p_hard,
+                                "adarft_target": config.curriculum.adarft_target},
                  "rounds": [], "rollouts": 0}
         _write_json(state_path, state)
     resumed_from = len(state["rounds"])
@@ -230,8 +228,8 @@ def run_loop(
         else:
             want = config.prompts_per_round * ((1 + config.max_refills) if config.uses_dynamic_sampling else 1)
             view = ledger_view(ws, train_ids, key)
-            params = CurriculumParams(config.lo, config.hi, True, config.target, config.floor, curriculum["p_easy"],
-                                      curriculum["p_hard"], curriculum["adarft_target"])
+            params = dataclasses.replace(config.curriculum, p_easy=curriculum["p_easy"], p_hard=curriculum["p_hard"],
+                                         adarft_target=curriculum["adarft_target"])
             rng = np.random.default_rng([config.seed, round_no])
             order, _ = pick_prompts(config.strategy, view, min(want, len(train_ids)), params, rng)
             if len(order) < config.prompts_per_round:  # a filter left too few: top up at random
@@ -250,27 +248,27 @@ def run_loop(
                           dynamic_sampling=config.uses_dynamic_sampling, max_refills=config.max_refills,
                           mask_truncated_completions=config.mask_truncated_completions, template=config.template,
                           seed=config.seed + round_no, save_every=1,
-                          ledger_key=key, run_name=run, dtype=config.dtype)
+                          ledger_key=key, run_name=run, dtype=config.dtype, reward_weights=config.reward_weights)
         resume_round = (grpo_dir / "checkpoint").exists()
         say(f"round {round_no}/{config.rounds}: GRPO on {len(rows)} prompts ({config.strategy})"
             + (" — resuming" if resume_round else ""))
-        stats = train_grpo(state["model"], rows, grpo_dir, grpo, reward, ws=ws, resume=resume_round)
+        stats = train_grpo(state["model"], rows, grpo_dir, grpo, rewards, ws=ws, resume=resume_round)
 
         # 6. Held-out evaluation of the new model.
-        eval_reward = evaluate(str(grpo_dir), heldout_rows, reward, config.max_completion_length, config.template,
-                               config.dtype)
+        eval_reward = held_out_reward(str(grpo_dir), heldout_rows, rewards, config)
 
         # 7. The round's row and the curriculum's state.
         metrics = read_metrics(grpo_dir)
         easy, hard, spent, rolled = _round_shares(ws, key, run, config.num_generations)
         if config.strategy == "greso":
             new = rules.greso_update(rules.GresoState(curriculum["p_easy"], curriculum["p_hard"]), easy, hard,
-                                     config.greso_target_easy, config.greso_target_hard)
+                                     config.curriculum.greso_target_easy, config.curriculum.greso_target_hard)
             curriculum = {**curriculum, "p_easy": new.p_easy, "p_hard": new.p_hard}
         train_reward = float(np.nanmean([m["reward"] for m in metrics])) if metrics else math.nan
         if config.strategy == "adarft" and not math.isnan(train_reward):
             curriculum = {**curriculum, "adarft_target": rules.adarft_update(
-                curriculum["adarft_target"], train_reward, config.adarft_eta, config.adarft_alpha, config.adarft_beta)}
+                curriculum["adarft_target"], train_reward, config.curriculum.adarft_eta, config.curriculum.adarft_alpha,
+                config.curriculum.adarft_beta)}
         state["rollouts"] = state.get("rollouts", 0) + spent
         row = {"round": round_no, "strategy": config.strategy, "candidates": len(rows), "prompts": rolled,
                "rollouts": spent,
@@ -288,6 +286,3 @@ def run_loop(
     return LoopReport(out_dir, state["rounds"], state["eval_before"], resumed_from, state["model"],
                       round(time.perf_counter() - began, 2), state)
 
-
-def loop_config_fields() -> list[str]:
-    return [f.name for f in fields(LoopConfig)]

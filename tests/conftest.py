@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,18 @@ def stories_model(shared) -> Path:
     return shared_file(shared, "models/stories260K")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tests on one torch thread (tiny models train fastest so on a shared 2-core machine):
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
@@ -60,6 +74,46 @@ def make_tiny_model(folder: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(str(folder))
     byte_tokenizer.save(folder)
     return folder
+
+
+# -- the command line, one harness --------------------------------------------------------------------------
+def run_curate(capsys, *args: str, code: int | None = None) -> tuple[int, str, str]:
+    """`curate ARGS` in this process (no interpreter start-up): (exit code, stdout, stderr); asserts `code`
+    unless it is None."""
+    from curate.cli.app import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out, err = capsys.readouterr()
+    if code is not None:
+        assert exited.value.code == code, out + err
+    return exited.value.code, out, err
+
+
+def run_curate_process(*args: str, code: int | None = 0, env: dict | None = None,
+                       timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m curate ARGS` in a new interpreter, as a user's shell runs it; asserts `code` unless it is None."""
+    result = subprocess.run([sys.executable, "-m", "curate", *args], capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if code is not None:
+        assert result.returncode == code, result.stdout + result.stderr
+    return result
+
+
+def cli_commands(command=None, path: tuple[str, ...] = ()):
+    """Every `curate` command as ("train sft", its click command), walking the groups (typer may vendor
+    its own click, so a group is recognised by its `commands`)."""
+    if command is None:
+        import typer
+
+        from curate.cli.app import app
+
+        command = typer.main.get_command(app)
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from cli_commands(sub, (*path, name))
+    else:
+        yield " ".join(path), command
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

@@ -80,7 +80,7 @@ def test_loop_resumes_after_sigkill_with_no_duplicated_or_lost_rollouts(ws, tmp_
     out = tmp_path / "loop"
     args = [sys.executable, "-m", "curate.cli.app", "loop", version.ref, "--model", str(tiny_model_dir),
             "--rounds", "3", "--strategy", "band", "--out", str(out), "--reward", "tests.rl_rewards:coin",
-            "--prompts-per-round", "3", "--steps-per-round", "2", "-g", "3", "--max-completion-length", "6",
+            "--prompts-per-round", "3", "--steps-per-round", "2", "-G", "3", "--max-completion-length", "6",
             "--eval-size", "3", "--workspace", str(ws.root), "--quiet"]
     env = {**os.environ, "CURATE_LOCK_TIMEOUT": "120"}
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

@@ -22,7 +22,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def small_demo(folder: Path) -> None:
     """What `make demo` leaves that the tour uses (the workspace ./curate-ws and its demo files), smaller."""
     from curate.catalog.workspace import Workspace
-    from curate.demo import run_demo
+    from curate.demo.run import run_demo
 
     run_demo(Workspace.open(folder / "curate-ws"), rows=400, proxy_steps=10, curate=False, loop_rounds=0)
 

@@ -1,4 +1,4 @@
-"""The catalog's tables (DESIGN §3) and the canonical example columns.
+"""The catalog's tables (docs/architecture.md, "Data model") and the canonical example columns.
 
 Data rows never enter DuckDB: they live in Parquet shards under `shards/NAME/vN/`.
 The catalog holds what describes them: versions, lineage, drop reasons, scores,

@@ -318,7 +318,7 @@ def resolve(ws: Workspace, ref: str | DatasetRef) -> DatasetVersion:
         raise NotFound(f"dataset {ref.name} has no version {ref.version}",
                        hint="versions: " + ", ".join(f"v{v}" for v in versions))
     raise NotFound(f"no dataset named {ref.name!r} in workspace {ws.root}",
-                   hint=("datasets: " + ", ".join(names)) if names else "ingest one with `curate ingest FILE --name NAME`")
+                   hint=("datasets: " + ", ".join(names)) if names else "ingest one with `curate ingest FILE --out NAME`")
 
 
 def list_versions(ws: Workspace, name: str | None = None) -> list[DatasetVersion]:

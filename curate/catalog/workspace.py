@@ -140,7 +140,7 @@ class Workspace:
             raise BadUsage(f"workspace path {root} is a file, not a folder", hint="pass --workspace DIR")
         if not create and not (root / "catalog.duckdb").is_file():
             raise NotFound(f"there is no curate workspace at {root}",
-                           hint="ingest a dataset first (`curate ingest FILE --name NAME`), or point at an existing "
+                           hint="ingest a dataset first (`curate ingest FILE --out NAME`), or point at an existing "
                                 f"workspace with --workspace DIR or ${ENV_WORKSPACE}")
         if lock_timeout is not None and not lock_timeout >= 0:
             raise BadUsage(f"--wait {lock_timeout}: the wait must be 0 or more seconds")

@@ -9,52 +9,52 @@ from typing import Annotated, Any
 import typer
 
 from curate.cli import ui
-from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt, WorkspaceOpt,
-                                open_workspace, parse_key_values)
+from curate.cli.options import (BatchTokensOpt, BudgetOpt, ConfigOpt, DebugOpt, DeviceOpt, DtypeOpt, GradAccumOpt,
+                                JsonOpt, LoraOpt, LossOpt, LrOpt, MaxCompletionOpt, MaxLengthOpt, QuietOpt, RewardOpt,
+                                ScheduleOpt, ScorerModelOpt, SeedOpt, StepsOpt, TemplateOpt, WaitOpt, WarmupOpt,
+                                WorkspaceOpt, command, given, model_option, open_workspace, out_option, param_option,
+                                parse_key_values, strategy_option)
 
 Opt = typer.Option
 
 
 def compare_cmd(
     pool: Annotated[str, typer.Argument(help="Dataset to select from: NAME or NAME@vN.")],
-    strategy: Annotated[list[str], Opt("--strategy", "-s", help="An arm: a strategy or a chain (dedup,fisher); "
-                                                                "repeat for more arms. random is always an arm.")],
-    model: Annotated[str, Opt("--model", "-m", help="The BASE model every arm fine-tunes (a folder or hub id; it "
-                                                    "must not have been trained on POOL).")],
+    strategy: Annotated[list[str], strategy_option("An arm: a strategy or a chain (dedup,fisher); repeat for more "
+                                                   "arms. random is always an arm.")],
+    model: Annotated[str, model_option("The BASE model every arm fine-tunes (a folder or hub id; it must not have "
+                                       "been trained on POOL).")],
     eval_: Annotated[str, Opt("--eval", "-e", help="Held-out dataset version: NAME or NAME@vN; must share no "
                                                    "rows with POOL.")],
-    budget: Annotated[str | None, Opt("--budget", "-b", help="Rows every arm keeps: a count, a fraction or a "
-                                                             "percentage of POOL.", show_default="10%")] = None,
-    seeds: Annotated[int | None, Opt(help="Seeds per arm (SEED, SEED+1, ...).", show_default="3")] = None,
-    steps: Annotated[int | None, Opt(help="SFT optimizer steps per cell.", show_default="100")] = None,
+    budget: BudgetOpt = None,
+    seeds: Annotated[int | None, Opt(help="Seeds per arm (SEED, SEED+1, ...).")] = None,
+    steps: StepsOpt = None,
     metric: Annotated[str | None, Opt(help="accuracy (greedy, through --reward), loss (response tokens) or "
-                                           "reward (mean).", show_default="accuracy")] = None,
-    reward: Annotated[list[str] | None, Opt("--reward", "-r", help="math, exact, code or module:function; "
-                                                                   "repeat to combine.", show_default="math")] = None,
-    scorer_model: Annotated[str | None, Opt(help="The model the SELECTORS score with (not the one trained); "
-                                                 "proxy: the pool's own small model.", show_default="proxy")] = None,
-    param: Annotated[list[str] | None, Opt("--param", "-p", help="STRATEGY.NAME=VALUE for the arms with that "
-                                                                 "step (or NAME=VALUE), e.g. fisher.dim=32.")] = None,
-    out: Annotated[str | None, Opt("--out", "-o", help="Name of the comparison (its cells and selections).",
-                                   show_default="POOL-compare")] = None,
-    lr: Annotated[float | None, Opt(help="SFT peak learning rate (every SFT default is `curate train sft`'s).")] = None,
-    batch_tokens: Annotated[int | None, Opt(help="SFT tokens per micro-batch.")] = None,
-    grad_accum: Annotated[int | None, Opt(help="SFT micro-batches per optimizer step.")] = None,
-    warmup: Annotated[int | None, Opt(help="SFT linear warmup steps.")] = None,
-    lr_schedule: Annotated[str | None, Opt(help="cosine, linear or constant.")] = None,
-    loss: Annotated[str | None, Opt(help="SFT loss: nll or dft.")] = None,
-    max_length: Annotated[int | None, Opt(help="Truncate prompt + response to this many tokens.")] = None,
-    lora: Annotated[bool | None, Opt("--lora/--no-lora", help="Train LoRA adapters instead of all weights.")] = None,
-    dtype: Annotated[str | None, Opt(help="auto, float32 or bfloat16.")] = None,
-    device: Annotated[str | None, Opt(help="auto, cpu, cuda, ...")] = None,
-    max_new_tokens: Annotated[int | None, Opt(help="Greedy tokens per held-out answer.", show_default="256")] = None,
+                                           "reward (mean).")] = None,
+    reward: RewardOpt = None,
+    scorer_model: ScorerModelOpt = None,
+    param: Annotated[list[str] | None, param_option("STRATEGY.NAME=VALUE for the arms with that step (or "
+                                                    "NAME=VALUE), e.g. fisher.dim=32.")] = None,
+    out: Annotated[str | None, out_option("Name of the comparison (its cells and selections; default: "
+                                          "POOL-compare).")] = None,
+    lr: LrOpt = None,
+    batch_tokens: BatchTokensOpt = None,
+    grad_accum: GradAccumOpt = None,
+    warmup: WarmupOpt = None,
+    lr_schedule: ScheduleOpt = None,
+    loss: LossOpt = None,
+    max_length: MaxLengthOpt = None,
+    lora: LoraOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    max_completion_length: MaxCompletionOpt = None,
     eval_base: Annotated[bool | None, Opt("--eval-base/--no-eval-base", help="Also score the untrained base "
-                                                                             "once.", show_default="on")] = None,
+                                                                             "once.")] = None,
     keep_checkpoints: Annotated[bool | None, Opt("--keep-checkpoints", help="Keep each cell's SFT checkpoint "
                                                                             "(optimizer state) when it is done.")] = None,
     resume: Annotated[bool, Opt("--resume", help="Continue a comparison (a rerun of the same command does too; "
                                                  "--resume also insists that there is one).")] = False,
-    as_json: Annotated[bool, Opt("--json", help="Print the result as one JSON object.")] = False,
+    as_json: JsonOpt = False,
     template: TemplateOpt = None,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
@@ -78,15 +78,14 @@ def compare_cmd(
     """
     from curate.compare import CompareConfig, run_compare  # imports torch: keep `curate --help` fast
 
-    given = {"budget": budget, "seeds": seeds, "steps": steps, "metric": metric, "reward": reward or None,
-             "scorer_model": scorer_model, "out": out, "lr": lr, "batch_tokens": batch_tokens,
-             "grad_accum": grad_accum, "warmup": warmup, "lr_schedule": lr_schedule, "loss": loss,
-             "max_length": max_length, "lora": lora, "dtype": dtype, "device": device,
-             "max_new_tokens": max_new_tokens, "eval_base": eval_base, "keep_checkpoints": keep_checkpoints,
-             "template": template}
     cfg = CompareConfig(pool=pool, eval=eval_, model=model, strategies=list(strategy),
                         params=parse_key_values(param, "--param"), seed=seed, resume=resume,
-                        **{k: v for k, v in given.items() if v is not None})
+                        **given(budget=budget, seeds=seeds, steps=steps, metric=metric, reward=reward or None,
+                                scorer_model=scorer_model, out=out, lr=lr, batch_tokens=batch_tokens,
+                                grad_accum=grad_accum, warmup=warmup, lr_schedule=lr_schedule, loss=loss,
+                                max_length=max_length, lora=lora, dtype=dtype, device=device,
+                                max_new_tokens=max_completion_length, eval_base=eval_base,
+                                keep_checkpoints=keep_checkpoints, template=template))
     ws = open_workspace(workspace, wait)
     say = (lambda text: None) if quiet or as_json else ui.say
     with ui.progress(f"comparing on {pool}", quiet=quiet or as_json) as update:
@@ -161,4 +160,5 @@ def print_result(result) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("compare")(compare_cmd)
+    app.command("compare", cls=command("curate.compare.config:CompareConfig",
+                                       max_completion_length="max_new_tokens"))(compare_cmd)

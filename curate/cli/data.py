@@ -15,13 +15,14 @@ from curate.catalog.summary import answer_conflicts, summarize
 from curate.catalog.versions import check_name, list_versions, parse_ref, resolve
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
+from curate.cli.options import (Command, ConfigOpt, DebugOpt, JsonOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt,
+                                open_workspace, out_option)
 from curate.errors import BadUsage
 
 
 def ingest_cmd(
     source: Annotated[str, typer.Argument(help="A .jsonl/.json/.csv/.tsv/.parquet file, a folder, or a hub id.")],
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Dataset name (default: the file's stem).")] = None,
+    out: Annotated[str | None, out_option("Name of the new dataset (default: the file's stem).")] = None,
     map_: Annotated[list[str] | None, typer.Option("--map", help="DST=SRC: take a canonical column from SRC.")] = None,
     domain: Annotated[str | None, typer.Option(help="Set this domain on every row.")] = None,
     domain_field: Annotated[str | None, typer.Option(help="Take the domain from this column.")] = None,
@@ -34,18 +35,17 @@ def ingest_cmd(
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
-    seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Ingest a dataset as a new version: shapes are detected, exact duplicates dropped.
 
     Examples:
-      curate ingest train.jsonl --name gsm8k
-      curate ingest pool.csv --name pool --map prompt=question --map response=solution --domain math
+      curate ingest train.jsonl --out gsm8k
+      curate ingest pool.csv --out pool --map prompt=question --map response=solution --domain math
     """
     ws = open_workspace(workspace, wait)
-    dataset_name = name or Path(source.rstrip("/")).name.split(".")[0]
+    dataset_name = out or Path(source.rstrip("/")).name.split(".")[0]
     options = IngestOptions(name=dataset_name, mapping=parse_map(map_), domain=domain, domain_field=domain_field,
                             license=license, format=format, split=split, skip_invalid=skip_invalid,
                             new_version=new_version)
@@ -82,7 +82,6 @@ def ls_cmd(
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
-    seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -110,11 +109,10 @@ def ls_cmd(
 def show_cmd(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
     samples: Annotated[int, typer.Option(help="Sample rows to print.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
-    seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -220,7 +218,6 @@ def export_cmd(
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
-    seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -261,7 +258,7 @@ def export_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ingest")(ingest_cmd)
-    app.command("ls")(ls_cmd)
-    app.command("show")(show_cmd)
-    app.command("export")(export_cmd)
+    app.command("ingest", cls=Command)(ingest_cmd)
+    app.command("ls", cls=Command)(ls_cmd)
+    app.command("show", cls=Command)(show_cmd)
+    app.command("export", cls=Command)(export_cmd)

@@ -10,23 +10,27 @@ import typer
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.compare import _interval, _value
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
+from curate.cli.options import (ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, command, given,
+                                open_workspace)
 
 
 def demo_cmd(
-    rows: Annotated[int, typer.Option(help="Problems in the synthetic pool.")] = 2000,
-    proxy_steps: Annotated[int, typer.Option(help="Training steps of the proxy model (the selectors' scorer).")] = 80,
-    budget: Annotated[int, typer.Option(help="Rows every arm of the ablation keeps.")] = 400,
-    sft_steps: Annotated[int, typer.Option(help="SFT steps of every arm and seed.")] = 300,
-    seeds: Annotated[int, typer.Option(help="Seeds per arm (at least 3 for a mean +- sd worth reading).")] = 3,
+    rows: Annotated[int | None, typer.Option(help="Problems in the synthetic pool.")] = None,
+    proxy_steps: Annotated[int | None, typer.Option(help="Training steps of the proxy model (the selectors' "
+                                                         "scorer).")] = None,
+    budget: Annotated[int | None, typer.Option("--budget", "-b", help="Rows every arm of the ablation keeps.")] = None,
+    sft_steps: Annotated[int | None, typer.Option(help="SFT steps of every arm and seed.")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per arm (at least 3 for a mean +- sd worth reading).")] = None,
     base: Annotated[str | None, typer.Option(help="The model every arm fine-tunes (a folder that has not seen the "
                                                   "pool); default: a small model warmed up on other synthetic "
                                                   "problems.")] = None,
-    base_steps: Annotated[int, typer.Option(help="Warm-up steps of the default base.")] = 250,
-    held_out: Annotated[int, typer.Option(help="Fresh problems every arm is scored on (none in the pool).")] = 200,
-    curate: Annotated[bool, typer.Option(help="Run the ablation and the loop after the proxy "
-                                              "(--no-curate stops after the proxy).")] = True,
-    loop_rounds: Annotated[int, typer.Option(help="Closed-loop GRPO rounds from the proxy model (0: none).")] = 4,
+    base_steps: Annotated[int | None, typer.Option(help="Warm-up steps of the default base.")] = None,
+    held_out: Annotated[int | None, typer.Option(help="Fresh problems every arm is scored on (none in the "
+                                                      "pool).")] = None,
+    curate: Annotated[bool | None, typer.Option("--curate/--no-curate", help="Run the ablation and the loop after "
+                                                "the proxy (--no-curate stops after the proxy).")] = None,
+    loop_rounds: Annotated[int | None, typer.Option(help="Closed-loop GRPO rounds from the proxy model (0: "
+                                                         "none).")] = None,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
@@ -46,19 +50,20 @@ def demo_cmd(
       curate demo --seeds 5 --workspace /tmp/demo-ws
       curate demo --base ./my-small-model --sft-steps 300
     """
-    from curate.demo import run_demo  # imports torch: keep `curate --help` fast
-    from curate.demo_base import BaseConfig
-    from curate.demo_curation import AblationConfig
+    from curate.demo.run import run_demo  # imports torch: keep `curate --help` fast
+    from curate.demo.base import BaseConfig
+    from curate.demo.curation import AblationConfig
 
     ws = open_workspace(workspace, wait)
     say = (lambda _: None) if quiet else ui.say
-    ablation = AblationConfig(budget=budget, seeds=seeds, sft_steps=sft_steps, base=base, seed=seed,
-                              held_out=held_out, base_config=BaseConfig(steps=base_steps, seed=seed))
+    ablation = AblationConfig(**given(budget=budget, seeds=seeds, sft_steps=sft_steps, base=base, held_out=held_out),
+                              seed=seed, base_config=BaseConfig(**given(steps=base_steps), seed=seed))
     with ui.progress("demo", quiet=quiet, unit="steps") as update:
-        report = run_demo(ws, rows=rows, proxy_steps=proxy_steps, seed=seed, say=say,
+        report = run_demo(ws, seed=seed, say=say,
                           progress=lambda what, done, total: update(done, total=total, description=what,
                                                                     unit=ui.unit_of(what)),
-                          curate=curate, loop_rounds=loop_rounds, ablation=ablation)
+                          ablation=ablation, **given(rows=rows, proxy_steps=proxy_steps, curate=curate,
+                                                     loop_rounds=loop_rounds))
     if quiet:
         ui.out.print(report.ingest.version.ref)
         return
@@ -81,7 +86,7 @@ def demo_cmd(
     if report.curation is not None:
         compare = report.curation.compare
         curated = compare.arms[-1].strategy
-        from curate.demo_curation import CANDIDATE_PARAMS, CANDIDATES, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS
+        from curate.demo.curation import CANDIDATE_PARAMS, CANDIDATES, TOKEN_CLEAN_ARMS, TOKEN_CLEAN_PARAMS
 
         ui.out.print("every candidate arm (docs/decisions.md, \"The demo\"): "
                      + candidates_command(report.curation, ws, CANDIDATES, CANDIDATE_PARAMS, "demo-arms"))
@@ -146,7 +151,7 @@ def candidates_command(curation, ws: Workspace, arms: tuple[str, ...], params: d
               "--model", compare.base_model, "--eval", compare.eval.split("@")[0],
               "--scorer-model", scorer or config.scorer_model, "--lr", str(config.lr),
               "--batch-tokens", str(config.batch_tokens), "--warmup", str(config.warmup),
-              "--max-new-tokens", str(config.max_new_tokens), "--out", out, "--seed", str(config.seed),
+              "--max-completion-length", str(config.max_new_tokens), "--out", out, "--seed", str(config.seed),
               "--workspace", str(ws.root)]
     for key, value in sorted(params.items()):
         parts += ["--param", f"{key}={value}"]
@@ -163,4 +168,5 @@ def _loop_table(loop):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_cmd)
+    app.command("demo", cls=command("curate.demo.run:run_demo", "curate.demo.curation:AblationConfig",
+                                    "curate.demo.base:BaseConfig", base_steps="steps"))(demo_cmd)

@@ -1,16 +1,15 @@
 """Option names in error messages, fitted to the command that is running.
 
 The layers below the CLI name options as `curate select` spells them (`--budget N`,
-`--param difficulty.model_key=KEY`), but other commands run the same code under other
-names: `curate mix` calls the budget `--size`, `curate curriculum` has `--model-key`.
-Before an error is printed, each option the running command lacks is rewritten to the one
-it has: a synonym (`--budget` -> `--size` or `--select-budget`), or `--param [STEP.]NAME=V`
--> `--NAME V`. Options inside a quoted command (`` `curate rollouts NAME --model M` ``) are
-that command's and stay as they are, and so are those of another program's quoted command
-(`` `hf upload REPO PATH --repo-type dataset` ``, `` `pip install ...` ``).
+`--param difficulty.model_key=KEY`), but a command without `--param` runs the same code
+with the parameter as an option of its own (`curate curriculum --model-key`). Before an
+error is printed, `--param [STEP.]NAME=V` becomes `--NAME V` where the running command has
+that option and no `--param`. Options inside a quoted command (`` `curate rollouts NAME
+--model M` ``) are that command's and stay as they are, and so are those of another program's
+quoted command (`` `hf upload REPO PATH --repo-type dataset` ``, `` `pip install ...` ``).
 
 With CURATE_STRICT_HINTS set (the test suite sets it), an option that is still unknown
-to the command it is meant for is a bug, reported as one.
+to the command it is meant for, or is an old spelling (docs/cli.md), is a bug, reported as one.
 """
 
 from __future__ import annotations
@@ -22,11 +21,14 @@ OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 PARAM = re.compile(r"--param (?:[\w-]+\.)?(\w+)=(\S+?)(?=[\s,;)`'\"]|$)")
 QUOTED = re.compile(r"`curate ([a-z][\w-]*)(?: ([a-z][\w-]*))?([^`]*)`")
 FOREIGN = re.compile(r"`(?!curate )[a-z][\w.-]* [^`]*`")  # another program's command line
-SYNONYMS = {"--budget": ("--size", "--select-budget")}
 
 
-def options_of(command: Any) -> set[str]:
-    return {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+def options_of(command: Any, documented: bool = True) -> set[str]:
+    """The options `command` documents (not hidden, not an old spelling), or every one it parses."""
+    from curate.cli.options import OLD_SPELLINGS
+
+    return {name for param in command.params if not (documented and getattr(param, "hidden", False))
+            for name in (*param.opts, *param.secondary_opts) if not (documented and name in OLD_SPELLINGS)}
 
 
 def resolve(root: Any, args: list[str]) -> Any | None:
@@ -50,13 +52,7 @@ def fit(text: str, command: Any) -> str:
         name = "--" + match.group(1).replace("_", "-")
         return f"{name} {match.group(2)}" if "--param" not in has and name in has else match.group(0)
 
-    def synonym(match: re.Match) -> str:
-        option = match.group(0)
-        if option in has:
-            return option
-        return next((s for s in SYNONYMS.get(option, ()) if s in has), option)
-
-    return _outside_quotes(text, lambda part: OPTION.sub(synonym, PARAM.sub(param, part)))
+    return _outside_quotes(text, lambda part: PARAM.sub(param, part))
 
 
 def unknown(text: str, command: Any, root: Any) -> list[str]:

@@ -9,7 +9,7 @@ import typer
 
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt, open_workspace
+from curate.cli.options import ConfigOpt, DebugOpt, QuietOpt, WaitOpt, WorkspaceOpt, open_workspace
 
 
 def report_cmd(
@@ -21,7 +21,6 @@ def report_cmd(
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
-    seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:

@@ -11,35 +11,36 @@ from rich.text import Text
 
 from curate.catalog.versions import resolve
 from curate.cli import ui
-from curate.cli.options import (BaseUrlOpt, ConfigOpt, DebugOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt,
-                                WorkspaceOpt, open_workspace)
-
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id (`proxy`: the dataset's proxy).")]
-RewardOpt = Annotated[str, typer.Option("--reward", "-r", help="math, exact, format, code, or module:function.")]
-ModelKeyOpt = Annotated[str | None, typer.Option(help="Ledger key of the policy (default: the model's hash); rollouts "
-                                                      "are kept under KEY#REWARD, and KEY alone reads the one "
-                                                      "reward it was sampled with (docs/rl.md).")]
+from curate.cli.options import (BaseUrlOpt, BudgetOpt, ConfigOpt, DebugOpt, DynamicSamplingOpt, GroupSizeOpt, JsonOpt,
+                                LossTypeOpt, LrOpt, MaskTruncatedOpt, MaxCompletionOpt, MaxPromptOpt, MaxRefillsOpt,
+                                ModelKeyOpt, ModelOpt, PodsOpt, QuietOpt, ResumeOpt, RewardOpt, RewardWeightOpt,
+                                SeedOpt, TemperatureOpt, TemplateOpt, TopPOpt, WaitOpt, WorkspaceOpt, command, given,
+                                model_option, open_workspace, out_option, param_option, parse_key_values,
+                                strategy_option)
 
 
 def rollouts_cmd(
     ref: Annotated[str, typer.Argument(help="Prompt set: NAME or NAME@vN.")],
     model: ModelOpt,
-    k: Annotated[int, typer.Option("-k", help="Rollouts per prompt.")] = 8,
-    reward: RewardOpt = "math",
-    refresh: Annotated[bool, typer.Option(help="Sample every prompt again (a new round), even those already sampled.")] = False,
-    max_completion_length: Annotated[int, typer.Option(help="Tokens per completion at most.")] = 256,
-    max_prompt_length: Annotated[int, typer.Option(help="Prompts longer than this many tokens are left out (and "
-                                                        "counted); at most the context minus "
-                                                        "--max-completion-length.")] = 1024,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    prompts_per_batch: Annotated[int, typer.Option(help="Prompts generated (and recorded) together.")] = 16,
+    num_generations: GroupSizeOpt = None,
+    reward: RewardOpt = None,
+    reward_weight: RewardWeightOpt = None,
+    refresh: Annotated[bool | None, typer.Option("--refresh", help="Sample every prompt again (a new round), even "
+                                                                   "those already sampled.")] = None,
+    max_completion_length: MaxCompletionOpt = None,
+    max_prompt_length: Annotated[int | None, typer.Option("--max-prompt-length", help="Prompts longer than this many "
+                                                          "tokens are left out (and counted); at most the context "
+                                                          "minus --max-completion-length.")] = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    prompts_per_batch: Annotated[int | None, typer.Option(help="Prompts generated (and recorded) together.")] = None,
     model_key: ModelKeyOpt = None,
-    template: TemplateOpt = "auto",
+    template: TemplateOpt = None,
     backend: Annotated[str, typer.Option(help="hf (local weights) or openai (servers: --model names the served "
                                               "model; the ledger key is served:NAME).")] = "hf",
     base_url: BaseUrlOpt = None,
     concurrency: Annotated[int, typer.Option(help="openai: requests in flight per server at most.")] = 8,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
@@ -47,16 +48,17 @@ def rollouts_cmd(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fill the prompt ledger: k rollouts per prompt, scored, recorded per prompt, model and reward.
+    """Fill the prompt ledger: G rollouts per prompt, scored, recorded per prompt, model and reward.
 
     Resumable: prompts already sampled for this model and reward are skipped (unless --refresh),
     so an interrupted run continues where it stopped; another --reward is a separate ledger entry.
 
     Examples:
-      curate rollouts gsm8k --model ./sft-model -k 8 --reward math
-      curate rollouts mbpp --model Qwen/Qwen2.5-0.5B-Instruct -k 4 --reward code --refresh
+      curate rollouts gsm8k --model ./sft-model -G 8 --reward math
+      curate rollouts gsm8k --model ./sft-model -G 8 --reward math --reward format --reward-weight 1 --reward-weight 0.2
+      curate rollouts mbpp --model Qwen/Qwen2.5-0.5B-Instruct -G 4 --reward code --refresh
       curate rollouts gsm8k --model Qwen/Qwen2.5-7B-Instruct --backend openai \
-          --base-url http://node1:8000/v1 --base-url http://node2:8000/v1 -k 16
+          --base-url http://node1:8000/v1 --base-url http://node2:8000/v1 -G 16
     """
     from curate.train.collect import CollectConfig, collect_rollouts
 
@@ -64,14 +66,16 @@ def rollouts_cmd(
     version = resolve(ws, ref)
     from curate.train.proxy import resolve_model
 
-    settings = CollectConfig(k=k, max_completion_length=max_completion_length, max_prompt_length=max_prompt_length,
-                             temperature=temperature,
-                             prompts_per_batch=prompts_per_batch, template=template, refresh=refresh,
-                             model_key=model_key, seed=seed)
-    server = _server_backend(backend, model, base_url, template, concurrency)
+    settings = CollectConfig(**given(num_generations=num_generations, max_completion_length=max_completion_length,
+                                     max_prompt_length=max_prompt_length, temperature=temperature, top_p=top_p,
+                                     prompts_per_batch=prompts_per_batch, template=template, refresh=refresh,
+                                     model_key=model_key, reward_weights=tuple(reward_weight or ()) or None),
+                             seed=seed)
+    server = _server_backend(backend, model, base_url, settings.template, concurrency)
     with ui.progress(f"rollouts of {version.ref}", quiet=quiet, unit="prompts") as update:
-        report = collect_rollouts(ws, version, model if server else resolve_model(ws, version, model), reward,
-                                  settings, progress=lambda done, total: update(done, total=total), backend=server)
+        report = collect_rollouts(ws, version, model if server else resolve_model(ws, version, model),
+                                  config=settings, progress=lambda done, total: update(done, total=total),
+                                  backend=server, **given(reward=reward))
     if as_json:
         ui.out.print_json(json.dumps(report, default=str))
     elif quiet:
@@ -126,29 +130,33 @@ def _print_rollouts(ref: str, model: str, report: dict) -> None:
 def loop_cmd(
     ref: Annotated[str, typer.Argument(help="Prompt set: NAME or NAME@vN.")],
     model: ModelOpt,
-    rounds: Annotated[int, typer.Option(help="Rounds of select, roll out, train, evaluate.")] = 5,
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="thompson, band, greso, adarft or uniform.")] = "thompson",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: WS/runs/loop-NAME-STRATEGY).")] = None,
-    reward: RewardOpt = "math",
-    resume: Annotated[bool, typer.Option(help="Continue the loop in --out.")] = False,
-    prompts_per_round: Annotated[int, typer.Option(help="Prompts per GRPO step.")] = 16,
-    steps_per_round: Annotated[int, typer.Option(help="GRPO steps per round.")] = 2,
-    num_generations: Annotated[int, typer.Option("--num-generations", "-g", help="Completions per prompt (G).")] = 8,
-    max_completion_length: Annotated[int, typer.Option(help="Tokens per completion at most.")] = 128,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-5,
-    loss_type: Annotated[str, typer.Option(help="grpo, bnpo, dr_grpo or dapo.")] = "dapo",
-    dynamic_sampling: Annotated[bool | None, typer.Option(help="Drop zero-variance groups and refill (default: on "
-                                                              "for greso).")] = None,
-    max_refills: Annotated[int, typer.Option(help="Dynamic sampling: extra sampling rounds at most.")] = 2,
-    pods_m: Annotated[int | None, typer.Option(help="PODS: train on M of the G completions.")] = None,
-    mask_truncated: Annotated[bool, typer.Option("--mask-truncated/--no-mask-truncated",
-                                                 help="Leave truncated completions out of the loss.")] = True,
-    eval_size: Annotated[int, typer.Option(help="Held-out prompts evaluated each round.")] = 32,
-    lo: Annotated[float, typer.Option(help="band: lowest pass rate kept.")] = 0.1,
-    hi: Annotated[float, typer.Option(help="band: highest pass rate kept.")] = 0.9,
-    target: Annotated[float, typer.Option(help="thompson: target pass rate.")] = 0.5,
+    rounds: Annotated[int | None, typer.Option(help="Rounds of select, roll out, train, evaluate.")] = None,
+    strategy: Annotated[str | None, strategy_option("The curriculum that picks each round's prompts: thompson, band, "
+                                                    "greso, adarft or uniform (the difficulty strategy's modes).")] = None,
+    param: Annotated[list[str] | None, param_option("The curriculum's parameters as NAME=VALUE, e.g. lo=0.2 hi=0.8 "
+                                                    "(band), target=0.5 (thompson); docs/rl.md lists them.")] = None,
+    out: Annotated[Path | None, out_option("Run folder (default: WS/runs/loop-NAME-STRATEGY).")] = None,
+    reward: RewardOpt = None,
+    reward_weight: RewardWeightOpt = None,
+    resume: ResumeOpt = False,
+    prompts_per_round: Annotated[int | None, typer.Option(help="Prompts per GRPO step.")] = None,
+    steps_per_round: Annotated[int | None, typer.Option(help="GRPO steps per round.")] = None,
+    num_generations: GroupSizeOpt = None,
+    max_completion_length: MaxCompletionOpt = None,
+    lr: LrOpt = None,
+    loss_type: LossTypeOpt = None,
+    dynamic_sampling: Annotated[bool | None, typer.Option("--dynamic-sampling/--no-dynamic-sampling",
+                                                          help="Drop zero-variance groups and refill (DAPO; default: "
+                                                               "on for greso).")] = None,
+    max_refills: MaxRefillsOpt = None,
+    pods_m: PodsOpt = None,
+    mask_truncated: MaskTruncatedOpt = None,
+    eval_size: Annotated[int | None, typer.Option(help="Held-out prompts evaluated each round.")] = None,
+    lo: Annotated[float | None, typer.Option(hidden=True, help="= --param lo=.")] = None,
+    hi: Annotated[float | None, typer.Option(hidden=True, help="= --param hi=.")] = None,
+    target: Annotated[float | None, typer.Option(hidden=True, help="= --param target=.")] = None,
     model_key: ModelKeyOpt = None,
-    template: TemplateOpt = "auto",
+    template: TemplateOpt = None,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
@@ -164,28 +172,32 @@ def loop_cmd(
 
     Examples:
       curate loop gsm8k --model ./sft-model --rounds 10 --strategy thompson
+      curate loop gsm8k --model ./sft-model --strategy band --param lo=0.2 --param hi=0.8
       curate loop gsm8k --model ./sft-model --strategy greso --out runs/greso --resume
     """
     from curate.loop import LoopConfig, run_loop
+    from curate.selectors.rl.difficulty import CurriculumParams
 
     ws = open_workspace(workspace, wait)
-    settings = LoopConfig(rounds=rounds, strategy=strategy, prompts_per_round=prompts_per_round,
-                          steps_per_round=steps_per_round, num_generations=num_generations,
-                          max_completion_length=max_completion_length, lr=lr, loss_type=loss_type,
-                          dynamic_sampling=dynamic_sampling, max_refills=max_refills, pods_m=pods_m,
-                          mask_truncated_completions=mask_truncated, eval_size=eval_size, lo=lo, hi=hi,
-                          target=target, model_key=model_key, template=template, seed=seed)
+    params = {**{k: str(v) for k, v in given(lo=lo, hi=hi, target=target).items()}, **parse_key_values(param, "--param")}
+    settings = LoopConfig(**given(rounds=rounds, strategy=strategy, prompts_per_round=prompts_per_round,
+                                  steps_per_round=steps_per_round, num_generations=num_generations,
+                                  max_completion_length=max_completion_length, lr=lr, loss_type=loss_type,
+                                  dynamic_sampling=dynamic_sampling, max_refills=max_refills, pods_m=pods_m,
+                                  mask_truncated_completions=mask_truncated, eval_size=eval_size, model_key=model_key,
+                                  template=template, reward_weights=tuple(reward_weight or ()) or None),
+                          curriculum=CurriculumParams().with_params(params), seed=seed)
     name = resolve(ws, ref).name
-    folder = out or ws.root / "runs" / f"loop-{name}-{strategy}"
+    folder = out or ws.root / "runs" / f"loop-{name}-{settings.strategy}"
     say = (lambda _: None) if quiet else ui.say
-    report = run_loop(ws, ref, model, folder, settings, reward, resume=resume, say=say)
+    report = run_loop(ws, ref, model, folder, settings, resume=resume, say=say, **given(reward=reward))
     if quiet:
         ui.out.print(str(report.out_dir))
         return
     columns = ["round", "prompts", "rollouts", "train reward", "zero-std groups", "held-out reward", "seconds"]
     rows = [[r["round"], r["prompts"], r["rollouts"], _fmt(r["train_reward"]), _fmt(r["frac_reward_zero_std"]),
              _fmt(r["eval_reward"]), r["seconds"]] for r in report.rows]
-    ui.out.print(ui.table(f"loop {ref} ({strategy}); held-out reward before: {_fmt(report.eval_before)}",
+    ui.out.print(ui.table(f"loop {ref} ({settings.strategy}); held-out reward before: {_fmt(report.eval_before)}",
                           columns, rows))
     key = report.state.get("ledger_key", report.state.get("model_key"))
     ui.out.print(f"run folder: {report.out_dir}  ·  model: {report.model}  ·  ledger key: {key}")
@@ -193,11 +205,11 @@ def loop_cmd(
 
 def curriculum_cmd(
     ref: Annotated[str, typer.Argument(help="Prompt set: NAME or NAME@vN (with rollouts in the ledger).")],
-    stages: Annotated[int, typer.Option("--stages", "-k", help="Number of stages.")] = 3,
-    layout: Annotated[str, typer.Option(help="easy-to-hard (equal-size stages by pass rate) or bands.")] = "easy-to-hard",
+    stages: Annotated[int | None, typer.Option("--stages", help="Number of stages.")] = None,
+    layout: Annotated[str | None, typer.Option(help="easy-to-hard (equal-size stages by pass rate) or bands.")] = None,
     bands: Annotated[str | None, typer.Option(help="bands: LO-HI per stage, easiest first, e.g. 0.7-1,0.4-0.7,0.1-0.4.")] = None,
     model_key: ModelKeyOpt = None,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Stage name prefix (default: NAME-curriculum).")] = None,
+    out: Annotated[str | None, out_option("Prefix of the stages' dataset names (default: NAME-curriculum).")] = None,
     export: Annotated[Path | None, typer.Option(help="Also write each stage to DIR as Parquet (prompt, answer) "
                                                      "for TRL or verl.")] = None,
     workspace: WorkspaceOpt = None,
@@ -213,11 +225,11 @@ def curriculum_cmd(
       curate curriculum gsm8k --stages 3
       curate curriculum gsm8k --layout bands --bands 0.7-1,0.3-0.7,0.05-0.3 --export stages/
     """
-    from curate.selectors.curriculum import build_curriculum, parse_bands
+    from curate.selectors.rl.curriculum import build_curriculum, parse_bands
 
     ws = open_workspace(workspace, wait)
-    report = build_curriculum(ws, ref, stages, layout, parse_bands(bands) if bands else None, model_key, out, export,
-                              seed)
+    report = build_curriculum(ws, ref, bands=parse_bands(bands) if bands else None, model_key=model_key, out=out,
+                              export_dir=export, seed=seed, **given(stages=stages, layout=layout))
     if quiet:
         for stage in report.stages:
             ui.out.print(stage.version.ref)
@@ -237,19 +249,20 @@ def curriculum_cmd(
 
 def mix_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset: NAME or NAME@vN.")],
-    size: Annotated[int, typer.Option("--size", "-n", help="Rows in the mixed dataset.")],
+    budget: BudgetOpt,
     method: Annotated[str | None, typer.Option(help="natural, static, doremi or progress (default: static with "
                                                     "--weights, natural without).")] = None,
     weights: Annotated[str | None, typer.Option(help="static: DOMAIN=WEIGHT,... e.g. math=0.6,code=0.4.")] = None,
-    clusters: Annotated[int, typer.Option(help="Cluster into K domains with k-means (the default when there is "
-                                               "no domain column).")] = 0,
-    model: Annotated[str, typer.Option("--model", "-m", help="Embedding model for clustering (default: the proxy).")] = "proxy",
+    clusters: Annotated[int | None, typer.Option(help="Cluster into K domains with k-means (the default when there "
+                                                      "is no domain column).")] = None,
+    model: Annotated[str | None, model_option("Embedding model for clustering; `proxy`: a small model trained "
+                                              "(once, cached) on the dataset itself.")] = None,
     model_key: ModelKeyOpt = None,
-    doremi_steps: Annotated[int, typer.Option(help="doremi: proxy training steps.")] = 200,
-    redistribute: Annotated[bool, typer.Option("--redistribute", help="static: when a domain has fewer rows than "
-                                               "its share, give the rest to the other weighted domains (by default "
-                                               "the mix is refused).")] = False,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-mix).")] = None,
+    doremi_steps: Annotated[int | None, typer.Option(help="doremi: proxy training steps.")] = None,
+    redistribute: Annotated[bool | None, typer.Option("--redistribute", help="static: when a domain has fewer rows "
+                                                      "than its share, give the rest to the other weighted domains "
+                                                      "(by default the mix is refused).")] = None,
+    out: Annotated[str | None, out_option("Name of the new dataset (default: NAME-mix).")] = None,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
@@ -260,26 +273,21 @@ def mix_cmd(
     """Domain weights (static, DoReMi or learning progress) and a mixed dataset of a given size.
 
     Examples:
-      curate mix pool --size 10000 --method static --weights math=0.6,code=0.4
-      curate mix pool --size 10000 --method doremi
-      curate mix prompts --size 2000 --method progress
+      curate mix pool --budget 10000 --method static --weights math=0.6,code=0.4
+      curate mix pool --budget 10% --method doremi
+      curate mix prompts --budget 2000 --method progress
     """
     from curate.selectors.pipeline import run_select
 
     ws = open_workspace(workspace, wait)
     method = method or ("static" if weights else "natural")
-    params = {"method": method, "clusters": clusters, "doremi_steps": doremi_steps}
-    if weights is not None:
-        params["weights"] = weights
-    if model_key is not None:
-        params["model_key"] = model_key
-    if redistribute:
-        params["redistribute"] = True
+    params = {"method": method, **given(weights=weights, clusters=clusters, doremi_steps=doremi_steps,
+                                        model_key=model_key, redistribute=redistribute)}
     name = resolve(ws, ref).name
     with ui.progress("mixing", quiet=quiet) as update:
-        report = run_select(ws, ref, "mixing", budget=size, model=model, out=out or f"{name}-mix", params=params,
-                            seed=seed, progress=lambda what, done, total: update(done, total=total, description=what,
-                                                                                 unit=ui.unit_of(what)))
+        report = run_select(ws, ref, "mixing", budget=budget, out=out or f"{name}-mix", params=params, seed=seed,
+                            progress=lambda what, done, total: update(done, total=total, description=what,
+                                                                      unit=ui.unit_of(what)), **given(model=model))
     if quiet:
         ui.out.print(report.version.ref)
         return
@@ -288,7 +296,7 @@ def mix_cmd(
             for d, w in stats["weights"].items()]
     ui.out.print(ui.table(f"{method} weights over {len(rows)} domains ({stats['domain_source']}) -> {report.version.ref}",
                           ["domain", "weight", "available", "taken", "share"], rows))
-    off = [d for d, w in stats["weights"].items() if abs(stats["shares"][d] - w) * size > 1]
+    off = [d for d, w in stats["weights"].items() if abs(stats["shares"][d] - w) * report.version.rows > 1]
     if off:
         ui.err.print(f"note: {', '.join(off)} could not get their weight's share (too few rows); "
                      "the others took their place by weight (the share column is what the mix holds)")
@@ -299,7 +307,10 @@ def _fmt(value) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("rollouts")(rollouts_cmd)
-    app.command("curriculum")(curriculum_cmd)
-    app.command("mix")(mix_cmd)
-    app.command("loop")(loop_cmd)
+    app.command("rollouts", cls=command("curate.train.collect:CollectConfig", "curate.train.collect:collect_rollouts",
+                                        reward_weight="reward_weights"))(rollouts_cmd)
+    app.command("curriculum", cls=command("curate.selectors.rl.curriculum:build_curriculum"))(curriculum_cmd)
+    app.command("mix", cls=command("curate.selectors.mix.mixing:MixingSelector", "curate.selectors.pipeline:run_select"))(
+        mix_cmd)
+    app.command("loop", cls=command("curate.loop:LoopConfig", "curate.loop:run_loop", reward_weight="reward_weights",
+                                    mask_truncated="mask_truncated_completions"))(loop_cmd)

@@ -8,21 +8,17 @@ from typing import Annotated
 import typer
 
 from curate.cli import ui
-from curate.cli.options import (AddressOpt, ConfigOpt, DebugOpt, EngineOpt, QuietOpt, SeedOpt, TemplateOpt, WaitOpt,
-                                WorkersOpt, WorkspaceOpt, open_workspace, parse_key_values)
+from curate.cli.options import (AddressOpt, BudgetOpt, ConfigOpt, DebugOpt, EngineOpt, ParamOpt, QuietOpt, SeedOpt,
+                                TemplateOpt, WaitOpt, WorkersOpt, WorkspaceOpt, command, given, model_option,
+                                open_workspace, out_option, parse_key_values, strategy_option)
 from curate.errors import BadUsage
 from curate.selectors.registry import STRATEGIES  # names only: importing a strategy's module waits for its use
 
 STRATEGY_NAMES = ", ".join(STRATEGIES)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id; `proxy` trains (once) a small "
-                                                               "model on the dataset itself.")]
-ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="STEP.NAME=VALUE (or NAME=VALUE for every "
-                                                                          "step that has it), e.g. fisher.dim=32.")]
-
 
 def _shortcuts(params: dict[str, str], **values) -> dict[str, str]:
-    """Named options (--threshold, --dim, ...) as bare --param keys; explicit --param wins."""
+    """Old shortcut options (--threshold, --dim, ...; hidden) as bare --param keys; explicit --param wins."""
     for key, value in values.items():
         if value is not None and key not in params:
             params[key] = str(value)
@@ -36,20 +32,17 @@ def _progress(update):
 
 def select_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to select from: NAME or NAME@vN.")],
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="A strategy, or several in order (dedup,fisher): "
-                                                                   f"{STRATEGY_NAMES}. See docs/selectors.md.")],
-    budget: Annotated[str | None, typer.Option("--budget", "-b", help="Examples to keep: a count (500; 1 is one "
-                                                                      "row), a fraction (0.1; 1.0 is every row) or a "
-                                                                      "percentage (10%).")] = None,
-    model: ModelOpt = "proxy",
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Output dataset name (default: NAME-STRATEGY).")] = None,
+    strategy: Annotated[str, strategy_option(f"A strategy, or several in order (dedup,fisher): {STRATEGY_NAMES}. "
+                                             "See docs/selectors.md.")],
+    budget: BudgetOpt = None,
+    model: Annotated[str | None, model_option()] = None,
+    out: Annotated[str | None, out_option("Name of the new dataset (default: NAME-STRATEGY).")] = None,
     param: ParamOpt = None,
-    threshold: Annotated[float | None, typer.Option(help="dedup: cosine at or above which rows are near-duplicates.")] = None,
-    dim: Annotated[int | None, typer.Option(help="fisher: random projection of the hidden states to DIM.")] = None,
-    ratio: Annotated[float | None, typer.Option(help="token-clean: fraction of response tokens kept.")] = None,
-    ref_model: Annotated[str | None, typer.Option(help="token-clean: the reference model (default: warm up the "
-                                                       "base on a small slice).")] = None,
-    template: TemplateOpt = "auto",
+    threshold: Annotated[float | None, typer.Option(hidden=True, help="= --param dedup.threshold.")] = None,
+    dim: Annotated[int | None, typer.Option(hidden=True, help="= --param fisher.dim.")] = None,
+    ratio: Annotated[float | None, typer.Option(hidden=True, help="= --param token-clean.ratio.")] = None,
+    ref_model: Annotated[str | None, typer.Option(hidden=True, help="= --param token-clean.ref_model.")] = None,
+    template: TemplateOpt = None,
     engine: EngineOpt = "local",
     workers: WorkersOpt = 1,
     address: AddressOpt = None,
@@ -64,9 +57,9 @@ def select_cmd(
 
     Examples:
       curate select gsm8k --strategy fisher --budget 500
-      curate select gsm8k --strategy dedup,fisher --budget 5% --threshold 0.97 --out gsm8k-small
+      curate select gsm8k --strategy dedup,fisher --budget 5% --param dedup.threshold=0.97 --out gsm8k-small
       curate select gsm8k --strategy ifd --budget 1000 --model ./my-model
-      curate select gsm8k --strategy token-clean --ratio 0.6 --ref-model ./warm-model
+      curate select gsm8k --strategy token-clean --param ratio=0.6 --param ref_model=./warm-model
       curate select pool --strategy dedup,fisher --budget 2000 --param fisher.dim=32 --param dedup.threshold=0.9
       curate select pool --strategy ifd --budget 1000 --model ./my-model --engine ray --workers 4
 
@@ -81,8 +74,8 @@ def select_cmd(
     params = _shortcuts(parse_key_values(param, "--param"), threshold=threshold, dim=dim, ratio=ratio,
                         ref_model=ref_model)
     with ui.progress(f"selecting from {ref}", quiet=quiet) as update:
-        report = run_select(ws, ref, strategy, budget=budget, model=model, out=out, params=params, seed=seed,
-                            template=template, progress=_progress(update), engine=runner)
+        report = run_select(ws, ref, strategy, budget=budget, out=out, params=params, seed=seed,
+                            progress=_progress(update), engine=runner, **given(model=model, template=template))
     if quiet:
         ui.out.print(report.version.ref)
         return
@@ -119,11 +112,11 @@ def select_cmd(
 
 def score_cmd(
     ref: Annotated[str, typer.Argument(help="Dataset to score: NAME or NAME@vN.")],
-    scorer: Annotated[str, typer.Option("--scorer", "-s", help=f"A strategy that scores each example: {STRATEGY_NAMES} "
-                                                               "(those that only decide as a set say so).")],
-    model: ModelOpt = "proxy",
+    scorer: Annotated[str, typer.Option("--scorer", help=f"The one strategy whose scores are stored: {STRATEGY_NAMES} "
+                                                         "(those that only decide as a set say so).")],
+    model: Annotated[str | None, model_option()] = None,
     param: ParamOpt = None,
-    template: TemplateOpt = "auto",
+    template: TemplateOpt = None,
     engine: EngineOpt = "local",
     workers: WorkersOpt = 1,
     address: AddressOpt = None,
@@ -156,8 +149,8 @@ def score_cmd(
     runner = make_engine(engine, workers, address)
     ws = open_workspace(workspace, wait)
     with ui.progress(f"scoring {ref}", quiet=quiet) as update:
-        report = run_score(ws, ref, scorer, model=model, params=parse_key_values(param, "--param"), seed=seed,
-                           template=template, progress=_progress(update), engine=runner)
+        report = run_score(ws, ref, scorer, params=parse_key_values(param, "--param"), seed=seed,
+                           progress=_progress(update), engine=runner, **given(model=model, template=template))
     if quiet:
         ui.out.print(report.scorer_key)
         return
@@ -171,5 +164,5 @@ def score_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("select")(select_cmd)
-    app.command("score")(score_cmd)
+    app.command("select", cls=command("curate.selectors.pipeline:run_select"))(select_cmd)
+    app.command("score", cls=command("curate.selectors.pipeline:run_score"))(score_cmd)

@@ -1,107 +1,152 @@
-"""`curate synth`: synthetic data with open-weight models (self-instruct, rejection sampling, gap filling)."""
+"""`curate synth self-instruct | rejection | gap-fill`: synthetic data with open-weight models.
+
+Each recipe is a subcommand with its own options; the generator's options (model, backend,
+sampling, licenses, output name) are declared once (`_generator`) and added to every recipe
+by `recipe_command`. The older form `curate synth --recipe NAME ...` still parses (`SynthGroup`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import os
-from pathlib import Path
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import typer
 
+from curate.catalog.workspace import Workspace
 from curate.cli import ui
-from curate.cli.options import (BaseUrlOpt, ConfigOpt, DebugOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt,
-                                open_workspace, parse_key_values)
+from curate.cli.options import (ApiKeyEnvOpt, BaseUrlOpt, BudgetOpt, ConcurrencyOpt, ConfigOpt, DebugOpt, DeviceOpt,
+                                DtypeOpt, EndpointOpt, Group, GroupSizeOpt, MaxCompletionOpt, MaxRetriesOpt,
+                                ModelKeyOpt, QuietOpt, RewardOpt, ScorerModelOpt, SeedOpt, TemperatureOpt, TemplateOpt,
+                                TimeoutOpt, TopPOpt, WaitOpt, WorkspaceOpt, backend_option, command, given, model_option,
+                                open_workspace, out_option, parse_key_values, strategy_option)
 from curate.errors import BadUsage
-
 
 SYNTH_UNITS = {"instructions": "instructions", "classification": "tasks", "instances": "tasks",
                "rejection sampling": "prompts"}  # what each recipe stage counts; gap-fill counts examples
 
 
-def _warn(message: str) -> None:
-    ui.note("warning", message, style="bold yellow")
+class SynthGroup(Group):
+    """`curate synth RECIPE ...`, and the older `curate synth --recipe RECIPE ...`."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, legacy_recipe(args, list(self.commands)))
+
+    def resolve_command(self, ctx, args: list[str]):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            raise typer.BadParameter(f"{args[0]!r} is not a recipe; recipes: {', '.join(self.commands)}", ctx=ctx,
+                                     param_hint="RECIPE")
+        return super().resolve_command(ctx, args)
 
 
-def _targets(items: list[str] | None) -> tuple[tuple[str, float], ...]:
-    out = []
-    for key, value in parse_key_values(items, "--target").items():
-        try:
-            out.append((key, float(value)))
-        except ValueError:
-            raise BadUsage(f"--target {key}={value}: the weight must be a number") from None
-    return tuple(out)
+def legacy_recipe(args: list[str], recipes: list[str]) -> list[str]:
+    """`--recipe NAME` (or `--recipe=NAME`) before any subcommand: NAME becomes the subcommand. (Its old
+    short form `-r` is not accepted: `-r` is `--reward`.)"""
+    if not args or args[0] in recipes:
+        return args
+    for i, arg in enumerate(args):
+        if arg == "--recipe" and i + 1 < len(args):
+            return [args[i + 1], *args[:i], *args[i + 2:]]
+        if arg.startswith("--recipe="):
+            return [arg.partition("=")[2], *args[:i], *args[i + 1:]]
+    return args
 
 
-def synth_cmd(
-    recipe: Annotated[str, typer.Option("--recipe", "-r", help="self-instruct, rejection or gap-fill.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Generator: a model folder or hub id (hf, vllm), or "
-                                                             "the served model name (openai).")],
-    n: Annotated[int | None, typer.Option("-n", help="self-instruct: instructions to keep (200); rejection: prompts "
-                                                     "to sample (all); gap-fill: new examples (100).")] = None,
-    seeds: Annotated[str | None, typer.Option(help="self-instruct: seed tasks (JSON lines or a JSON array: "
-                                                   "instruction, instances, is_classification; or Alpaca's "
-                                                   "instruction, input, output), any file `curate ingest` reads, "
-                                                   "or a dataset NAME@vN.")] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="rejection, gap-fill: the source "
-                                                                         "dataset, NAME or NAME@vN.")] = None,
-    name: Annotated[str | None, typer.Option("--name", "--out", "-o", help="Output dataset name.")] = None,
-    backend: Annotated[str, typer.Option(help="hf, vllm or openai.")] = "hf",
+synth_app = typer.Typer(help="Synthesize data with an open-weight model; every row records where it came from.",
+                        no_args_is_help=True, cls=SynthGroup)
+
+
+@dataclass
+class Generator:
+    """The options every recipe shares, as the command line gave them (None: the default)."""
+
+    model: str
+    backend: str | None
+    base_url: list[str] | None
+    api_key_env: str | None
+    api_key: str | None
+    endpoint: str | None
+    concurrency: int | None
+    timeout: float | None
+    max_retries: int | None
+    template: str | None
+    dtype: str | None
+    device: str | None
+    batch_size: int | None
+    tensor_parallel_size: int | None
+    revision: str | None
+    temperature: float | None
+    top_p: float | None
+    max_completion_length: int | None
+    out: str | None
+    license: str | None
+    generator_license: str | None
+    workspace: Any
+    wait: float | None
+    config: Any
+    seed: int
+    quiet: bool
+    debug: bool
+
+    def open(self) -> Workspace:
+        """The workspace (`--wait` applied); `--api-key` handed to the client through its variable, for this
+        process only: nothing records it."""
+        ws = open_workspace(self.workspace, self.wait)
+        if self.api_key:
+            os.environ[self.api_key_env or "OPENAI_API_KEY"] = self.api_key
+        return ws
+
+    def job(self, recipe: str, ws: Workspace, source_license: str | None = None):
+        from curate.lm.backends import BackendOptions
+        from curate.synth.runner import SynthJob
+
+        options = BackendOptions(**given(template=self.template, dtype=self.dtype, device=self.device,
+                                         batch_size=self.batch_size, tensor_parallel_size=self.tensor_parallel_size,
+                                         revision=self.revision,
+                                         base_url=tuple(self.base_url) if self.base_url else None, api_key_env=self.api_key_env,
+                                         endpoint=self.endpoint, concurrency=self.concurrency, timeout=self.timeout,
+                                         max_retries=self.max_retries), model_cache=str(ws.models_dir))
+        return SynthJob(recipe=recipe, model=self.model, options=options, name=self.out, license=self.license,
+                        generator_license=self.generator_license, source_license=source_license, seed=self.seed,
+                        **given(backend=self.backend))
+
+    def sampling(self) -> dict[str, Any]:
+        """Sampling settings the user gave; the recipe's own defaults hold for the rest."""
+        return given(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_completion_length)
+
+
+def _generator(
+    model: Annotated[str, model_option("The generator: a model folder or hub id (hf, vllm), or the model name the "
+                                       "server serves (openai).")],
+    backend: Annotated[str | None, backend_option("hf (transformers), vllm, or openai (any OpenAI-compatible "
+                                                  "server: vLLM serve, SGLang, llama.cpp).")] = None,
     base_url: BaseUrlOpt = None,
-    api_key_env: Annotated[str, typer.Option(help="openai: environment variable holding the API "
-                                                  "key.")] = "OPENAI_API_KEY",
+    api_key_env: ApiKeyEnvOpt = None,
     api_key: Annotated[str | None, typer.Option(help="openai: the API key (prefer --api-key-env: a command line "
                                                      "is visible to other users); never recorded.")] = None,
-    endpoint: Annotated[str, typer.Option(help="openai: chat or completions.")] = "chat",
-    concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most.")] = 8,
-    timeout: Annotated[float, typer.Option(help="openai: seconds to connect and for each read.")] = 120.0,
-    max_retries: Annotated[int, typer.Option(help="openai: retries on 429, 5xx, timeouts, lost connections.")] = 6,
-    template: Annotated[str, typer.Option(help="auto, chat, plain or raw (completion style).")] = "auto",
-    dtype: Annotated[str, typer.Option(help="hf/vllm weights: auto, float32, bfloat16, float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="hf: auto, cpu, cuda, cuda:1.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="hf: sequences generated together.")] = 16,
-    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model.")] = 1,
+    endpoint: EndpointOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
+    template: TemplateOpt = None,
+    dtype: DtypeOpt = None,
+    device: DeviceOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="hf: sequences generated together.")] = None,
+    tensor_parallel_size: Annotated[int | None, typer.Option(help="vllm: GPUs per model.")] = None,
     revision: Annotated[str | None, typer.Option(help="Model revision (recorded; vllm loads it).")] = None,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (recipe default).")] = None,
-    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling (recipe default).")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Tokens per generation (recipe default).")] = None,
-    license: Annotated[str | None, typer.Option(help="License of the output dataset (default: source and "
-                                                     "generator terms).")] = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
+    max_completion_length: MaxCompletionOpt = None,
+    out: Annotated[str | None, out_option("Name of the new dataset (default: the recipe's name, or SOURCE-RECIPE).")] = None,
+    license: Annotated[str | None, typer.Option(help="License of the new dataset (default: source and generator "
+                                                     "terms).")] = None,
     generator_license: Annotated[str | None, typer.Option(help="The generator's license id, when it cannot be "
                                                                "detected (e.g. llama3.1, gemma, apache-2.0).")] = None,
-    seeds_license: Annotated[str | None, typer.Option(help="self-instruct: license of the seed tasks (recorded; "
-                                                           "e.g. apache-2.0, cc-by-nc-4.0).")] = None,
-    rouge_threshold: Annotated[float, typer.Option(help="self-instruct, gap-fill: ROUGE-L above which a new "
-                                                        "text is a near-duplicate.")] = 0.7,
-    demos: Annotated[int | None, typer.Option(help="Examples shown per request (self-instruct 8, gap-fill 4).")] = None,
-    max_requests: Annotated[int | None, typer.Option(help="self-instruct, gap-fill: generation requests at "
-                                                          "most.")] = None,
-    classify: Annotated[bool, typer.Option(help="self-instruct: identify classification tasks.")] = True,
-    max_instances: Annotated[int, typer.Option(help="self-instruct: instances per task at most.")] = 5,
-    domain: Annotated[str | None, typer.Option(help="self-instruct: domain of the new rows.")] = None,
-    k: Annotated[int, typer.Option("-k", help="rejection: samples per prompt.")] = 8,
-    reward: Annotated[str, typer.Option(help="rejection: verifier (math, exact, format, code or "
-                                             "module:function).")] = "math",
-    accept_threshold: Annotated[float, typer.Option(help="rejection: reward at or above which a sample is "
-                                                         "accepted.")] = 1.0,
-    dedup: Annotated[str, typer.Option(help="rejection: equations (RFT), text or exact.")] = "equations",
-    max_per_prompt: Annotated[int | None, typer.Option(help="rejection: kept samples per prompt at most.")] = None,
-    rationalize: Annotated[bool, typer.Option(help="rejection: STaR rationalization of failed prompts.")] = False,
-    prompt_format: Annotated[str, typer.Option(help="rejection: how a text prompt is shown, with "
-                                                    "{prompt}.")] = "{prompt}",
-    model_key: Annotated[str | None, typer.Option(help="Prompt-ledger model key (default: the generator's "
-                                                       "hash; gap-fill: the key with most stats).")] = None,
-    by: Annotated[str, typer.Option(help="gap-fill: domain or difficulty.")] = "domain",
-    target: Annotated[list[str] | None, typer.Option(help="gap-fill: GROUP=WEIGHT target shares (default "
-                                                          "equal).")] = None,
-    bands: Annotated[str | None, typer.Option(help="gap-fill --by difficulty: pass-rate band edges, "
-                                                   "e.g. 0,0.1,0.9,1.")] = None,
-    responses: Annotated[bool | None, typer.Option(help="gap-fill: also generate responses (default: when the "
-                                                        "source has them).")] = None,
-    select: Annotated[str | None, typer.Option(help="gap-fill: selectors for the candidates (default: the "
-                                                    "source's own selection steps; none to skip).")] = None,
-    select_model: Annotated[str | None, typer.Option(help="gap-fill: model for those selectors.")] = None,
-    select_budget: Annotated[str | None, typer.Option(help="gap-fill: budget for the last ranking selector.")] = None,
     workspace: WorkspaceOpt = None,
     wait: WaitOpt = None,
     config: ConfigOpt = None,
@@ -109,78 +154,209 @@ def synth_cmd(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Synthesize data with an open-weight model; every row records where it came from.
+    """The options every recipe takes (this function is their declaration; `Generator` holds their values)."""
+
+
+GENERATOR_OPTIONS = inspect.signature(_generator, eval_str=True).parameters
+
+
+def recipe_command(func):
+    """The typer command for a recipe `func(gen: Generator, **its own options)`: its options, then the generator's."""
+    own = [p for name, p in inspect.signature(func, eval_str=True).parameters.items() if name != "gen"]
+
+    @functools.wraps(func)
+    def run(**values: Any) -> None:
+        gen = Generator(**{name: values.pop(name) for name in GENERATOR_OPTIONS})
+        func(gen, **values)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY  # the generator's required --model may follow defaulted options
+    run.__signature__ = inspect.Signature([p.replace(kind=keyword) for p in (*own, *GENERATOR_OPTIONS.values())])
+    return run
+
+
+def _source(ref: str | None, dataset: str | None, recipe: str) -> str:
+    if ref and dataset and ref != dataset:
+        raise BadUsage(f"two source datasets: {ref} and --dataset {dataset}", hint="name the source once")
+    if not (ref or dataset):
+        raise BadUsage(f"`curate synth {recipe}` needs the source dataset", hint=f"`curate synth {recipe} NAME --model M`")
+    return ref or dataset
+
+
+@synth_app.command("self-instruct", cls=command("curate.synth.self_instruct:SelfInstructConfig",
+                                                "curate.lm.backends:BackendOptions", "curate.synth.runner:SynthJob",
+                                                count="num_instructions", max_completion_length="max_new_tokens"))
+@recipe_command
+def self_instruct_cmd(
+    gen: Generator,
+    seeds: Annotated[str | None, typer.Argument(help="Seed tasks: JSON lines or a JSON array (instruction, "
+                                                     "instances, is_classification; or Alpaca's instruction, "
+                                                     "input, output), any file `curate ingest` reads, or a "
+                                                     "dataset NAME@vN.", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option("--count", "-n", help="New instructions to keep.")] = None,
+    seeds_license: Annotated[str | None, typer.Option(help="License of the seed tasks (recorded; e.g. apache-2.0, "
+                                                           "cc-by-nc-4.0).")] = None,
+    rouge_threshold: Annotated[float | None, typer.Option(help="ROUGE-L above which a new instruction is a "
+                                                               "near-duplicate.")] = None,
+    demos: Annotated[int | None, typer.Option(help="Instructions shown per request.")] = None,
+    max_requests: Annotated[int | None, typer.Option(help="Generation requests at most (default: 20 per "
+                                                          "instruction wanted).")] = None,
+    classify: Annotated[bool | None, typer.Option("--classify/--no-classify", help="Identify classification "
+                                                                                   "tasks.")] = None,
+    max_instances: Annotated[int | None, typer.Option(help="Instances per task at most.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Set this domain on every new row.")] = None,
+    seeds_option: Annotated[str | None, typer.Option("--seeds", hidden=True, help="= SEEDS.")] = None,
+) -> None:
+    """Self-Instruct (Wang et al. 2023): new instructions and instances from seed tasks.
 
     Generations are cached in the workspace: rerunning an interrupted command continues
     where it stopped and never generates a finished request again.
 
     Examples:
-      curate synth --recipe self-instruct --seeds seed_tasks.jsonl --model ./Qwen2.5-0.5B-Instruct -n 200
-      curate synth --recipe self-instruct --seeds seed_tasks.jsonl --model Qwen/Qwen2.5-7B-Instruct \\
+      curate synth self-instruct seed_tasks.jsonl --model ./Qwen2.5-0.5B-Instruct -n 200
+      curate synth self-instruct seed_tasks.jsonl --model Qwen/Qwen2.5-7B-Instruct \\
           --backend openai --base-url http://localhost:8000/v1
-      curate synth --recipe rejection --dataset gsm8k --model ./my-sft -k 8 --reward math -n 1000
-      curate synth --recipe gap-fill --dataset pool --model ./my-model --by domain -n 500
     """
-    from curate.lm.backends import BackendOptions
-    from curate.synth.runner import (RECIPES, SynthJob, synthesize_gap_fill, synthesize_rejection,
-                                     synthesize_self_instruct)
+    from curate.synth.runner import synthesize_self_instruct
+    from curate.synth.self_instruct import SelfInstructConfig
 
-    if recipe not in RECIPES:
-        raise BadUsage(f"--recipe {recipe!r} is not a recipe", hint="recipes: " + ", ".join(RECIPES))
-    ws = open_workspace(workspace, wait)
-    if api_key:  # handed to the client through its variable, for this process only: nothing records it
-        os.environ[api_key_env] = api_key
-    options = BackendOptions(template=template, dtype=dtype, device=device, batch_size=batch_size,
-                             tensor_parallel_size=tensor_parallel_size, revision=revision,
-                             base_url=tuple(base_url) if base_url else None,
-                             api_key_env=api_key_env, endpoint=endpoint, concurrency=concurrency, timeout=timeout,
-                             max_retries=max_retries, model_cache=str(ws.models_dir))
-    job = SynthJob(recipe=recipe, model=model, backend=backend, options=options, name=name, license=license,
-                   generator_license=generator_license, source_license=seeds_license, seed=seed)
-    sampling = {key: value for key, value in (("temperature", temperature), ("top_p", top_p),
-                                              ("max_new_tokens", max_new_tokens)) if value is not None}
-    shown = {"demos": demos} if demos is not None else {}  # the recipes' defaults differ
-    selection = None
-    with ui.progress(f"synth {recipe}", quiet=quiet) as update:
-        progress = lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}",
-                                                     unit=SYNTH_UNITS.get(stage, "examples"))
-        if recipe == "self-instruct":
-            from curate.synth.self_instruct import SelfInstructConfig
-
-            if seeds is None:
-                raise BadUsage("--recipe self-instruct needs --seeds FILE", hint="a JSON lines file of seed tasks")
-            extra = dict(shown)
-            if max_new_tokens is not None:
-                extra["instance_max_new_tokens"] = max_new_tokens
-            settings = SelfInstructConfig(num_instructions=n if n is not None else 200, rouge_threshold=rouge_threshold,
+    seed_file = seeds or seeds_option
+    if seed_file is None:
+        raise BadUsage("`curate synth self-instruct` needs the seed tasks: a file or a dataset NAME@vN",
+                       hint="`curate synth self-instruct SEEDS.jsonl --model M`")
+    sampling = gen.sampling()
+    if "max_new_tokens" in sampling:
+        sampling["instance_max_new_tokens"] = sampling["max_new_tokens"]
+    settings = SelfInstructConfig(**given(num_instructions=count, rouge_threshold=rouge_threshold, demos=demos,
                                           max_requests=max_requests, classify=classify, max_instances=max_instances,
-                                          domain=domain, **extra, **sampling)
-            result = synthesize_self_instruct(ws, job, seeds, settings, progress, _warn)
-        elif recipe == "rejection":
-            from curate.synth.rejection import RejectionConfig
+                                          domain=domain), **sampling)
+    ws = gen.open()
+    job = gen.job("self-instruct", ws, source_license=seeds_license)
+    with _progress("self-instruct", gen.quiet) as progress:
+        result = synthesize_self_instruct(ws, job, seed_file, settings, progress, _warn)
+    _report("self-instruct", gen, job, result)
 
-            if dataset is None:
-                raise BadUsage("--recipe rejection needs --dataset NAME", hint="ingest the prompts first")
-            settings = RejectionConfig(k=k, reward=reward, accept_threshold=accept_threshold, limit=n, dedup=dedup,
+
+@synth_app.command("rejection", cls=command("curate.synth.rejection:RejectionConfig",
+                                            "curate.lm.backends:BackendOptions", "curate.synth.runner:SynthJob",
+                                            count="limit", num_generations="k", max_completion_length="max_new_tokens"))
+@recipe_command
+def rejection_cmd(
+    gen: Generator,
+    ref: Annotated[str | None, typer.Argument(help="The prompts: NAME or NAME@vN.", show_default=False)] = None,
+    num_generations: GroupSizeOpt = None,
+    reward: RewardOpt = None,
+    accept_threshold: Annotated[float | None, typer.Option(help="Reward at or above which a sample is "
+                                                                "accepted.")] = None,
+    count: Annotated[int | None, typer.Option("--count", "-n", help="Prompts to sample (a seeded random sample; "
+                                                                    "default: all).")] = None,
+    dedup: Annotated[str | None, typer.Option(help="equations (RFT), text or exact.")] = None,
+    max_per_prompt: Annotated[int | None, typer.Option(help="Kept samples per prompt at most.")] = None,
+    rationalize: Annotated[bool | None, typer.Option("--rationalize/--no-rationalize",
+                                                     help="STaR rationalization of failed prompts.")] = None,
+    prompt_format: Annotated[str | None, typer.Option(help="How a text prompt is shown, with {prompt}.")] = None,
+    model_key: ModelKeyOpt = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", hidden=True, help="= REF.")] = None,
+) -> None:
+    """Rejection sampling (RFT, STaR): sample each prompt G times and keep what the reward accepts.
+
+    Examples:
+      curate synth rejection gsm8k --model ./my-sft -G 8 --reward math -n 1000
+      curate synth rejection gsm8k --model ./my-sft --reward math --rationalize
+    """
+    from curate.synth.rejection import RejectionConfig
+    from curate.synth.runner import synthesize_rejection
+
+    rewards = tuple(reward or ())
+    settings = RejectionConfig(**given(k=num_generations, reward=(rewards[0] if len(rewards) == 1 else rewards) or None,
+                                       accept_threshold=accept_threshold, limit=count, dedup=dedup,
                                        max_per_prompt=max_per_prompt, rationalize=rationalize,
-                                       prompt_format=prompt_format, model_key=model_key, **sampling)
-            result = synthesize_rejection(ws, job, dataset, settings, progress, _warn)
-        else:
-            from curate.synth.gap_fill import GapFillConfig
-            from curate.synth.gaps import parse_bands
+                                       prompt_format=prompt_format, model_key=model_key), **gen.sampling())
+    source = _source(ref, dataset, "rejection")
+    ws = gen.open()
+    job = gen.job("rejection", ws)
+    with _progress("rejection", gen.quiet) as progress:
+        result = synthesize_rejection(ws, job, source, settings, progress, _warn)
+    _report("rejection", gen, job, result)
 
-            if dataset is None:
-                raise BadUsage("--recipe gap-fill needs --dataset NAME")
-            settings = GapFillConfig(n=n if n is not None else 100, by=by, targets=_targets(target),
-                                     bands=parse_bands(bands), model_key=model_key, responses=responses,
-                                     rouge_threshold=rouge_threshold, max_requests=max_requests, select=select,
-                                     select_model=select_model, select_budget=select_budget, **shown, **sampling)
-            result, selection = synthesize_gap_fill(ws, job, dataset, settings, progress, _warn)
+
+@synth_app.command("gap-fill", cls=command("curate.synth.gap_fill:GapFillConfig",
+                                           "curate.lm.backends:BackendOptions", "curate.synth.runner:SynthJob",
+                                           count="n", strategy="select", scorer_model="select_model",
+                                           budget="select_budget", max_completion_length="max_new_tokens"))
+@recipe_command
+def gap_fill_cmd(
+    gen: Generator,
+    ref: Annotated[str | None, typer.Argument(help="The dataset to fill: NAME or NAME@vN.", show_default=False)] = None,
+    count: Annotated[int | None, typer.Option("--count", "-n", help="New examples to make.")] = None,
+    by: Annotated[str | None, typer.Option(help="Groups to fill: domain or difficulty.")] = None,
+    weights: Annotated[list[str] | None, typer.Option("--weights", "--target", help="Target shares as GROUP=WEIGHT "
+                                                      "(comma-separated or repeated; default: equal).")] = None,
+    bands: Annotated[str | None, typer.Option(help="--by difficulty: pass-rate band edges, e.g. 0,0.1,0.9,1.")] = None,
+    model_key: ModelKeyOpt = None,
+    responses: Annotated[bool | None, typer.Option("--responses/--no-responses", help="Also generate responses "
+                                                   "(default: when the source has them).")] = None,
+    rouge_threshold: Annotated[float | None, typer.Option(help="ROUGE-L above which a new text is a "
+                                                               "near-duplicate.")] = None,
+    demos: Annotated[int | None, typer.Option(help="Examples shown per request.")] = None,
+    max_requests: Annotated[int | None, typer.Option(help="Generation requests at most (default: 10 per "
+                                                          "example).")] = None,
+    strategy: Annotated[str | None, strategy_option("Selectors for the candidates (default: the source's own "
+                                                    "selection steps; none to skip).")] = None,
+    scorer_model: ScorerModelOpt = None,
+    budget: BudgetOpt = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", hidden=True, help="= REF.")] = None,
+) -> None:
+    """Gap filling: generate examples where the dataset is thin (by domain or by difficulty), then select.
+
+    Examples:
+      curate synth gap-fill pool --model ./my-model --by domain -n 500
+      curate synth gap-fill prompts --model ./my-model --by difficulty --bands 0,0.1,0.9,1 --weights 0.1-0.9=1
+    """
+    from curate.synth.gap_fill import GapFillConfig
+    from curate.synth.gaps import parse_bands
+    from curate.synth.runner import synthesize_gap_fill
+
+    settings = GapFillConfig(**given(n=count, by=by, model_key=model_key, responses=responses,
+                                     rouge_threshold=rouge_threshold, demos=demos, max_requests=max_requests,
+                                     select=strategy, select_model=scorer_model, select_budget=budget),
+                             targets=_weights(weights), bands=parse_bands(bands), **gen.sampling())
+    source = _source(ref, dataset, "gap-fill")
+    ws = gen.open()
+    job = gen.job("gap-fill", ws)
+    with _progress("gap-fill", gen.quiet) as progress:
+        result, selection = synthesize_gap_fill(ws, job, source, settings, progress, _warn)
+    _report("gap-fill", gen, job, result, selection)
+
+
+def _weights(items: list[str] | None) -> tuple[tuple[str, float], ...]:
+    pairs = [part for item in items or [] for part in item.split(",") if part.strip()]
+    out = []
+    for key, value in parse_key_values(pairs, "--weights").items():
+        try:
+            out.append((key, float(value)))
+        except ValueError:
+            raise BadUsage(f"--weights {key}={value}: the weight must be a number") from None
+    return tuple(out)
+
+
+def _warn(message: str) -> None:
+    ui.note("warning", message, style="bold yellow")
+
+
+@contextlib.contextmanager
+def _progress(recipe: str, quiet: bool) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A progress bar whose update takes (stage, done, total), as the recipes report."""
+    with ui.progress(f"synth {recipe}", quiet=quiet) as update:
+        yield lambda stage, done, total: update(done, total=total, description=f"{recipe}: {stage}",
+                                                unit=SYNTH_UNITS.get(stage, "examples"))
+
+
+def _report(recipe: str, gen: Generator, job, result, selection=None) -> None:
     final = selection.version if selection is not None else result.version
-    if quiet:
+    if gen.quiet:
         ui.out.print(final.ref)
         return
-    items = {"recipe": recipe, "model": model, "backend": backend, "rows": ui.human(result.rows),
+    items = {"recipe": recipe, "model": gen.model, "backend": job.backend, "rows": ui.human(result.rows),
              "license": result.version.license, "generator license warning": result.license_warning,
              "requests (prompts)": ui.human(result.prompts_requested), "from cache": ui.human(result.cache_hits),
              "generated now": ui.human(result.generated), "dropped": json.dumps(result.drop_counts),
@@ -197,4 +373,4 @@ def synth_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("synth")(synth_cmd)
+    app.add_typer(synth_app, name="synth")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import importlib
 import math
 import warnings
 from collections.abc import Iterator
@@ -12,61 +10,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from curate.catalog.versions import resolve
 from curate.cli import ui
-from curate.cli.options import (ConfigOpt, DebugOpt, FsdpOpt, NprocOpt, QuietOpt, SeedOpt, WaitOpt, WorkspaceOpt,
-                                open_workspace)
+from curate.cli.options import (BatchTokensOpt, ConfigOpt, DebugOpt, DeviceOpt, DtypeOpt, DynamicSamplingOpt, FsdpOpt,
+                                GradAccumOpt, Group, GroupSizeOpt, LoraAlphaOpt, LoraOpt, LoraROpt, LossOpt,
+                                LossTypeOpt, LrOpt, MaskTruncatedOpt, MaxCompletionOpt, MaxLengthOpt, MaxPromptOpt,
+                                MaxRefillsOpt, ModelOpt, NprocOpt, PackingOpt, PodsOpt, QuietOpt, ResumeOpt, RewardOpt,
+                                RewardWeightOpt, SaveEveryOpt, ScheduleOpt, SeedOpt, StepsOpt, TemperatureOpt,
+                                TemplateOpt, TopPOpt, WaitOpt, WarmupOpt, WorkspaceOpt, backend_option, command, given,
+                                open_workspace, out_option)
 from curate.train.proxy import STEPS_ENV, ProxyConfig, default_config, ensure_proxy
 
-train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True)
-
-
-class ConfigDefaults(TyperCommand):
-    """A command whose options default to None ("keep the config's value") and whose help shows the
-    config dataclass's value instead. The dataclass is read when help is asked for, since importing
-    the trainer imports torch."""
-
-    config: str = ""  # "module:Class"
-
-    def format_help(self, ctx, formatter) -> None:
-        module, _, name = self.config.partition(":")
-        defaults = {f.name: f.default for f in dataclasses.fields(getattr(importlib.import_module(module), name))}
-        for param in self.params:
-            value = defaults.get(param.name, dataclasses.MISSING)
-            if param.default is None and value is not dataclasses.MISSING and value is not None:
-                param.show_default = ("on" if value else "off") if isinstance(value, bool) else str(value)
-        return super().format_help(ctx, formatter)
-
-
-def defaults_from(config: str) -> type[ConfigDefaults]:
-    return type(f"DefaultsOf{config.rpartition(':')[2]}", (ConfigDefaults,), {"config": config})
+train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True, cls=Group)
 
 RefArg = Annotated[str, typer.Argument(help="Training data: NAME or NAME@vN (a selection's output works too).")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model folder or hub id to start from; `proxy` uses "
-                                                               "the dataset's small proxy model.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder: checkpoints, metrics.jsonl and the "
-                                                                 "final model (default: WS/runs/NAME-KIND).")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")]
-StepsOpt = Annotated[int | None, typer.Option(help="Optimizer steps (GRPO: rollout rounds).")]
-LrOpt = Annotated[float | None, typer.Option(help="Peak learning rate.")]
-WarmupOpt = Annotated[int | None, typer.Option(help="Linear warmup steps.")]
-ScheduleOpt = Annotated[str | None, typer.Option(help="LR schedule after warmup: cosine, linear or constant.")]
-BatchTokensOpt = Annotated[int | None, typer.Option(help="Tokens per forward/backward micro-batch.")]
-TemplateOpt = Annotated[str | None, typer.Option(help="Prompt template: auto, chat or plain.")]
-SaveEveryOpt = Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: only at the end).")]
-LoraOpt = Annotated[bool | None, typer.Option("--lora/--no-lora", help="Train LoRA adapters (peft) instead of all "
-                                                                       "weights; they are merged into the output.")]
-LoraROpt = Annotated[int | None, typer.Option(help="LoRA rank.")]
-LoraAlphaOpt = Annotated[int | None, typer.Option(help="LoRA alpha.")]
-DtypeOpt = Annotated[str | None, typer.Option(help="auto (bf16 on a capable GPU, else float32), float32, bfloat16.")]
-DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
-
-
-def _set(**values: Any) -> dict[str, Any]:
-    """The options the user gave (None means: keep the config's default)."""
-    return {k: v for k, v in values.items() if v is not None}
+OutOpt = Annotated[Path | None, out_option("Output folder: checkpoints, metrics.jsonl and the final model "
+                                           "(default: WS/runs/NAME-KIND).")]
 
 
 def _prepare(ref: str, model: str, workspace: Path | None, out: Path | None, kind: str, quiet: bool,
@@ -158,7 +118,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-@train_app.command("proxy")
+@train_app.command("proxy", cls=command())
 def proxy_cmd(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
     steps: Annotated[int, typer.Option(help="Optimizer steps (also what --model proxy trains).",
@@ -192,7 +152,7 @@ def proxy_cmd(
     }))
 
 
-@train_app.command("sft", cls=defaults_from("curate.train.sft:SFTConfig"))
+@train_app.command("sft", cls=command("curate.train.sft:SFTConfig"))
 def sft_cmd(
     ctx: typer.Context,
     ref: RefArg,
@@ -201,15 +161,12 @@ def sft_cmd(
     steps: StepsOpt = None,
     lr: LrOpt = None,
     batch_tokens: BatchTokensOpt = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
-    packing: Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack whole examples into rows of "
-                                                 "--batch-tokens (no padding; each example attends only to itself); "
-                                                 "--no-packing: length-sorted padded batches.")] = None,
+    grad_accum: GradAccumOpt = None,
+    packing: PackingOpt = None,
     warmup: WarmupOpt = None,
     lr_schedule: ScheduleOpt = None,
-    loss: Annotated[str | None, typer.Option(help="nll (cross-entropy) or dft (Dynamic Fine-Tuning).")] = None,
-    max_length: Annotated[int | None, typer.Option(help="Truncate prompt + response to this many tokens (default: "
-                                                        "the model's context).")] = None,
+    loss: LossOpt = None,
+    max_length: MaxLengthOpt = None,
     template: TemplateOpt = None,
     save_every: SaveEveryOpt = None,
     lora: LoraOpt = None,
@@ -246,10 +203,10 @@ def sft_cmd(
 
     dist, (ws, version, model_path, out_dir) = _prepare_ranked(ref, model, workspace, out, "sft", quiet, device, wait)
     quiet = quiet or not dist.main
-    cfg = SFTConfig(**_set(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
-                           warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
-                           save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
-                           device=device, fsdp=fsdp), seed=seed)
+    cfg = SFTConfig(**given(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
+                            warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
+                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
+                            device=device, fsdp=fsdp), seed=seed)
     def show(step: int, metrics: dict) -> None:
         update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
         _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)
@@ -271,39 +228,35 @@ def sft_cmd(
     }))
 
 
-@train_app.command("grpo", cls=defaults_from("curate.train.grpo:GRPOConfig"))
+@train_app.command("grpo", cls=command("curate.train.grpo_config:GRPOConfig", reward_weight="reward_weights",
+                                           mask_truncated="mask_truncated_completions"))
 def grpo_cmd(
     ctx: typer.Context,
     ref: RefArg,
     model: ModelOpt,
-    reward: Annotated[list[str], typer.Option("--reward", "-r", help="math, exact, format, code, or "
-                                                                     "module:function; repeat to add rewards.")],
-    reward_weight: Annotated[list[float] | None, typer.Option(help="One weight per --reward (default 1 each).")] = None,
+    reward: RewardOpt,
+    reward_weight: RewardWeightOpt = None,
     out: OutOpt = None,
     steps: StepsOpt = None,
     prompts_per_step: Annotated[int | None, typer.Option(help="Prompts sampled per step.")] = None,
-    num_generations: Annotated[int | None, typer.Option("--num-generations", "-G",
-                                                        help="Completions per prompt.")] = None,
-    pods_m: Annotated[int | None, typer.Option(help="PODS: train on the M max-variance completions of each "
-                                                    "group.")] = None,
-    max_prompt_length: Annotated[int | None, typer.Option(help="Skip prompts longer than this.")] = None,
-    max_completion_length: Annotated[int | None, typer.Option(help="Tokens per completion at most.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
-    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling.")] = None,
+    num_generations: GroupSizeOpt = None,
+    pods_m: PodsOpt = None,
+    max_prompt_length: MaxPromptOpt = None,
+    max_completion_length: MaxCompletionOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
     lr: LrOpt = None,
     warmup: WarmupOpt = None,
     lr_schedule: ScheduleOpt = None,
-    loss_type: Annotated[str | None, typer.Option(help="grpo, bnpo, dr_grpo or dapo (as TRL defines them).")] = None,
+    loss_type: LossTypeOpt = None,
     scale_rewards: Annotated[str | None, typer.Option(help="Advantage scaling: group, batch or none.")] = None,
     epsilon: Annotated[float | None, typer.Option(help="Lower clip range of the ratio.")] = None,
     epsilon_high: Annotated[float | None, typer.Option(help="Upper clip range (DAPO clip-higher: 0.28).")] = None,
     beta: Annotated[float | None, typer.Option(help="KL weight to the starting model (k3); 0: no reference.")] = None,
     num_iterations: Annotated[int | None, typer.Option(help="mu: optimizer steps per batch of rollouts.")] = None,
-    mask_truncated: Annotated[bool | None, typer.Option("--mask-truncated/--no-mask-truncated",
-                                                        help="Leave truncated completions out of the loss.")] = None,
-    dynamic_sampling: Annotated[bool | None, typer.Option("--dynamic-sampling/--no-dynamic-sampling",
-                                                          help="Drop zero-variance groups and refill (DAPO).")] = None,
-    max_refills: Annotated[int | None, typer.Option(help="Dynamic sampling: extra rounds per step at most.")] = None,
+    mask_truncated: MaskTruncatedOpt = None,
+    dynamic_sampling: DynamicSamplingOpt = None,
+    max_refills: MaxRefillsOpt = None,
     sft_weight: Annotated[float | None, typer.Option(help="CHORD: weight of an SFT term on expert responses.")] = None,
     sft_weight_end: Annotated[float | None, typer.Option(help="CHORD: the SFT weight at the last step.")] = None,
     sft_schedule: Annotated[str | None, typer.Option(help="CHORD: constant, linear or cosine.")] = None,
@@ -319,8 +272,8 @@ def grpo_cmd(
     fsdp: FsdpOpt = None,
     resume: ResumeOpt = False,
     log_every: LogEveryOpt = 10,
-    backend: Annotated[str, typer.Option(help="Rollouts with hf (transformers) or vllm (the `vllm` extra; the "
-                                              "engine gets the policy's weights before every step).")] = "hf",
+    backend: Annotated[str, backend_option("Rollouts with hf (transformers) or vllm (the `vllm` extra; the engine "
+                                           "gets the policy's weights before every step).")] = "hf",
     gpu_memory_utilization: Annotated[float, typer.Option(help="vllm: share of GPU memory for the engine, "
                                                                "which sits beside the trainer.")] = 0.3,
     workspace: WorkspaceOpt = None,
@@ -349,11 +302,12 @@ def grpo_cmd(
                        hint="train GRPO data-parallel with --nproc N alone (each rank holds the model)")
     if _relaunched(ctx, nproc):
         return
-    from curate.train.grpo import GRPOConfig, train_grpo  # imports torch: keep `curate --help` fast
+    from curate.train.grpo import train_grpo  # imports torch: keep `curate --help` fast
+    from curate.train.grpo_config import GRPOConfig
 
     dist, (ws, version, model_path, out_dir) = _prepare_ranked(ref, model, workspace, out, "grpo", quiet, device, wait)
     quiet = quiet or not dist.main
-    cfg = GRPOConfig(**_set(steps=steps, prompts_per_step=prompts_per_step, num_generations=num_generations,
+    cfg = GRPOConfig(**given(steps=steps, prompts_per_step=prompts_per_step, num_generations=num_generations,
                             pods_m=pods_m, max_prompt_length=max_prompt_length,
                             max_completion_length=max_completion_length, temperature=temperature, top_p=top_p, lr=lr,
                             warmup=warmup, lr_schedule=lr_schedule, loss_type=loss_type, scale_rewards=scale_rewards,

@@ -1,7 +1,7 @@
 """The curriculum core the trainer adapters share: pick prompts from the ledger, record rewards.
 
 `CurriculumPicker.pick(epoch)` reads the prompt ledger for the dataset's prompts and calls
-`curate.selectors.difficulty.pick_prompts` with the same arguments `curate select --strategy
+`curate.selectors.rl.difficulty.pick_prompts` with the same arguments `curate select --strategy
 difficulty` uses; epoch 0 draws from `numpy.random.default_rng(seed)`, so its picks equal
 `curate select POOL --strategy difficulty --budget B --seed S` on the same ledger, in order.
 Later epochs draw from `default_rng([seed, epoch])` (as `curate loop` seeds its rounds) and
@@ -21,7 +21,7 @@ import polars as pl
 from curate.catalog.ledger import Rollout, record_rollouts
 from curate.catalog.workspace import Workspace
 from curate.errors import BadUsage
-from curate.selectors.difficulty import CurriculumParams, ledger_view, pick_prompts, resolve_model_key
+from curate.selectors.rl.difficulty import CurriculumParams, ledger_view, pick_prompts, resolve_model_key
 
 
 @dataclass

@@ -45,10 +45,10 @@ from typing import Any
 
 from curate import __version__
 from curate.errors import BadUsage, CurateError
-from curate.lm.backends import BackendIdentity, canonical, check_template, derive_seed
 from curate.lm.generation import Completion, SamplingParams, _cut_at_stop
+from curate.lm.identity import BackendIdentity, canonical, derive_seed
 from curate.lm.servers import ServerPool
-from curate.lm.templates import Prompt, as_messages
+from curate.lm.templates import Prompt, as_messages, check_template
 
 ENDPOINTS = ("chat", "completions")
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -59,9 +59,11 @@ class BackendError(CurateError):
 
 
 @dataclass(frozen=True)
-class OpenAIConfig:
-    model: str
-    base_url: str | tuple[str, ...]  # one API root, or several serving the same model
+class OpenAISettings:
+    """How to reach the server: the one place these settings and their defaults are written
+    (`BackendOptions` extends it; the CLI's --base-url, --endpoint, ... read their defaults here)."""
+
+    base_url: str | tuple[str, ...] | None = None  # several: requests spread over them (curate.lm.servers)
     endpoint: str = "chat"
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
@@ -69,9 +71,16 @@ class OpenAIConfig:
     max_retries: int = 6
     backoff: float = 1.0
     backoff_max: float = 60.0
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpenAIConfig(OpenAISettings):
+    """The settings, and the model the server serves."""
+
+    model: str = ""
     revision: str | None = None
     template: str = "auto"
-    extra_body: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,6 +164,9 @@ class OpenAIBackend:
                 raise BadUsage(f"{option} must be at least {low}, not {value}")
         if config.timeout <= 0:
             raise BadUsage(f"--timeout must be positive, not {config.timeout}")
+        if not config.base_url:
+            raise BadUsage("--backend openai needs --base-url",
+                           hint="e.g. --base-url http://localhost:8000/v1 (vLLM serve, SGLang, llama.cpp server)")
         if not config.model:
             raise BadUsage("--model is empty", hint="name the model the server serves (GET BASE_URL/models lists them)")
         self.config = config

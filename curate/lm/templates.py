@@ -15,6 +15,7 @@ from typing import Any
 from curate.errors import BadUsage
 
 TEMPLATES = ("auto", "chat", "plain")
+SYNTH_TEMPLATES = (*TEMPLATES, "raw")  # generation backends also take a text prompt as it is
 Prompt = str | Sequence[dict[str, Any]]
 
 
@@ -50,6 +51,20 @@ def render_prompt(prompt: Prompt, tokenizer: Any, template: str = "auto") -> str
         return prompt + "\n"
     lines = [f"{m['role'].capitalize()}: {m['content'] or ''}" for m in prompt]
     return "\n".join(lines) + "\nAssistant: "
+
+
+def check_template(template: str) -> str:
+    if template not in SYNTH_TEMPLATES:
+        raise BadUsage(f"--template {template!r} is not a template", hint="templates: " + ", ".join(SYNTH_TEMPLATES))
+    return template
+
+
+def resolve_template(template: str, tokenizer: Any) -> str:
+    """`auto` becomes `chat` for a tokenizer with a chat template, else `raw`."""
+    check_template(template)
+    if template == "auto":
+        return "chat" if getattr(tokenizer, "chat_template", None) else "raw"
+    return template
 
 
 def tokenize_prompt(text: str, tokenizer: Any) -> list[int]:

@@ -23,9 +23,9 @@ from typing import Any
 import xxhash
 
 from curate.errors import BadUsage, CurateError
-from curate.lm.backends import BackendIdentity, canonical, derive_seed, local_name, resolve_template
 from curate.lm.generation import Completion, SamplingParams
-from curate.lm.templates import Prompt, prompt_token_ids
+from curate.lm.identity import BackendIdentity, canonical, derive_seed, local_name
+from curate.lm.templates import Prompt, prompt_token_ids, resolve_template
 
 
 class VLLMMissing(CurateError):
@@ -39,7 +39,8 @@ def import_vllm() -> Any:
         raise VLLMMissing(
             f"--backend vllm needs the vllm package, which is not installed ({exc})",
             hint="pip install 'curate[vllm]' on a machine with a GPU, or use --backend hf; for synthesis, "
-                 "`curate synth --backend openai --base-url http://HOST:8000/v1` talks to a `vllm serve MODEL` server",
+                 "`curate synth self-instruct SEEDS --backend openai --base-url http://HOST:8000/v1` talks to a "
+                 "`vllm serve MODEL` server",
         ) from None
 
 

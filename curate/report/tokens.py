@@ -1,7 +1,7 @@
 """Kept and masked tokens of a token-cleaned version, for the report.
 
 A `token_mask` is aligned with the response tokens of the tokenizer the token-clean step
-used (`encode_pair(..., add_eos=True)`, DESIGN §3), so the report re-tokenizes a few
+used (`encode_pair(..., add_eos=True)`, docs/architecture.md), so the report re-tokenizes a few
 responses with that tokenizer and pairs each token's text with its mask bit. When the
 tokenizer cannot be loaded (a hub id offline, a deleted folder), the section says why and
 shows only the counts.

@@ -121,12 +121,20 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
     return value
 
 
+KINDS = ("rank", "set", "filter", "annotate")  # how a chain applies the budget to a step (pipeline.py)
+
+
 class Selector(ABC):
     """Base of every strategy. Subclasses declare their parameters as keyword arguments of
-    `__init__` and store them unchanged (scikit-learn's rule), so `get_params` can list them."""
+    `__init__` and store them unchanged (scikit-learn's rule), so `get_params` can list them,
+    and check them in `_check_params`, which `fit` runs first (through `_prepare`).
+
+    A strategy's `kind` comes from its class statement, one way for all: the bases below
+    declare it (`RankSelector`, `SetSelector`, `FilterSelector`, `AnnotateSelector`), and a
+    strategy with its own `fit` and `select` names it, `class X(Selector, kind="rank")`."""
 
     name: ClassVar[str] = ""
-    kind: ClassVar[str] = "annotate"  # rank | set | filter | annotate: how a chain applies the budget
+    kind: ClassVar[str] = ""  # one of KINDS
     needs_response: ClassVar[bool] = False  # SFT selectors drop rows without a response
     uses_model: ClassVar[bool] = False  # reads --model
     cacheable: ClassVar[bool] = False  # per-example scores that depend only on the example
@@ -134,6 +142,16 @@ class Selector(ABC):
 
     scores_: np.ndarray
     support_: np.ndarray
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: declare the kind in the class statement, "
+                            f"class {cls.__name__}(..., kind=...)")
+        if kind is not None:
+            if kind not in KINDS:
+                raise TypeError(f"{cls.__name__}: kind {kind!r} is not one of {', '.join(KINDS)}")
+            cls.kind = kind
 
     # -- parameters (scikit-learn conventions) -------------------------------------------
     @classmethod
@@ -173,8 +191,12 @@ class Selector(ABC):
         return self.support_.copy()
 
     # -- helpers for subclasses ----------------------------------------------------------
+    def _check_params(self) -> None:
+        """Refuse parameters that cannot work (BadUsage naming `strategy.param`); runs before any scoring."""
+
     def _prepare(self, pool) -> None:
-        """Common fit-time state: the pool, and which rows cannot be scored at all."""
+        """Common fit-time state: the parameters checked, the pool, and which rows cannot be scored at all."""
+        self._check_params()
         self.pool_ = pool
         self.ids_ = pool.ids
         self.invalid_ = empty_dropped()
@@ -204,14 +226,13 @@ class Selector(ABC):
                          model_hash=getattr(self, "model_hash_", None), **extra)
 
 
-class RankSelector(Selector):
+class RankSelector(Selector, kind="rank"):
     """Scores each example on its own; `select(budget)` keeps the best `budget`.
 
     Subclasses implement `_score(pool) -> np.ndarray` (NaN where no score exists) and set
     `higher_is_better`. NaN scores are excluded and dropped with reason `nan_score`.
     """
 
-    kind: ClassVar[str] = "rank"
     higher_is_better: bool = True
 
     def fit(self, pool) -> RankSelector:
@@ -258,16 +279,16 @@ class RankSelector(Selector):
         return eligible
 
 
-class SetSelector(Selector):
+class SetSelector(Selector, kind="set"):
     """A set function maximised greedily; `select(budget)` runs the greedy to `budget` picks."""
 
-    kind: ClassVar[str] = "set"
 
-
-class FilterSelector(Selector):
+class FilterSelector(Selector, kind="filter"):
     """Drops examples that fail a test and keeps the rest in pool order; the budget does not apply."""
 
-    kind: ClassVar[str] = "filter"
+
+class AnnotateSelector(Selector, kind="annotate"):
+    """Keeps every example and adds to it (token masks); the budget does not apply."""
 
 
 def check_budget(budget: int | None, available: int, strategy: str, pool_rows: int,

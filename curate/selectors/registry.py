@@ -11,19 +11,19 @@ import importlib
 from curate.errors import BadUsage
 
 STRATEGIES: dict[str, str] = {
-    "fisher": "curate.selectors.fisher:FisherSelector",
-    "token-clean": "curate.selectors.token_clean:TokenCleanSelector",
-    "ifd": "curate.selectors.ifd:IFDSelector",
-    "perplexity": "curate.selectors.perplexity:PerplexitySelector",
-    "length": "curate.selectors.length:LengthSelector",
+    "fisher": "curate.selectors.sft.fisher:FisherSelector",
+    "token-clean": "curate.selectors.sft.token_clean:TokenCleanSelector",
+    "ifd": "curate.selectors.sft.ifd:IFDSelector",
+    "perplexity": "curate.selectors.sft.perplexity:PerplexitySelector",
+    "length": "curate.selectors.sft.length:LengthSelector",
     "random": "curate.selectors.random_sample:RandomSelector",
-    "dedup": "curate.selectors.dedup:DedupSelector",
-    "diversity": "curate.selectors.diversity:DiversitySelector",
-    "decontaminate": "curate.selectors.decontaminate:DecontaminateSelector",
-    # RL strategies (DESIGN §5), built on the same base by their own module's owner:
-    "rollout-variance": "curate.selectors.variance_filter:RolloutVarianceSelector",
-    "difficulty": "curate.selectors.difficulty:DifficultySelector",
-    "mixing": "curate.selectors.mixing:MixingSelector",
+    "dedup": "curate.selectors.sft.dedup:DedupSelector",
+    "diversity": "curate.selectors.sft.diversity:DiversitySelector",
+    "decontaminate": "curate.selectors.sft.decontaminate:DecontaminateSelector",
+    # RL prompt selection (selectors/rl/) and domain mixing (selectors/mix/):
+    "rollout-variance": "curate.selectors.rl.rollout_variance:RolloutVarianceSelector",
+    "difficulty": "curate.selectors.rl.difficulty:DifficultySelector",
+    "mixing": "curate.selectors.mix.mixing:MixingSelector",
 }
 
 

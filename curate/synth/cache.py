@@ -31,8 +31,8 @@ from typing import Any
 
 import xxhash
 
-from curate.lm.backends import canonical
 from curate.lm.generation import Completion, SamplingParams
+from curate.lm.identity import canonical
 
 CACHE_FILE = "generations.sqlite"
 

@@ -13,7 +13,7 @@
    selectors can score the candidates.
 3. Commit the candidates as `NAME-candidates`, then run them through the same selectors:
    the `select` steps in the source's lineage, in order, each keeping the fraction it kept
-   there (or `--select` given explicitly; `none` skips this). The selection's output is NAME.
+   there (or `--strategy` given explicitly; `none` skips this). The selection's output is NAME.
 
 Each row's meta records the group, its count, target share and deficit, and the ids of the
 examples shown, besides the generator's provenance.
@@ -31,8 +31,8 @@ import polars as pl
 
 from curate.catalog.versions import DatasetVersion, Lineage, elapsed_since, lineage_of
 from curate.errors import BadUsage
-from curate.lm.backends import derive_seed
 from curate.lm.generation import SamplingParams
+from curate.lm.identity import derive_seed
 from curate.synth.context import SynthContext, SynthResult
 from curate.synth.gaps import DEFAULT_BANDS, GapPlan, Group, group_examples, plan
 from curate.synth.similarity import RougeIndex
@@ -68,7 +68,7 @@ class GapFillConfig:
 
     def validate(self) -> None:
         if self.n < 1:
-            raise BadUsage(f"-n must be at least 1, not {self.n}")
+            raise BadUsage(f"--count must be at least 1, not {self.n}")
         if self.demos < 0 or self.oversample < 1:
             raise BadUsage("--demos must be >= 0 and the oversampling factor >= 1")
 

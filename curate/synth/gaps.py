@@ -63,10 +63,19 @@ def parse_bands(edges: str | tuple[float, ...] | None) -> tuple[float, ...]:
     if edges is None:
         return DEFAULT_BANDS
     if isinstance(edges, str):
+        text = edges
         try:
-            edges = tuple(float(x) for x in edges.split(",") if x.strip())
+            if "-" in text:  # LO-HI per band, as `curate curriculum --bands` takes them: adjacent bands
+                ranges = [tuple(float(v) for v in part.split("-")) for part in text.split(",") if part.strip()]
+                if any(len(r) != 2 for r in ranges) or any(a[1] != b[0] for a, b in zip(ranges, ranges[1:])):
+                    raise BadUsage(f"--bands {text!r}: LO-HI bands must be adjacent, lowest first, "
+                                   "e.g. 0-0.1,0.1-0.9,0.9-1")
+                edges = tuple([r[0] for r in ranges] + [ranges[-1][1]]) if ranges else ()
+            else:
+                edges = tuple(float(x) for x in text.split(",") if x.strip())
         except ValueError:
-            raise BadUsage(f"--bands {edges!r}: give comma-separated pass rates, e.g. 0,0.1,0.9,1") from None
+            raise BadUsage(f"--bands {text!r}: give comma-separated pass rates, e.g. 0,0.1,0.9,1 "
+                           "(or LO-HI bands: 0-0.1,0.1-0.9,0.9-1)") from None
     if len(edges) < 2 or list(edges) != sorted(set(edges)) or edges[0] < 0 or edges[-1] > 1:
         raise BadUsage(f"--bands {edges}: need at least two increasing pass rates within [0, 1]",
                        hint="e.g. --bands 0,0.1,0.9,1")
@@ -123,10 +132,10 @@ def allocate(groups: list[Group], total_rows: int, n: int) -> None:
 def _shares(names: list[str], targets: dict[str, float]) -> dict[str, float]:
     weights = {name: float(targets.get(name, 0.0 if targets else 1.0)) for name in names}
     if any(w < 0 for w in weights.values()):
-        raise BadUsage("--target weights must not be negative")
+        raise BadUsage("--weights must not be negative")
     total = sum(weights.values())
     if total <= 0:
-        raise BadUsage("--target gives every group weight 0", hint="give at least one group a positive weight")
+        raise BadUsage("--weights gives every group weight 0", hint="give at least one group a positive weight")
     return {name: w / total for name, w in weights.items()}
 
 
@@ -134,12 +143,12 @@ def plan(ws: Workspace, version: DatasetVersion, by: str, n: int, targets: dict[
          bands: tuple[float, ...] = DEFAULT_BANDS, model_key: str | None = None) -> GapPlan:
     targets = dict(targets or {})
     if n < 1:
-        raise BadUsage(f"-n must be at least 1, not {n}")
+        raise BadUsage(f"--count must be at least 1, not {n}")
     if by == "domain":
         counts, missing = domain_counts(version)
         if not counts and not targets:
             raise BadInput(f"{version.ref} has no domain values to find gaps in",
-                           hint="ingest it with --domain-field COLUMN, name domains with --target DOMAIN=WEIGHT, "
+                           hint="ingest it with --domain-field COLUMN, name domains with --weights DOMAIN=WEIGHT, "
                                 "or use --by difficulty after `curate rollouts`")
         names = sorted(set(counts) | set(targets))
         shares = _shares(names, targets)
@@ -149,12 +158,12 @@ def plan(ws: Workspace, version: DatasetVersion, by: str, n: int, targets: dict[
         names = [band_name(lo, hi) for lo, hi in pairwise(bands)]
         unknown = sorted(set(targets) - set(names))
         if unknown:
-            raise BadUsage(f"--target {', '.join(unknown)}: not a band", hint="bands: " + ", ".join(names))
+            raise BadUsage(f"--weights {', '.join(unknown)}: not a band", hint="bands: " + ", ".join(names))
         rates, key = pass_rates(ws, version, model_key)
         if rates.height == 0:
             raise BadInput(f"the prompt ledger has no attempts for the prompts of {version.ref}"
                            + (f" under model key {model_key}" if model_key else ""),
-                           hint="fill it first: `curate synth --recipe rejection` or `curate rollouts`; "
+                           hint="fill it first: `curate synth rejection` or `curate rollouts`; "
                                 "or use --by domain")
         shares = _shares(names, targets)
         groups = []

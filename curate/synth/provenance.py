@@ -24,8 +24,8 @@ from typing import Any
 import xxhash
 
 from curate import __version__
-from curate.lm.backends import BackendIdentity, canonical
 from curate.lm.generation import SamplingParams
+from curate.lm.identity import BackendIdentity, canonical
 from curate.synth.licenses import GeneratorLicense
 
 

@@ -53,8 +53,8 @@ EQUATION = re.compile(rf"<<([^>]*)>>|({_OPERAND}{_OPERATOR}{_OPERAND}(?:{_OPERAT
 
 @dataclass(frozen=True)
 class RejectionConfig:
-    k: int = 8  # samples per prompt
-    reward: str = "math"  # a built-in reward or module:function
+    k: int = 8  # samples per prompt (--num-generations)
+    reward: str | tuple[str, ...] = "math"  # a built-in reward or module:function; several are summed
     accept_threshold: float = 1.0  # accepted when reward >= this
     temperature: float = 0.7
     top_p: float = 1.0
@@ -69,18 +69,30 @@ class RejectionConfig:
     chunk: int = 256  # prompts per chunk
     model_key: str | None = None  # ledger key (default: the generator's hash)
 
+    @property
+    def rewards(self) -> list[str]:
+        return [self.reward] if isinstance(self.reward, str) else list(self.reward)
+
+    def verifier(self) -> Any:
+        """The reward a sample must reach `accept_threshold` with: the one reward, or the sum of several."""
+        from curate.train.rewards import get_reward, weighted_reward
+
+        return get_reward(self.reward) if isinstance(self.reward, str) else weighted_reward(self.rewards)
+
     def validate(self) -> None:
         if self.k < 1:
-            raise BadUsage(f"-k must be at least 1, not {self.k}")
+            raise BadUsage(f"--num-generations must be at least 1, not {self.k}")
+        if not self.rewards:
+            raise BadUsage("rejection sampling needs a reward", hint="e.g. --reward math")
         if self.dedup not in ("equations", "text", "exact"):
             raise BadUsage(f"--dedup {self.dedup!r}: use equations, text or exact")
         if self.temperature <= 0 and self.k > 1:
-            raise BadUsage(f"-k {self.k} samples at temperature 0 are identical",
-                           hint="raise --temperature or use -k 1")
+            raise BadUsage(f"--num-generations {self.k} samples at temperature 0 are identical",
+                           hint="raise --temperature or use --num-generations 1")
         if "{prompt}" not in self.prompt_format:
             raise BadUsage("--prompt-format must contain {prompt}", hint="e.g. \"Question: {prompt}\\nAnswer:\"")
         if self.limit is not None and self.limit < 1:
-            raise BadUsage(f"-n must be at least 1, not {self.limit}")
+            raise BadUsage(f"--count must be at least 1, not {self.limit}")
 
 
 @dataclass
@@ -109,7 +121,7 @@ def model_key(ctx: SynthContext, config: RejectionConfig) -> str:
     identity = ctx.provenance.identity
     policy = config.model_key or identity.model_hash or xxhash.xxh3_128_hexdigest(
         f"{identity.backend}:{identity.model}@{identity.revision}".encode())
-    return ledger_key(policy, [(config.reward, 1.0)], config.accept_threshold)
+    return ledger_key(policy, [(r, 1.0) for r in config.rewards], config.accept_threshold)
 
 
 def _show(prompt: Any, config: RejectionConfig) -> Any:
@@ -160,7 +172,7 @@ class Rejection:
         from curate.train.rewards import CheckedReward
 
         self.ctx, self.source, self.config = ctx, source, config
-        self.reward = CheckedReward(reward, name=config.reward)
+        self.reward = CheckedReward(reward, name="+".join(config.rewards))
         self.key = model_key(ctx, config)
         self.sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p,
                                        max_new_tokens=config.max_new_tokens, seed=ctx.seed)
@@ -296,8 +308,4 @@ class Rejection:
 def run(ctx: SynthContext, source: DatasetVersion, config: RejectionConfig, name: str, license: str | None,
         reward: Any = None) -> SynthResult:
     config.validate()
-    if reward is None:
-        from curate.train.rewards import get_reward
-
-        reward = get_reward(config.reward)
-    return Rejection(ctx, source, config, reward).run(name, license)
+    return Rejection(ctx, source, config, reward if reward is not None else config.verifier()).run(name, license)

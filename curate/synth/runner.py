@@ -109,10 +109,7 @@ def synthesize_rejection(ws: Workspace, job: SynthJob, dataset: str, config: Any
     from curate.synth import rejection
 
     config.validate()
-    if reward is None:
-        from curate.train.rewards import get_reward
-
-        reward = get_reward(config.reward)
+    reward = reward if reward is not None else config.verifier()
     return _on_source(ws, job, dataset, config, progress, warn, backend, lambda ctx, source, license: rejection.run(
         ctx, source, config, job.name or f"{source.name}-rejection", license, reward=reward))
 
@@ -120,7 +117,7 @@ def synthesize_rejection(ws: Workspace, job: SynthJob, dataset: str, config: Any
 def synthesize_gap_fill(ws: Workspace, job: SynthJob, dataset: str, config: Any,
                         progress: Callable[..., None] | None = None, warn: Callable[[str], None] | None = None,
                         backend: Any | None = None) -> tuple[SynthResult, Any]:
-    """Returns the synth result (the candidates version) and the selection report (None with --select none)."""
+    """Returns the synth result (the candidates version) and the selection report (None with --strategy none)."""
     from curate.synth import gap_fill
 
     config.validate()

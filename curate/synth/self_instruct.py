@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 from curate.catalog.versions import Lineage, elapsed_since
 from curate.errors import BadUsage
-from curate.lm.backends import derive_seed
 from curate.lm.generation import SamplingParams
+from curate.lm.identity import derive_seed
 from curate.synth.context import SynthContext, SynthResult
 from curate.synth.self_instruct_format import (
     SeedTask,
@@ -75,7 +75,7 @@ class SelfInstructConfig:
 
     def validate(self) -> None:
         if self.num_instructions < 1:
-            raise BadUsage(f"-n must be at least 1, not {self.num_instructions}")
+            raise BadUsage(f"--count must be at least 1, not {self.num_instructions}")
         if not 1 <= self.demos or not 0 <= self.machine_demos <= self.demos:
             raise BadUsage(f"--demos {self.demos} and machine demos {self.machine_demos}: need 0 <= machine <= demos")
         if not 0 < self.rouge_threshold <= 1:

@@ -69,16 +69,16 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
     JSON lines, or one JSON array of such objects."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise BadInput(f"--seeds {path}: no such file", hint="pass a JSON lines file of seed tasks, "
+        raise BadInput(f"seed tasks {path}: no such file", hint="pass a JSON lines file of seed tasks, "
                                                              "e.g. self-instruct's seed_tasks.jsonl")
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise BadInput(f"--seeds {path}: not valid UTF-8 (byte {exc.start})", hint="re-encode the file as UTF-8") \
+        raise BadInput(f"seed tasks {path}: not valid UTF-8 (byte {exc.start})", hint="re-encode the file as UTF-8") \
             from None
     seeds = [_seed_task(row, where) for row, where in _seed_rows(text, str(path))]
     if not seeds:
-        raise BadInput(f"--seeds {path}: the file holds no seed tasks", hint="one task a line: " + SEED_SHAPE)
+        raise BadInput(f"seed tasks {path}: the file holds no seed tasks", hint="one task a line: " + SEED_SHAPE)
     return seeds
 
 

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from curate.train.rewards import RewardError, completion_text
+from curate.train.reward_contract import RewardError, completion_text
 from curate.train.sandbox import Limits, RunResult, run_many
 
 FENCE_RE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)

@@ -1,4 +1,4 @@
-"""Fill the prompt ledger: k rollouts of every prompt of a dataset under one model (`curate rollouts`).
+"""Fill the prompt ledger: G rollouts of every prompt of a dataset under one model (`curate rollouts`).
 
 Prompts already sampled under the model key are skipped unless `refresh` is set, and
 each chunk of prompts is written to the ledger in one transaction with ids that depend
@@ -17,7 +17,7 @@ unknown.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +28,8 @@ from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
 from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
-from curate.selectors.rollout_variance import nonzero_variance_groups
 from curate.train.data import load_prompts
+from curate.train.group_filters import nonzero_variance_groups
 from curate.train.rewards import CheckedReward, get_reward, reward_spec_name
 from curate.train.rollouts import generate_groups, ledger_rollouts, reward_matrix, score_groups
 
@@ -38,7 +38,7 @@ RUN = "collect"
 
 @dataclass
 class CollectConfig:
-    k: int = 8
+    num_generations: int = 8  # rollouts per prompt (G)
     max_completion_length: int = 256
     max_prompt_length: int | None = 1024
     temperature: float = 1.0
@@ -47,6 +47,7 @@ class CollectConfig:
     template: str = "auto"
     refresh: bool = False
     model_key: str | None = None  # the policy's key (default: the model's hash); the ledger key adds the reward
+    reward_weights: tuple[float, ...] | None = None  # one per reward (None: 1 each)
     seed: int = 0
     dtype: str = "auto"
     device: str = "auto"
@@ -74,33 +75,43 @@ def collect_rollouts(
     ws: Workspace,
     data: DatasetVersion,
     model: str,
-    reward: str,
-    config: CollectConfig,
+    reward: str | Sequence[str] = "math",
+    config: CollectConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
     backend: GenerationBackend | None = None,
 ) -> dict:
-    """Sample, score and record k rollouts for each prompt not yet in the ledger (all of them with refresh)."""
-    if config.k < 1 or config.prompts_per_batch < 1:
-        raise BadUsage("-k and --prompts-per-batch must be >= 1")
+    """Sample, score and record G rollouts for each prompt not yet in the ledger (all of them with refresh);
+    several rewards are summed with their weights, as GRPO does."""
+    config = config or CollectConfig()
+    k = config.num_generations
+    if k < 1 or config.prompts_per_batch < 1:
+        raise BadUsage("--num-generations and --prompts-per-batch must be >= 1")
     if config.max_prompt_length is not None and config.max_prompt_length < 1:
         raise BadUsage(f"--max-prompt-length must be >= 1, not {config.max_prompt_length}")
     start = time.perf_counter()
-    scorer = CheckedReward(get_reward(reward), name=reward if ":" not in reward else "")
+    specs = [reward] if isinstance(reward, str) else list(reward)
+    weights = list(config.reward_weights) if config.reward_weights else [1.0] * len(specs)
+    if len(weights) != len(specs):
+        raise BadUsage(f"{len(weights)} reward weights for {len(specs)} rewards",
+                       hint="give one --reward-weight per --reward")
+    scorers = [CheckedReward(get_reward(s), name=s if ":" not in s else "") for s in specs]
+    reward_specs = [(reward_spec_name(s), w) for s, w in zip(specs, weights)]
     served = served_model(backend)
     if served is not None:
         tokenizer, context, limit = None, None, config.max_prompt_length
-        model_key = ledger_key(config.model_key or f"served:{served}", [(reward_spec_name(reward), 1.0)])
+        model_key = ledger_key(config.model_key or f"served:{served}", reward_specs)
     else:
         lm = load(model, dtype=config.dtype, device=config.device)
         tokenizer, context = lm.tokenizer, lm.max_length
-        model_key = ledger_key(config.model_key or lm.model_hash, [(reward_spec_name(reward), 1.0)])
-        backend = backend or HFBackend(lm, batch_size=config.prompts_per_batch * config.k, template=config.template)
+        model_key = ledger_key(config.model_key or lm.model_hash, reward_specs)
+        backend = backend or HFBackend(lm, batch_size=config.prompts_per_batch * k, template=config.template)
         room = lm.max_length - config.max_completion_length
         if room < 1:
             raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's context "
                            f"({lm.max_length})", hint="lower --max-completion-length")
         limit = min(config.max_prompt_length or room, room)
     rows, counts = load_prompts(data, tokenizer, config.template, limit)
+    grader = "+".join(s.grader for s in scorers if s.grader) or None
     done, last_round = sampled_prompts(ws, model_key)
     round_ = last_round + 1 if config.refresh else max(last_round, 0)
     todo = rows if config.refresh else [r for r in rows if str(r["id"]) not in done]
@@ -111,13 +122,12 @@ def collect_rollouts(
         sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p,
                                   max_new_tokens=config.max_completion_length,
                                   seed=config.seed * 1_000_003 + round_ * 7919 + begin)
-        groups = generate_groups(backend, chunk, config.k, sampling, need_token_ids=False)
+        groups = generate_groups(backend, chunk, k, sampling, need_token_ids=False)
         for group in groups:  # ids depend on the prompt, not on its place in the chunk
             for episode in group:
                 episode.draw = 0
-        score_groups(groups, [scorer], [1.0])
-        written += record_rollouts(ws, ledger_rollouts(groups, model_key, RUN, round_, config.k, data.ref,
-                                                         scorer.grader))
+        score_groups(groups, scorers, weights)
+        written += record_rollouts(ws, ledger_rollouts(groups, model_key, RUN, round_, k, data.ref, grader))
         matrix = reward_matrix(groups)
         rewards.extend(matrix[~np.isnan(matrix)].tolist())
         mixed = int(nonzero_variance_groups(matrix).sum())
@@ -130,7 +140,7 @@ def collect_rollouts(
             "prompt_limit_set_by": "max_prompt_length" if limit == config.max_prompt_length else "context",
             "context_length": context, "skipped_already_sampled": len(rows) - len(todo),
             "prompts_sampled": len(todo), "rollouts_written": written,
-            "reward_mean": float(np.mean(rewards)) if rewards else None, "reward_nones": scorer.nones,
-            "grader": scorer.grader,
+            "reward_mean": float(np.mean(rewards)) if rewards else None, "reward_nones": sum(s.nones for s in scorers),
+            "grader": grader,
             "zero_variance_groups": flat_groups, "mixed_groups": mixed_groups,
             "seconds": round(time.perf_counter() - start, 2)}

@@ -25,6 +25,7 @@ import numpy as np
 from curate.catalog.versions import DatasetVersion
 from curate.errors import BadUsage
 from curate.train.data import PROMPT_COLUMNS, iter_rows
+from curate.train.reward_contract import RewardFunc
 
 METRICS = ("accuracy", "reward", "loss")
 GENERATION_METRICS = ("accuracy", "reward")
@@ -51,7 +52,7 @@ def evaluate(
     model: Any,
     data: DatasetVersion | Sequence[dict],
     metrics: Sequence[str] = ("accuracy",),
-    reward: str | Sequence[str] = "math",
+    reward: str | RewardFunc | Sequence[str | RewardFunc] = "math",
     max_new_tokens: int = 256,
     template: str = "auto",
     max_length: int | None = None,
@@ -80,13 +81,13 @@ def evaluate(
     return EvalResult(out, len(rows), scored, unscored, tokens, round(time.perf_counter() - start, 3))
 
 
-def generation_metrics(lm: Any, rows: list[dict], reward: str | Sequence[str], max_new_tokens: int, template: str,
-                       batch_size: int) -> tuple[float, float, int]:
+def generation_metrics(lm: Any, rows: list[dict], reward: str | RewardFunc | Sequence[str | RewardFunc],
+                       max_new_tokens: int, template: str, batch_size: int) -> tuple[float, float, int]:
     """(accuracy, mean reward, scored rows) of greedy completions."""
     from curate.lm.generation import HFBackend, SamplingParams
     from curate.train.rewards import CheckedReward, get_reward
 
-    specs = [reward] if isinstance(reward, str) else list(reward)
+    specs = [reward] if isinstance(reward, str) or callable(reward) else list(reward)
     if not specs:
         raise BadUsage("accuracy and reward need a reward", hint="e.g. --reward math")
     prompts = [r["prompt"] for r in rows]
@@ -94,8 +95,9 @@ def generation_metrics(lm: Any, rows: list[dict], reward: str | Sequence[str], m
         prompts, 1, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens))
     completions = [group[0].text for group in outputs]
     columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r} - {"prompt"}}
-    table = np.array([[math.nan if v is None else v for v in CheckedReward(get_reward(s), name=s)(
-        prompts=prompts, completions=completions, **columns)] for s in specs], dtype=np.float64)
+    checked = [CheckedReward(get_reward(s), name=s) if isinstance(s, str) else CheckedReward(s) for s in specs]
+    table = np.array([[math.nan if v is None else v for v in f(prompts=prompts, completions=completions, **columns)]
+                      for f in checked], dtype=np.float64)
     has_value = ~np.isnan(table)
     scored_rows = has_value.any(axis=0)
     scored = int(scored_rows.sum())

@@ -25,7 +25,7 @@ as one process; rank 0 alone writes each rollout to the ledger. The update's chu
 round-robin over the ranks and the gradients summed: the step one process would take.
 
 The filter and the down-sampler are plain callables (defaults: the pure functions in
-`curate.selectors.rollout_variance`); this module imports no selector class (DESIGN §2).
+`curate.train.group_filters`); this module imports no selector class (docs/architecture.md, "Layers").
 Groups that cannot move the weights (every advantage 0 and beta = 0, or every token
 masked) are not run through the model: their gradient is exactly zero.
 """
@@ -39,7 +39,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -53,99 +53,23 @@ from curate.catalog.workspace import Workspace
 from curate.errors import BadUsage
 from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
-from curate.lm.templates import TEMPLATES, encode_pair
+from curate.lm.templates import encode_pair
+from curate.train import group_filters
 from curate.train.checkpoints import check_out_dir, restore, save_model_folder, save_on_main
 from curate.train.data import describe, load_prompts, prompt_ids, stream_slice
 from curate.train.distributed import Dist, barrier, gather, setup, sum_gradients, sum_values
 from curate.train.grpo_batch import backward_batch, fill_old_and_ref_logps
+from curate.train.grpo_config import GRPOConfig
 from curate.train.logprobs import response_logprobs
-from curate.train.losses import LOSS_TYPES, SCALE_REWARDS, group_advantages, sft_token_loss
+from curate.train.losses import group_advantages, sft_token_loss
 from curate.train.metrics import MetricsLogger
-from curate.train.optim import add_lora, adamw, check_lr_settings, lr_at, set_lr
+from curate.train.optim import add_lora, adamw, lr_at, set_lr
 from curate.train.provenance import write_training_record
 from curate.train.rewards import CheckedReward, RewardFunc, get_reward, reward_spec_name
 from curate.train.rollouts import Group, generate_groups, ledger_rollouts, reward_matrix, score_groups
 
 GroupFilter = Callable[[np.ndarray], np.ndarray]  # [groups, G] rewards -> [groups] bool: keep
 DownSampler = Callable[[np.ndarray, int], np.ndarray]  # ([groups, n] rewards, m) -> [groups, m] indices
-
-
-@dataclass
-class GRPOConfig:
-    steps: int = 100  # rollout rounds; each makes num_iterations optimizer steps
-    prompts_per_step: int = 8
-    num_generations: int = 8  # G (PODS: n, the completions sampled per prompt)
-    pods_m: int | None = None  # PODS: train on m of the n completions of each prompt
-    max_prompt_length: int | None = 512  # longer prompts (or ones leaving no room to complete) are skipped
-    max_completion_length: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    generation_batch_size: int | None = None  # sequences per generate call (None: all at once)
-    lr: float = 1e-6
-    warmup: int = 0
-    min_lr_ratio: float = 0.0
-    lr_schedule: str = "constant"
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    batch_tokens: int = 16384  # tokens per forward/backward chunk
-    loss_type: str = "dapo"  # grpo | bnpo | dr_grpo | dapo (TRL's default is dapo)
-    scale_rewards: str = "group"  # group | batch | none
-    epsilon: float = 0.2
-    epsilon_high: float | None = None  # None: epsilon (DAPO suggests 0.28)
-    beta: float = 0.0  # KL weight to the reference (k3); 0 loads no reference
-    kl_bias_correction: bool = True  # KL times the ratio (TRL's use_bias_correction_kl default)
-    num_iterations: int = 1  # mu: optimizer steps per batch of rollouts
-    mask_truncated_completions: bool = True
-    dynamic_sampling: bool = False  # drop zero-variance groups and refill
-    max_refills: int = 3  # extra sampling rounds per step at most
-    sft_weight: float = 0.0  # CHORD mu at step 0 (0 disables the SFT term)
-    sft_weight_end: float | None = None  # mu at the last step (None: constant)
-    sft_schedule: str = "constant"  # constant | linear | cosine
-    sft_loss: str = "nll"  # nll | phi (CHORD-phi token weights)
-    reward_weights: tuple[float, ...] | None = None
-    template: str = "auto"
-    seed: int = 0
-    save_every: int = 50
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: str = "all-linear"
-    dtype: str = "auto"
-    device: str = "auto"
-    model_key: str | None = None  # the policy's ledger key (None: the starting model's hash); + "#" + the rewards
-    ledger_key: str | None = None  # the whole ledger key, used as it is (the loop passes the one it reads)
-    run_name: str | None = None  # ledger run name (None: from OUT, the model and these settings)
-
-    def check(self) -> None:
-        """Raise BadUsage naming the first bad field and how to fix it."""
-        for name in ("steps", "prompts_per_step", "max_completion_length", "batch_tokens", "num_iterations"):
-            if getattr(self, name) < 1:
-                raise BadUsage(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_generations < 2:
-            raise BadUsage(f"num_generations must be >= 2 (GRPO compares completions), got {self.num_generations}",
-                           hint="e.g. --num-generations 8")
-        if self.pods_m is not None and not 2 <= self.pods_m < self.num_generations:
-            raise BadUsage(f"pods_m must be in 2..{self.num_generations - 1} (below num_generations), "
-                           f"got {self.pods_m}", hint="--pods-m M keeps M of the --num-generations completions")
-        if self.loss_type not in LOSS_TYPES:
-            raise BadUsage(f"unknown loss_type {self.loss_type!r}", hint="--loss-type " + "|".join(LOSS_TYPES))
-        if self.scale_rewards not in SCALE_REWARDS:
-            raise BadUsage(f"unknown scale_rewards {self.scale_rewards!r}", hint="--scale-rewards group|batch|none")
-        if self.epsilon < 0 or (self.epsilon_high is not None and self.epsilon_high < 0) or self.beta < 0:
-            raise BadUsage("epsilon, epsilon_high and beta must be >= 0")
-        if self.temperature <= 0:
-            raise BadUsage(f"temperature must be > 0 for sampling, got {self.temperature}")
-        if not 0 <= self.sft_weight <= 1 or not 0 <= (self.sft_weight_end or 0) <= 1:
-            raise BadUsage("sft_weight and sft_weight_end must be in [0, 1]")
-        if self.sft_schedule not in ("constant", "linear", "cosine") or self.sft_loss not in ("nll", "phi"):
-            raise BadUsage("sft_schedule must be constant|linear|cosine and sft_loss nll|phi")
-        if self.template not in TEMPLATES:
-            raise BadUsage(f"unknown template {self.template!r}", hint="templates: " + ", ".join(TEMPLATES))
-        if self.max_refills < 0 or self.save_every < 0:
-            raise BadUsage("max_refills and save_every must be >= 0")
-        check_lr_settings(self.lr, self.warmup, self.min_lr_ratio, self.lr_schedule)
 
 
 RESUME_FIXED = ("prompts_per_step", "num_generations", "pods_m", "seed", "template", "lora", "lora_r",
@@ -182,8 +106,6 @@ def train_grpo(
     backend: GenerationBackend | None = None,
 ) -> dict[str, Any]:
     """Train `model` with GRPO on the prompts of `data`; save the model folder to `out_dir`; return statistics."""
-    from curate.selectors import rollout_variance  # pure functions only: the default filter and down-sampler
-
     start_time = time.perf_counter()
     config.check()
     out_dir = Path(out_dir)
@@ -206,11 +128,11 @@ def train_grpo(
         raise BadUsage(f"{len(weights)} reward weights for {len(rewards)} rewards",
                        hint="give one --reward-weight per --reward")
     if config.dynamic_sampling and group_filter is None:
-        group_filter = rollout_variance.nonzero_variance_groups
+        group_filter = group_filters.nonzero_variance_groups
     if down_sampler is not None and config.pods_m is None:
         raise BadUsage("a down-sampler needs pods_m, the number of completions to keep", hint="--pods-m M")
     if config.pods_m is not None and down_sampler is None:
-        down_sampler = rollout_variance.max_variance_down_sample
+        down_sampler = group_filters.max_variance_down_sample
 
     lm = load(model, dtype=config.dtype, device=device_name)
     tokenizer, device = lm.tokenizer, lm.device

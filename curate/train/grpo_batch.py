@@ -15,17 +15,15 @@ rank runs the chunks `Dist.owns` (round-robin) against the whole batch's totals.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from curate.train.distributed import Dist
+from curate.train.grpo_config import GRPOConfig
 from curate.train.logprobs import group_logprobs
 from curate.train.losses import Totals, aggregate, clip_stats, per_token_loss
 from curate.train.rollouts import Group
-
-if TYPE_CHECKING:
-    from curate.train.grpo import GRPOConfig
 
 Chunk = tuple[int, list[int]]  # (group index, episode indices)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from curate.catalog.workspace import Workspace
 from curate.errors import BadUsage, CurateError
 from curate.lm import byte_tokenizer
 from curate.lm.templates import render_prompt  # torch is imported where a model is built: the CLI starts fast
+from curate.train.model_cache import is_built, publish
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ def ensure_proxy(
         version = subset_chain(ws, version)[-1]
     config = config or default_config()
     folder = proxy_folder(ws, version, config)
-    if (folder / "proxy.json").exists():
+    if is_built(folder, "proxy.json"):
         return folder, {**json.loads((folder / "proxy.json").read_text()), "cached": True}
     with ws.staging("proxy") as staging:
         texts = sample_texts(version, config.max_examples, config.seed)
@@ -227,12 +227,7 @@ def ensure_proxy(
         stats["dataset"] = version.ref
         stats["content_hash"] = version.content_hash
         (staging / "model" / "proxy.json").write_text(json.dumps(stats, indent=2))
-        try:
-            os.rename(staging / "model", folder)
-        except OSError:  # another process cached the same proxy first
-            if not (folder / "proxy.json").exists():
-                shutil.rmtree(folder, ignore_errors=True)
-                os.rename(staging / "model", folder)
+        publish(staging / "model", folder, "proxy.json")
     return folder, {**stats, "cached": False}
 
 

@@ -34,26 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from curate.errors import BadUsage, CurateError
+from curate.errors import BadUsage
 from curate.train import answers
+from curate.train.reward_contract import RewardError, RewardFunc, completion_text
 
-RewardFunc = Callable[..., list]
 FORMAT_RE = re.compile(r"(\\boxed\s*\{.+\}|####\s*\S+|answer\s*(?:is|:)\s*\S+)", re.IGNORECASE | re.DOTALL)
-
-
-class RewardError(CurateError):
-    """A reward function broke the contract (wrong count, wrong type, missing column)."""
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion: itself, or the content of its last message."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content") or "")
-    if isinstance(completion, dict):
-        return str(completion.get("content") or "")
-    return str(completion)
 
 
 def _column(columns: dict, name: str, n: int, reward: str) -> list:
@@ -120,6 +105,28 @@ def get_reward(spec: str) -> RewardFunc:
                        hint="functions there: " + ", ".join(sorted(n for n, v in vars(module).items()
                                                                      if callable(v) and not n.startswith("_"))))
     return func
+
+
+def weighted_reward(specs: Sequence[str | RewardFunc], weights: Sequence[float] | None = None) -> RewardFunc:
+    """Several rewards as one, combined as GRPO combines them: the weighted sum of the values each
+    returned for a completion (None ones left out), None where every reward returned None."""
+    funcs = [CheckedReward(get_reward(s), name=s if ":" not in s else "") if isinstance(s, str) else CheckedReward(s)
+             for s in specs]
+    weights = [1.0] * len(funcs) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(funcs):
+        raise BadUsage(f"{len(weights)} reward weights for {len(funcs)} rewards",
+                       hint="give one --reward-weight per --reward")
+
+    def combined(prompts: Sequence, completions: Sequence, **columns: Any) -> list[float | None]:
+        values = [f(prompts, completions, **columns) for f in funcs]
+        out: list[float | None] = []
+        for per_completion in zip(*values):
+            given = [(v, w) for v, w in zip(per_completion, weights) if v is not None]
+            out.append(sum(v * w for v, w in given) if given else None)
+        return out
+
+    combined.__name__ = "+".join(f"{w:g}*{f.name}" if w != 1 else f.name for f, w in zip(funcs, weights))
+    return combined
 
 
 def reward_spec_name(spec: str | RewardFunc) -> str:

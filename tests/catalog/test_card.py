@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import polars as pl
 import pytest
@@ -13,22 +11,19 @@ from huggingface_hub import DatasetCard
 from curate.catalog.card import size_category, write_card
 from curate.catalog.versions import Lineage, ShardWriter, commit_version
 from curate.selectors.pipeline import run_select
-from tests.conftest import write_jsonl
+from tests.conftest import run_curate_process, write_jsonl
 
 ROWS = [{"question": f"What is {i} plus {i}?", "answer": f"{i}+{i}\n#### {2 * i}"} for i in range(30)]
 
 
 def cli(*args: str, env: dict | None = None, check: int = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "curate.cli.app", *args], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, **(env or {})})
-    assert result.returncode == check, result.stdout + result.stderr
-    return result
+    return run_curate_process(*args, code=check, env=env)
 
 
 @pytest.fixture
 def selected(tmp_path):
     ws = tmp_path / "ws"
-    cli("ingest", str(write_jsonl(tmp_path / "pool.jsonl", ROWS)), "--name", "pool", "--license", "MIT",
+    cli("ingest", str(write_jsonl(tmp_path / "pool.jsonl", ROWS)), "--out", "pool", "--license", "MIT",
         "--workspace", str(ws))
     cli("select", "pool", "--strategy", "length", "--budget", "10", "--workspace", str(ws))
     return ws

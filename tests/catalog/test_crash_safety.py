@@ -87,7 +87,7 @@ def test_sigkill_midway_leaves_the_catalog_as_it_was(tmp_path):
     os.mkfifo(fifo)
     log = (tmp_path / "ingest.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "curate.cli.app", "ingest", str(fifo), "--name", "big", "-w", str(ws.root), "--quiet"],
+        [sys.executable, "-m", "curate.cli.app", "ingest", str(fifo), "--out", "big", "-w", str(ws.root), "--quiet"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     fd = -1

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_jsonl
+from tests.conftest import run_curate_process, write_jsonl
 
 
 def run(*args: str, ws: Path | None = None, check: int | None = 0, timeout: float = 300) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "curate.cli.app", *args]
-    if ws is not None:
-        command += ["--workspace", str(ws)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    if check is not None:
-        assert result.returncode == check, result.stdout + result.stderr
-    return result
+    return run_curate_process(*args, *(["--workspace", str(ws)] if ws is not None else []), code=check,
+                              timeout=timeout)
 
 
 @pytest.fixture
@@ -32,7 +26,7 @@ def pool(tmp_path) -> Path:
 
 def test_ingest_show_ls_export(tmp_path, pool):
     ws = tmp_path / "ws"
-    out = run("ingest", str(pool), "--name", "pool", "--license", "MIT", ws=ws).stdout
+    out = run("ingest", str(pool), "--out", "pool", "--license", "MIT", ws=ws).stdout
     assert "pool@v1" in out and "gsm8k" in out
     shown = json.loads(run("show", "pool", "--json", ws=ws).stdout)
     assert shown["rows"] == 399 and shown["license"] == "MIT"
@@ -82,7 +76,7 @@ def test_bad_usage_exits_2(tmp_path):
 
 def test_unknown_dataset_names_what_exists(tmp_path, pool):
     ws = tmp_path / "ws"
-    run("ingest", str(pool), "--name", "pool", ws=ws)
+    run("ingest", str(pool), "--out", "pool", ws=ws)
     result = run("show", "poool", ws=ws, check=1)
     assert "poool" in result.stderr and "pool" in result.stderr.split("hint:")[1]
     result = run("show", "pool@v7", ws=ws, check=1)
@@ -92,19 +86,22 @@ def test_unknown_dataset_names_what_exists(tmp_path, pool):
 def test_config_file_sets_defaults_and_flags_win(tmp_path, pool):
     ws = tmp_path / "ws"
     config = tmp_path / "ingest.yaml"
-    config.write_text(f"name: fromconfig\nlicense: CC-BY-4.0\nworkspace: {ws}\n")
+    config.write_text(f"out: fromconfig\nlicense: CC-BY-4.0\nworkspace: {ws}\n")
     run("ingest", str(pool), "--config", str(config))
     assert json.loads(run("show", "fromconfig", "--json", ws=ws).stdout)["license"] == "CC-BY-4.0"
-    run("ingest", str(pool), "--config", str(config), "--name", "fromflag")
+    run("ingest", str(pool), "--config", str(config), "--out", "fromflag")
     assert run("ls", "-q", ws=ws).stdout.split() == ["fromconfig@v1", "fromflag@v1"]
-    config.write_text("nmae: typo\n")
+    config.write_text("name: old-spelling\n")  # an old spelling is a key too (docs/cli.md)
+    run("ingest", str(pool), "--config", str(config), "--new-version", ws=ws)
+    assert "old-spelling@v1" in run("ls", "-q", ws=ws).stdout.split()
+    config.write_text("otu: typo\n")
     result = run("ingest", str(pool), "--config", str(config), check=2)
-    assert "nmae" in result.stderr and "name" in result.stderr
+    assert "otu" in result.stderr and " out," in result.stderr and "map," in result.stderr
 
 
 def test_workspace_from_environment(tmp_path, pool, monkeypatch):
     monkeypatch.setenv("CURATE_WORKSPACE", str(tmp_path / "envws"))
-    run("ingest", str(pool), "--name", "viaenv")
+    run("ingest", str(pool), "--out", "viaenv")
     assert (tmp_path / "envws" / "catalog.duckdb").exists()
     assert run("ls", "-q").stdout.split() == ["viaenv@v1"]
 
@@ -123,7 +120,7 @@ def test_demo_runs_offline(tmp_path):
                  "--base-steps", "2", "--held-out", "20", "--loop-rounds", "1", ws=ws,
                  timeout=900)  # a whole demo, small: ~2.5 CPU-minutes; a shared machine stretches that
     assert "curate demo" in result.stdout and "held-out accuracy" in result.stdout
-    assert "curate loop (thompson, reward curate.demo_loop:demo_reward)" in result.stdout
+    assert "curate loop (thompson, reward curate.demo.loop:demo_reward)" in result.stdout
     assert "curate compare demo -s dedup,random" in result.stdout  # the commands that run every candidate arm
     assert "-s dedup,perplexity,random,token-clean" in result.stdout
     curated = json.loads(run("show", "demo-compare-dedup-perplexity-random", "--json", ws=ws).stdout)
@@ -151,13 +148,13 @@ def test_ls_and_show_do_not_create_a_missing_workspace(tmp_path):
 
 def test_ls_of_an_unknown_name_fails_and_reingest_of_same_content_makes_no_version(tmp_path, pool):
     ws = tmp_path / "ws"
-    run("ingest", str(pool), "--name", "pool", ws=ws)
+    run("ingest", str(pool), "--out", "pool", ws=ws)
     result = run("ls", "pooll", ws=ws, check=1)
     assert "pooll" in result.stderr and "pool" in result.stderr.split("hint:")[1]
-    again = run("ingest", str(pool), "--name", "pool", ws=ws).stdout
+    again = run("ingest", str(pool), "--out", "pool", ws=ws).stdout
     assert "pool@v1 already holds exactly this content" in again and "--new-version" in again
     assert run("ls", "-q", ws=ws).stdout.split() == ["pool@v1"]
-    run("ingest", str(pool), "--name", "pool", "--new-version", ws=ws)
+    run("ingest", str(pool), "--out", "pool", "--new-version", ws=ws)
     assert run("ls", "-q", "pool", ws=ws).stdout.split() == ["pool@v1", "pool@v2"]
 
 
@@ -166,7 +163,7 @@ def test_show_lists_every_domain_in_json_says_how_many_more_in_the_table_and_rep
             for d in range(25) for i in range(2)]
     source = write_jsonl(tmp_path / "many.jsonl", rows)
     ws = tmp_path / "ws"
-    ingested = run("ingest", str(source), "--name", "many", ws=ws).stdout
+    ingested = run("ingest", str(source), "--out", "many", ws=ws).stdout
     assert "answer conflicts" in ingested and "25 prompts" in ingested
     shown = json.loads(run("show", "many", "--json", ws=ws).stdout)
     assert len(shown["domains"]) == 25
@@ -183,15 +180,15 @@ def test_show_lists_every_domain_in_json_says_how_many_more_in_the_table_and_rep
 
 def test_mix_static_weights_validated_and_exact_from_the_command_line(tmp_path, pool):
     ws = tmp_path / "ws"
-    run("ingest", str(pool), "--name", "pool", ws=ws)  # 200 add, 199 double
-    missing = run("mix", "pool", "--size", "10", "--method", "static", ws=ws, check=2)
+    run("ingest", str(pool), "--out", "pool", ws=ws)  # 200 add, 199 double
+    missing = run("mix", "pool", "--budget", "10", "--method", "static", ws=ws, check=2)
     assert "static mixing needs weights" in missing.stderr and "internal error" not in missing.stderr
-    negative = run("mix", "pool", "--size", "10", "--weights", "add=1,double=-1", ws=ws, check=2)
+    negative = run("mix", "pool", "--budget", "10", "--weights", "add=1,double=-1", ws=ws, check=2)
     assert "'double=-1'" in negative.stderr
-    out = run("mix", "pool", "--size", "10", "--weights", "add=0.7,double=0.3", ws=ws).stdout
+    out = run("mix", "pool", "--budget", "10", "--weights", "add=0.7,double=0.3", ws=ws).stdout
     assert "pool-mix@v1" in out
     shown = json.loads(run("show", "pool-mix", "--json", ws=ws).stdout)
     assert dict((d, n) for d, n in shown["domains"]) == {"add": 7, "double": 3}
-    zero = run("mix", "pool", "--size", "10", "--weights", "add=1,double=0", "--out", "only-add", ws=ws).stdout
+    zero = run("mix", "pool", "--budget", "10", "--weights", "add=1,double=0", "--out", "only-add", ws=ws).stdout
     assert "only-add@v1" in zero
     assert json.loads(run("show", "only-add", "--json", ws=ws).stdout)["domains"] == [["add", 10]]

@@ -14,7 +14,7 @@ CHAT = {"prompt": "<s>[INST] Fix this [/INST]", "response": "def f(x: List[float
 def test_show_ingest_and_export_print_markup_like_text_verbatim(tmp_path):
     ws = tmp_path / "ws"
     source = write_jsonl(tmp_path / "chat[1].jsonl", [CHAT, {"prompt": "[/]", "response": "[link=x]y"}])
-    ingested = run("ingest", str(source), "--name", "chat", ws=ws).stdout
+    ingested = run("ingest", str(source), "--out", "chat", ws=ws).stdout
     assert "chat[1].jsonl" in ingested
     shown = run("show", "chat", "--samples", "2", ws=ws).stdout
     for text in ("[INST] Fix this [/INST]", "List[float]", "Dict[str, int]", ":smile:", "[bold]code[/bold]", "[/]",

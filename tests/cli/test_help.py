@@ -4,21 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from curate.selectors.registry import STRATEGIES
+from tests.conftest import run_curate_process
 
 
 def help_text(*command: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "curate.cli.app", *command, "--help"], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "COLUMNS": "220", "TERM": "dumb"})
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_curate_process(*command, "--help", env={"COLUMNS": "220", "TERM": "dumb"}).stdout
 
 
 def option_blocks(text: str) -> dict[str, str]:

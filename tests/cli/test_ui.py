@@ -114,7 +114,7 @@ def test_a_redirected_log_gets_plain_lines_while_the_command_runs(tmp_path, capf
     rows = [{"prompt": f"What is {i} + 1?" + " and more" * (i % 7) * 30, "response": f"{i + 1}"} for i in range(40)]
     source = write_jsonl(tmp_path / "pool.jsonl", rows)
     ws = str(tmp_path / "ws")
-    for argv in (["ingest", str(source), "--name", "pool", "-w", ws],
+    for argv in (["ingest", str(source), "--out", "pool", "-w", ws],
                  ["select", "pool", "-s", "perplexity", "-b", "5", "--model", str(tiny_model_dir), "-w", ws]):
         with pytest.raises(SystemExit) as exit_:
             main(argv)

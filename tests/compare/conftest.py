@@ -1,14 +1,10 @@
-"""One torch thread: the tiny models train fastest that way on a shared 2-core machine."""
+"""One torch thread for every comparison test: the tiny models train fastest that way on a shared 2-core machine."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_for_every_module(one_thread):
     yield
-    torch.set_num_threads(threads)

@@ -28,7 +28,7 @@ def test_sigkill_then_rerun_runs_only_the_missing_cells(tmp_path, tiny_model_dir
     pool_and_eval(ws, tmp_path)
     command = [sys.executable, "-m", "curate.cli.app", "compare", "pool", "--strategy", "length", "--budget", "8",
                "--seeds", "2", "--steps", "10", "--model", str(tiny_model_dir), "--scorer-model", str(tiny_model_dir),
-               "--eval", "held", "--lr", "1e-3", "--warmup", "1", "--batch-tokens", "1024", "--max-new-tokens", "4",
+               "--eval", "held", "--lr", "1e-3", "--warmup", "1", "--batch-tokens", "1024", "--max-completion-length", "4",
                "--device", "cpu", "--workspace", str(ws.root), "--json"]
     total = 1 + 2 * 2  # the base, then random and length at seeds 0 and 1
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

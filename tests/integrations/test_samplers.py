@@ -15,7 +15,7 @@ from curate.errors import BadUsage
 from curate.integrations.picker import CurriculumPicker, LedgerRecorder
 from curate.integrations.trl_sampler import CurriculumRepeatSampler, LedgerReward
 from curate.integrations.verl_sampler import CurateCurriculumSampler
-from curate.selectors.difficulty import CurriculumParams
+from curate.selectors.rl.difficulty import CurriculumParams
 from curate.selectors.pipeline import run_select
 from tests.rl_helpers import prompt_set
 

@@ -15,7 +15,7 @@ import torch
 from curate.errors import ModelLoadError
 from curate.lm import byte_tokenizer, gguf_cache
 from curate.lm.loading import fingerprint, load
-from tests.conftest import shared_file
+from tests.conftest import run_curate, shared_file
 from tests.lm.conftest import save_tiny_llama
 from tests.lm.gguf_writer import write_tiny_gguf
 
@@ -44,16 +44,7 @@ def no_conversion(monkeypatch) -> None:
 
 def cli(capsys, ws: Path):
     """`curate ARGS --workspace ws` in this process; asserts exit code 0 and returns stdout."""
-    from curate.cli.app import main
-
-    def run(*args: str) -> str:
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--workspace", str(ws)])
-        out, err = capsys.readouterr()
-        assert exited.value.code == 0, out + err
-        return out
-
-    return run
+    return lambda *args: run_curate(capsys, *args, "--workspace", str(ws), code=0)[1]
 
 
 def logits(model, text: str) -> torch.Tensor:
@@ -155,7 +146,7 @@ def test_gguf_everywhere_a_model_is_accepted(tiny_gguf, tmp_path, capsys, monkey
     ws = tmp_path / "ws"
     curate = cli(capsys, ws)
     rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(1, 9)]
-    curate("ingest", str(write_jsonl(tmp_path / "pool.jsonl", rows)), "--name", "pool")
+    curate("ingest", str(write_jsonl(tmp_path / "pool.jsonl", rows)), "--out", "pool")
     model = ["--model", str(path)]
     assert "pool@v1 -> pool-perplexity@v1" in curate("select", "pool", "--strategy", "perplexity", "--budget", "4",
                                                      *model)
@@ -165,9 +156,8 @@ def test_gguf_everywhere_a_model_is_accepted(tiny_gguf, tmp_path, capsys, monkey
            "--param", "token-clean.warmup_rows=2", "--param", "token-clean.batch_tokens=512")
     curate("train", "sft", "pool", *model, "--out", str(tmp_path / "sft"), "--steps", "2", "--batch-tokens", "256")
     assert (tmp_path / "sft" / "model.safetensors").exists()
-    curate("rollouts", "pool", *model, "-k", "2", "--max-completion-length", "4")
-    curate("synth", "--recipe", "rejection", "--dataset", "pool", *model, "-k", "2", "--max-new-tokens", "4",
-           "--name", "synth-out")
+    curate("rollouts", "pool", *model, "-G", "2", "--max-completion-length", "4")
+    curate("synth", "rejection", "pool", *model, "-G", "2", "--max-completion-length", "4", "--out", "synth-out")
     from curate.catalog.ledger import read_rollouts
     from curate.catalog.workspace import Workspace
 
@@ -220,7 +210,7 @@ def test_smollm2_gguf_from_the_command_line(smollm_cache, tmp_path, capsys, monk
 
     rows = [{"instruction": f"Name a colour number {i}.", "output": ["Red.", "Blue.", "Green.", "Teal."][i % 4]}
             for i in range(6)]
-    curate("ingest", str(write_jsonl(tmp_path / "rows.jsonl", rows)), "--name", "rows")
+    curate("ingest", str(write_jsonl(tmp_path / "rows.jsonl", rows)), "--out", "rows")
     no_conversion(monkeypatch)
     out = curate("select", "rows", "--strategy", "perplexity", "--budget", "3", "--model", str(path))
     assert "rows@v1 -> rows-perplexity@v1" in out

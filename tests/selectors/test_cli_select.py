@@ -4,32 +4,28 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
+from tests.conftest import run_curate_process
 from tests.selectors.sft_helpers import word_problems, write_rows
 
 
 def run(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "curate.cli.app", *args], capture_output=True, text=True,
-                            timeout=300, check=False)
-    if check is not None:
-        assert result.returncode == check, result.stdout + result.stderr
-    return result
+    return run_curate_process(*args, code=check)
 
 
 @pytest.fixture
 def workspace(tmp_path):
     ws = tmp_path / "ws"
-    run("ingest", str(write_rows(tmp_path / "pool.jsonl", word_problems(30))), "--name", "pool", "-w", str(ws))
+    run("ingest", str(write_rows(tmp_path / "pool.jsonl", word_problems(30))), "--out", "pool", "-w", str(ws))
     return ws
 
 
 def test_select_and_score_from_the_command_line(workspace, tiny_model_dir):
     w = ["-w", str(workspace)]
     out = run("select", "pool", "--strategy", "length,fisher", "--budget", "20%", "--model", str(tiny_model_dir),
-              "--param", "length.budget=12", "--dim", "8", *w).stdout
+              "--param", "length.budget=12", "--param", "fisher.dim=8", *w).stdout
     for text in ("pool@v1 -> pool-length-fisher@v1", "below_budget 18", "below_budget 6", "kept", "6 of 30"):
         assert text in out, out
     shown = json.loads(run("show", "pool-length-fisher", "--json", *w).stdout)

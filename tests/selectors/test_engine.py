@@ -18,7 +18,7 @@ from curate.catalog.workspace import Workspace
 from curate.errors import BadUsage
 from curate.selectors import features
 from curate.selectors.engine import LocalEngine, RayEngine, make_engine
-from curate.selectors.perplexity import PerplexitySelector
+from curate.selectors.sft.perplexity import PerplexitySelector
 from curate.selectors.pipeline import run_score, run_select
 from curate.selectors.pool import Pool
 from tests.conftest import REPO

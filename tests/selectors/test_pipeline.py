@@ -12,7 +12,7 @@ from curate.catalog.selections import selection_of
 from curate.catalog.versions import ShardWriter, commit_version, lineage_of, resolve
 from curate.errors import BadInput, BadUsage, ModelLoadError
 from curate.selectors import features
-from curate.selectors.perplexity import PerplexitySelector
+from curate.selectors.sft.perplexity import PerplexitySelector
 from curate.selectors.pipeline import run_score, run_select, split_params
 from tests.selectors.sft_helpers import ingest_rows, install_proxy, word_problems
 
@@ -48,8 +48,8 @@ def test_a_chain_commits_one_version_with_a_lineage_step_per_strategy(ws, pool, 
     assert row["source"] == "pool@v1" and row["strategy"] == "length,fisher" and row["budget"] == 10
     assert [s["strategy"] for s in row["params"]["steps"]] == ["length", "fisher"]
     # the output is fisher's pick order over the 40 longest responses
-    from curate.selectors.fisher import FisherSelector
-    from curate.selectors.length import LengthSelector
+    from curate.selectors.sft.fisher import FisherSelector
+    from curate.selectors.sft.length import LengthSelector
     from curate.selectors.pool import Pool
 
     source = Pool.from_version(resolve(ws, "pool"), ws, model=str(tiny_model_dir), seed=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from curate.lm.backends import BackendIdentity, canonical, derive_seed
+from curate.lm.identity import BackendIdentity, canonical, derive_seed
 from curate.lm.generation import Completion, SamplingParams
 from tests.synth.server import canned
 

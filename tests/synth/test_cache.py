@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from curate.lm.backends import BackendIdentity
+from curate.lm.identity import BackendIdentity
 from curate.lm.generation import SamplingParams
 from curate.synth.cache import CachedBackend, GenerationCache, request_key
 from tests.synth.fakes import ScriptedBackend

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_curate, run_curate_process
 from tests.synth.server import FakeOpenAI
 
 SECRET = "sk-cli-Kq7Secret0"
@@ -23,33 +24,23 @@ def command(*args: str, ws: Path) -> list[str]:
 
 
 def run(*args: str, ws: Path, check: int | None = 0, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(command(*args, ws=ws), capture_output=True, text=True, timeout=300, check=False,
-                            env={**os.environ, **(env or {})})
-    if check is not None:
-        assert result.returncode == check, result.stdout + result.stderr
-    return result
+    return run_curate_process(*args, "--workspace", str(ws), code=check, env=env)
 
 
 def cli(capsys, *args: str, ws: Path, check: int = 0) -> tuple[str, str]:
     """The same command in this process (no interpreter start-up): (stdout, stderr)."""
-    from curate.cli.app import main
-
-    with pytest.raises(SystemExit) as exited:
-        main([*args, "--workspace", str(ws)])
-    out, err = capsys.readouterr()
-    assert exited.value.code == check, out + err
-    return out, err
+    return run_curate(capsys, *args, "--workspace", str(ws), code=check)[1:]
 
 
 def synth_args(seed_file: Path, server: FakeOpenAI, *extra: str) -> list[str]:
-    return ["synth", "--recipe", "self-instruct", "--seeds", str(seed_file), "--backend", "openai",
+    return ["synth", "self-instruct", str(seed_file), "--backend", "openai",
             "--base-url", server.url, "--endpoint", "completions", *extra]
 
 
 def test_synth_over_http_records_provenance_and_warns_about_the_license(tmp_path, seed_file, openai_server, capsys):
     ws = tmp_path / "ws"
     result = run(*synth_args(seed_file, openai_server, "--model", "meta-llama/Llama-2-7b-chat-hf", "-n", "6",
-                             "--name", "si"), ws=ws, env={"OPENAI_API_KEY": SECRET})
+                             "--out", "si"), ws=ws, env={"OPENAI_API_KEY": SECRET})
     assert "warning: the generator's license (Llama 2 Community License) forbids training other models" in \
         " ".join(result.stderr.split())
     assert "synthesized si@v1" in result.stdout
@@ -75,7 +66,7 @@ def test_synth_over_http_records_provenance_and_warns_about_the_license(tmp_path
 
 def test_kill_9_mid_run_then_rerun_regenerates_nothing_finished(tmp_path, seed_file, capsys):
     """Count the server's requests: the rerun asks only for what the killed run had not cached."""
-    args = ["--model", "served", "-n", "24", "--concurrency", "2", "--name", "k"]
+    args = ["--model", "served", "-n", "24", "--concurrency", "2", "--out", "k"]
     clean = FakeOpenAI().start()
     try:
         cli(capsys, *synth_args(seed_file, clean, *args), ws=tmp_path / "clean")
@@ -119,8 +110,8 @@ def test_the_offline_command_on_stories260k(tmp_path, stories_model, shared, cap
     from curate.cli.app import main
 
     with pytest.raises(SystemExit) as exited:
-        main(["synth", "--recipe", "self-instruct", "--seeds", str(seeds), "--model", str(stories_model), "-n", "2",
-              "--max-new-tokens", "24", "--max-instances", "1", "--no-classify", "--name", "tiny",
+        main(["synth", "self-instruct", str(seeds), "--model", str(stories_model), "-n", "2",
+              "--max-completion-length", "24", "--max-instances", "1", "--no-classify", "--out", "tiny",
               "--workspace", str(ws)])
     err = " ".join(capsys.readouterr().err.split())
     if exited.value.code == 1:  # every instance cut by the token limit: the message says so
@@ -135,17 +126,28 @@ def test_the_offline_command_on_stories260k(tmp_path, stories_model, shared, cap
 
 def test_usage_errors(tmp_path, seed_file, capsys):
     ws = tmp_path / "ws"
-    assert "needs --seeds" in cli(capsys, "synth", "--recipe", "self-instruct", "--model", "m", ws=ws, check=2)[1]
-    assert "not a recipe" in cli(capsys, "synth", "--recipe", "magic", "--model", "m", ws=ws, check=2)[1]
-    assert "needs --base-url" in cli(capsys, "synth", "--recipe", "self-instruct", "--seeds", str(seed_file),
+    assert "needs the seed tasks" in cli(capsys, "synth", "self-instruct", "--model", "m", ws=ws, check=2)[1]
+    assert "not a recipe" in cli(capsys, "synth", "magic", "--model", "m", ws=ws, check=2)[1]
+    assert "needs --base-url" in cli(capsys, "synth", "self-instruct", str(seed_file),
                                      "--model", "m", "--backend", "openai", ws=ws, check=2)[1]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "ok"}\n{oops\n')
-    err = cli(capsys, "synth", "--recipe", "self-instruct", "--seeds", str(bad), "--model", "m", ws=ws, check=1)[1]
+    err = cli(capsys, "synth", "self-instruct", str(bad), "--model", "m", ws=ws, check=1)[1]
     assert "bad.jsonl, line 2: not valid JSON" in " ".join(err.split()) and "Traceback" not in err
-    assert "needs --dataset" in cli(capsys, "synth", "--recipe", "rejection", "--model", "m", ws=ws, check=2)[1]
-    assert "no dataset named 'nope'" in cli(capsys, "synth", "--recipe", "gap-fill", "--model", "m", "--dataset",
-                                            "nope", ws=ws, check=1)[1]
+    assert "needs the source dataset" in cli(capsys, "synth", "rejection", "--model", "m", ws=ws, check=2)[1]
+    assert "no dataset named 'nope'" in cli(capsys, "synth", "gap-fill", "nope", "--model", "m", ws=ws, check=1)[1]
+
+
+def test_the_old_recipe_form_still_parses(tmp_path, seed_file, capsys):
+    """`curate synth --recipe NAME` (docs/cli.md, old spellings) runs the subcommand NAME, old options included."""
+    ws = tmp_path / "ws"
+    assert "needs the seed tasks" in cli(capsys, "synth", "--recipe", "self-instruct", "--model", "m", ws=ws,
+                                         check=2)[1]
+    assert "not a recipe" in cli(capsys, "synth", "--recipe", "magic", "--model", "m", ws=ws, check=2)[1]
+    assert "needs --base-url" in cli(capsys, "synth", "--recipe", "self-instruct", "--seeds", str(seed_file), "--model",
+                                     "m", "--backend", "openai", "--out", "x", ws=ws, check=2)[1]
+    assert "no dataset named 'nope'" in cli(capsys, "synth", "--recipe=gap-fill", "--model", "m", "--dataset",
+                                            "nope", "--select-budget", "5", ws=ws, check=1)[1]
 
 
 def test_gap_fill_and_rejection_from_the_command_line(tmp_path, openai_server, capsys):
@@ -158,14 +160,14 @@ def test_gap_fill_and_rejection_from_the_command_line(tmp_path, openai_server, c
             for i in range(1, 12)]
     ingest(Workspace.open(ws), str(write_jsonl(tmp_path / "q.jsonl", rows)), IngestOptions(name="q"))
     common = ["--model", "served", "--backend", "openai", "--base-url", openai_server.url, "--endpoint", "completions"]
-    out, _ = cli(capsys, "synth", "--recipe", "gap-fill", "--dataset", "q", *common, "-n", "4", "--target", "add=1",
-                 "--target", "mul=3", "--select", "none", "--no-responses", "--quiet", ws=ws)
+    out, _ = cli(capsys, "synth", "gap-fill", "q", *common, "-n", "4", "--weights", "add=1",
+                 "--weights", "mul=3", "--strategy", "none", "--no-responses", "--quiet", ws=ws)
     assert out.strip() == "q-gapfill@v1"
     shown = json.loads(cli(capsys, "show", "q-gapfill", "--json", ws=ws)[0])
     assert dict(shown["domains"]) == {"mul": 4}  # 3/4 of 15 rows is 11.25 > 3: every new row goes to mul
     plan = shown["lineage"][0]["params"]["plan"]
     assert [(g["name"], g["allocated"]) for g in plan["groups"]] == [("add", 0), ("mul", 4)]
-    out, err = cli(capsys, "synth", "--recipe", "rejection", "--dataset", "q", *common, "-k", "2", "--reward",
+    out, err = cli(capsys, "synth", "rejection", "q", *common, "-G", "2", "--reward",
                    "math", "--quiet", ws=ws)
     # canned answers hold no number, so none is right: an empty version, and the ledger has every try
     assert out.strip() == "q-rejection@v1" and "no sample was accepted (22 attempted on 11 prompts)" in err
@@ -175,5 +177,5 @@ def test_gap_fill_and_rejection_from_the_command_line(tmp_path, openai_server, c
 
     stats = read_stats(Workspace.open(ws))
     assert stats.height == 11 and set(stats["attempts"].to_list()) == {2}
-    bad = cli(capsys, "synth", "--recipe", "gap-fill", "--dataset", "q", *common, "--target", "mul=x", ws=ws, check=2)
+    bad = cli(capsys, "synth", "gap-fill", "q", *common, "--weights", "add=1,mul=x", ws=ws, check=2)
     assert "the weight must be a number" in bad[1]

@@ -152,8 +152,8 @@ def test_gsm8k_prompts_with_the_math_reward_over_http(ws, shared, capsys):
     server = FakeOpenAI(responder=answer).start()
     try:
         with pytest.raises(SystemExit) as exited:
-            main(["synth", "--recipe", "rejection", "--dataset", "gsm8k", "--model", "served-math",
-                  "--backend", "openai", "--base-url", server.url, "--endpoint", "completions", "-k", "4",
+            main(["synth", "rejection", "gsm8k", "--model", "served-math",
+                  "--backend", "openai", "--base-url", server.url, "--endpoint", "completions", "-G", "4",
                   "-n", "20", "--reward", "math", "--dedup", "exact", "--workspace", str(ws.root), "--quiet"])
         assert exited.value.code == 0, capsys.readouterr().err
     finally:

@@ -14,7 +14,7 @@ from curate.train.rewards import get_reward
 from tests.conftest import write_jsonl
 from tests.rl_helpers import prompt_set
 
-SMALL = dict(k=3, max_completion_length=6, prompts_per_batch=4, dtype="float32", device="cpu")
+SMALL = dict(num_generations=3, max_completion_length=6, prompts_per_batch=4, dtype="float32", device="cpu")
 
 
 def _consistent(ws) -> tuple[int, int]:
@@ -134,7 +134,7 @@ def test_rollouts_command_says_how_many_prompts_were_too_long(ws, tmp_path, tiny
     from curate.cli.app import main
 
     version = _long_and_short(ws, tmp_path)
-    args = ["rollouts", version.ref, "--model", str(tiny_model_dir), "-k", "2", "--max-completion-length", "4",
+    args = ["rollouts", version.ref, "--model", str(tiny_model_dir), "-G", "2", "--max-completion-length", "4",
             "--reward", "tests.rl_rewards:coin", "--max-prompt-length", "100", "--workspace", str(ws.root)]
     with pytest.raises(SystemExit) as exited:
         main(args)

@@ -25,12 +25,7 @@ def varied(prompts, completions, **kwargs):
     return [float(len(set(c)) % 3) for c in completions]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _weights(folder):
@@ -122,7 +117,7 @@ def test_pods_down_samples_n_to_m(tiny_model_dir, tmp_path):
 
     def down(rewards, m):
         calls.append((rewards.shape, m))
-        from curate.selectors.rollout_variance import max_variance_down_sample
+        from curate.train.group_filters import max_variance_down_sample
 
         return max_variance_down_sample(rewards, m)
 

@@ -15,7 +15,7 @@ from curate.train.sft import SFTConfig, train_sft
 ROWS = [{"prompt": f"What is {i} + {i}?", "response": f"{i} + {i} = {2 * i}\n#### {2 * i}"} for i in range(1, 13)]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brute_force_bfd(lengths: list[int], capacity: int, seed: int) -> list[list[int]]:

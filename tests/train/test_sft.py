@@ -16,12 +16,7 @@ ROWS = [{"prompt": f"What is {i} + {i}?", "response": f"{i} + {i} = {2 * i}\n###
 FAST = dict(lr=5e-3, batch_tokens=512, warmup=1, save_every=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _weights(folder) -> dict[str, torch.Tensor]:

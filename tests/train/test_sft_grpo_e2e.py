@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from curate.demo import make_pool
+from curate.demo.pool import make_pool
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _problems():
