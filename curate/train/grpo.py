@@ -5,9 +5,9 @@ Each step:
        or any GenerationBackend passed in);
     2. score them with the reward functions (TRL's contract) and write every rollout to
        the prompt ledger (`curate.catalog.ledger`), which curricula read;
-    3. dynamic sampling (DAPO): a `group_filter` drops groups whose rewards are all equal and
-       more prompts are drawn, up to `max_refills` rounds; at the cap a warning is raised
-       and the step trains on what it has;
+    3. dynamic sampling (DAPO): a `group_filter` drops groups whose outcome rewards (or, with
+       `filter_on="reward"`, summed rewards) are all equal and more prompts are drawn, up to
+       `max_refills` rounds; at the cap a warning is raised and the step trains on what it has;
     4. PODS: a `down_sampler` keeps m of the n completions of each group (max variance);
     5. group-normalised advantages (`scale_rewards` group | batch | none);
     6. `num_iterations` (mu) optimizer steps on the batch: the clipped surrogate with
@@ -18,7 +18,10 @@ Each step:
        loss = (1 - mu_t) * L_GRPO + mu_t * L_SFT, mu_t following `sft_schedule`
        (Zhang et al. 2025, arXiv 2508.11408).
 
-The filter and the down-sampler are plain callables (defaults: the pure functions in
+The prompts are a seeded stream over the data, or, given a `curriculum` (`curate loop`),
+what its `pick(step, refill, count)` returns each time, its `observe(step, successes)`
+hearing every step's [groups, G] success matrix: the curriculum picks per GRPO step, as
+MoPPS, GRESO and AdaRFT do. The filter and the down-sampler are plain callables (defaults: the pure functions in
 `curate.train.group_filters`); this module imports no selector class (DESIGN §2).
 Groups that cannot move the weights (every advantage 0 and beta = 0, or every token
 masked) are not run through the model: their gradient is exactly zero.
@@ -35,7 +38,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -58,10 +61,19 @@ from curate.train.losses import group_advantages, sft_token_loss
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, lr_at, set_lr
 from curate.train.provenance import write_training_record
-from curate.train.rewards import CheckedReward, RewardFunc, get_reward, reward_spec_name
-from curate.train.rollouts import Group, generate_groups, ledger_rollouts, reward_matrix, score_groups
+from curate.train.rewards import VERIFIABLE, CheckedReward, RewardFunc, get_reward, outcome_index, reward_spec_name
+from curate.train.rollouts import (Group, generate_groups, ledger_rollouts, outcome_matrix, reward_matrix, score_groups,
+                                   success_matrix)
 
 GroupFilter = Callable[[np.ndarray], np.ndarray]  # [groups, G] rewards -> [groups] bool: keep
+
+
+class StepCurriculum(Protocol):
+    """Picks each GRPO step's prompts (by id) and hears how they went (curate.loop passes one)."""
+
+    def pick(self, step: int, refill: int, count: int) -> list[str]: ...
+
+    def observe(self, step: int, successes: np.ndarray) -> None: ...
 DownSampler = Callable[[np.ndarray, int], np.ndarray]  # ([groups, n] rewards, m) -> [groups, m] indices
 
 
@@ -97,6 +109,7 @@ def train_grpo(
     group_filter: GroupFilter | None = None,
     down_sampler: DownSampler | None = None,
     backend: GenerationBackend | None = None,
+    curriculum: StepCurriculum | None = None,
 ) -> dict[str, Any]:
     """Train `model` with GRPO on the prompts of `data`; save the model folder to `out_dir`; return statistics."""
     start_time = time.perf_counter()
@@ -118,6 +131,10 @@ def train_grpo(
     if len(weights) != len(rewards):
         raise BadUsage(f"{len(weights)} reward weights for {len(rewards)} rewards",
                        hint="give one --reward-weight per --reward")
+    names = [reward_spec_name(s) for s in specs]
+    outcome = outcome_index(specs, config.outcome_reward)
+    on_outcome = config.filter_on == "outcome" or (config.filter_on == "auto" and (
+        outcome is not None or (len(names) == 1 and names[0] in VERIFIABLE)))
     if config.dynamic_sampling and group_filter is None:
         group_filter = group_filters.nonzero_variance_groups
     if down_sampler is not None and config.pods_m is None:
@@ -148,8 +165,10 @@ def train_grpo(
 
     # Resume state: the step, where the prompt stream is, the run's ledger name.
     start, cursor, tokens_seen = 0, 0, 0
-    model_key = config.ledger_key or ledger_key(config.model_key or lm.model_hash,
-                                                list(zip([reward_spec_name(s) for s in specs], weights)))
+    model_key = config.ledger_key or ledger_key(config.model_key or lm.model_hash, list(zip(names, weights)),
+                                                config.success_threshold,
+                                                names[outcome] if outcome is not None else None)
+    position = {str(row["id"]): i for i, row in enumerate(rows)}
     run_name = config.run_name or _run_name(out_dir, config, model_key, [r.name for r in rewards])
     if checkpoint is not None:
         restore(checkpoint, network, optimizer)
@@ -173,8 +192,11 @@ def train_grpo(
         kept: list[Group] = []
         rounds, capped, generation_time = 0, False, 0.0
         while True:
-            picks = stream_slice(len(rows), config.seed, cursor, config.prompts_per_step)
-            cursor += config.prompts_per_step
+            if curriculum is None:
+                picks = stream_slice(len(rows), config.seed, cursor, config.prompts_per_step)
+                cursor += config.prompts_per_step
+            else:
+                picks = [position[i] for i in curriculum.pick(step, rounds, config.prompts_per_step) if i in position]
             sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
                                       max_new_tokens=config.max_completion_length,
                                       seed=config.seed * 1_000_003 + step * 1009 + rounds)
@@ -183,14 +205,15 @@ def train_grpo(
                                      first_draw=rounds * config.prompts_per_step,
                                      encode=lambda prompt: prompt_ids(prompt, tokenizer, config.template))
             generation_time += time.perf_counter() - tg
-            score_groups(groups, rewards, weights)
+            score_groups(groups, rewards, weights, outcome)
             if ws is not None:
-                record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref))
+                record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref,
+                                                    config.success_threshold), config.success_threshold, config.decay)
             sampled.extend(groups)
             if group_filter is None:
                 kept = groups
                 break
-            keep = np.asarray(group_filter(reward_matrix(groups)), dtype=bool)
+            keep = np.asarray(group_filter(outcome_matrix(groups) if on_outcome else reward_matrix(groups)), dtype=bool)
             kept.extend([g for g, k in zip(groups, keep) if k][: config.prompts_per_step - len(kept)])
             if len(kept) >= config.prompts_per_step:
                 break
@@ -202,6 +225,8 @@ def train_grpo(
                 break
             rounds += 1
         network.train()
+        if curriculum is not None:
+            curriculum.observe(step, success_matrix(sampled, config.success_threshold))
 
         # 4-5. PODS down-sampling, then advantages within each training group.
         if down_sampler is not None and kept:

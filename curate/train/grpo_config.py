@@ -41,6 +41,10 @@ class GRPOConfig:
     num_iterations: int = 1  # mu: optimizer steps per batch of rollouts
     mask_truncated_completions: bool = True
     dynamic_sampling: bool = False  # drop zero-variance groups and refill
+    filter_on: str = "auto"  # outcome | reward: what dynamic sampling tests (auto: outcome when a verifiable reward is given)
+    outcome_reward: str | None = "auto"  # the reward deciding success (auto: the first of math/exact/code among several)
+    success_threshold: float = 0.5  # a rollout succeeds when its outcome reward is >= this (ledger counts, curricula)
+    decay: float = 1.0  # MoPPS's posterior decay λ in the ledger (1: plain counts)
     max_refills: int = 3  # extra sampling rounds per step at most
     sft_weight: float = 0.0  # CHORD mu at step 0 (0 disables the SFT term)
     sft_weight_end: float | None = None  # mu at the last step (None: constant)
@@ -86,6 +90,10 @@ class GRPOConfig:
             raise BadUsage("sft_schedule must be constant|linear|cosine and sft_loss nll|phi")
         if self.template not in TEMPLATES:
             raise BadUsage(f"unknown template {self.template!r}", hint="templates: " + ", ".join(TEMPLATES))
+        if self.filter_on not in ("auto", "outcome", "reward"):
+            raise BadUsage(f"unknown filter_on {self.filter_on!r}", hint="--filter-on outcome|reward")
+        if not 0 < self.decay <= 1:
+            raise BadUsage(f"decay must be in (0, 1], got {self.decay}", hint="--param decay=0.9 (1 keeps plain counts)")
         if self.max_refills < 0 or self.save_every < 0:
             raise BadUsage("max_refills and save_every must be >= 0")
         check_lr_settings(self.lr, self.warmup, self.min_lr_ratio, self.lr_schedule)

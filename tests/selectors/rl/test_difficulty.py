@@ -52,10 +52,22 @@ def test_thompson_keeps_the_prompt_nearest_the_target(ws, ledgered):
 
 def test_adarft_keeps_difficulty_nearest_the_target(ws, ledgered):
     version, ids = ledgered
-    hardest = run_select(ws, version.ref, "difficulty", budget=1, params={"mode": "adarft", "adarft_target": 1.0})
+    hardest = run_select(ws, version.ref, "difficulty", budget=1,
+                         params={"mode": "adarft", "adarft_target": 1.0, "reference": "m"})
     easiest = run_select(ws, version.ref, "difficulty", budget=1, out="e",
-                         params={"mode": "adarft", "adarft_target": 0.0})
+                         params={"mode": "adarft", "adarft_target": 0.0, "reference": "m"})
     assert _kept(hardest) == [ids[2]] and _kept(easiest) == [ids[0]]
+    # the unseen prompt has no difficulty: it is left out of the ranking, and counted
+    everything = run_select(ws, version.ref, "difficulty", out="all",
+                            params={"mode": "adarft", "adarft_target": 0.5, "reference": "m"}, budget=3)
+    assert sorted(_kept(everything)) == sorted(ids[:3])
+    assert lineage_of(ws, everything.version)[0]["drop_counts"] == {"no_difficulty": 1}
+
+
+def test_adarft_needs_a_difficulty_estimated_beforehand(ws, ledgered):
+    version, _ = ledgered
+    with pytest.raises(BadUsage, match="difficulty estimated beforehand"):
+        run_select(ws, version.ref, "difficulty", budget=1, params={"mode": "adarft"})
 
 
 def test_greso_skips_long_zero_variance_streaks(ws, ledgered):
