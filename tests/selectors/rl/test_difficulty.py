@@ -105,7 +105,7 @@ def test_rollout_variance_drops_prompts_whose_rewards_never_vary(ws, ledgered):
     report = run_select(ws, version.ref, "rollout-variance")
     assert sorted(_kept(report)) == sorted([ids[1], ids[3]])
     assert lineage_of(ws, report.version)[0]["drop_counts"] == {"all_right": 1, "all_wrong": 1}
-    # prompt 1's rewards have std 0.5: a threshold of 0.6 drops it too, and nothing is left
+    # prompt 1's latest group has reward std 0.5: a threshold of 0.6 drops it too, and nothing is left
     with pytest.raises(BadInput, match="kept no rows"):
         run_select(ws, version.ref, "rollout-variance", out="strict", params={"threshold": "0.6", "keep_unseen": "false"})
     loose = run_select(ws, version.ref, "rollout-variance", out="loose", params={"threshold": "0.4", "keep_unseen": "false"})
@@ -124,3 +124,40 @@ def test_a_policy_key_reads_its_one_reward_and_asks_when_there_are_several(ws, t
     report = run_select(ws, version.ref, "difficulty", params={"mode": "band", "model_key": "sft#format", "lo": 0.0,
                                                                "hi": 0.5})
     assert sorted(_kept(report)) == sorted(ids)
+
+
+def test_rollout_variance_judges_the_latest_group_not_the_pooled_history(ws, tmp_path):
+    """Prompt a: all wrong at step 0, all right at step 1: its pooled variance is 0.25, but its latest
+    group is flat, so DAPO's test (on the fresh group) drops it. Prompt b: flat then mixed: kept."""
+    version = prompt_set(ws, tmp_path, n=2, name="moving", start=80)
+    a, b = version.scan().select("id").collect()["id"].to_list()
+    rollouts = [Rollout(a, "p#math", "c", 0.0, 3, run="t", step=0, sample_idx=j) for j in range(4)]
+    rollouts += [Rollout(a, "p#math", "c", 1.0, 3, run="t", step=1, sample_idx=j) for j in range(4)]
+    rollouts += [Rollout(b, "p#math", "c", 1.0, 3, run="t", step=0, sample_idx=j) for j in range(4)]
+    rollouts += [Rollout(b, "p#math", "c", float(j % 2), 3, run="t", step=1, sample_idx=j) for j in range(4)]
+    record_rollouts(ws, rollouts)
+    report = run_select(ws, version.ref, "rollout-variance", out="latest")
+    assert _kept(report) == [b]
+    assert lineage_of(ws, report.version)[0]["drop_counts"] == {"all_right": 1}
+    assert report.steps[-1].stats["filter_on"] == "outcome"  # math is verifiable
+
+
+def test_rollout_variance_filters_on_the_outcome_or_on_the_shaped_reward(ws, tmp_path):
+    """Shaped rewards that differ while the outcome is all wrong: `outcome` drops the prompt, `reward` keeps it."""
+    version = prompt_set(ws, tmp_path, n=1, name="shaped", start=90)
+    (a,) = version.scan().select("id").collect()["id"].to_list()
+    key = "p#0.5*format+math;outcome=math"
+    record_rollouts(ws, [Rollout(a, key, "c", 0.5 * (j % 2), 3, run="t", step=0, sample_idx=j, success=False)
+                         for j in range(4)])
+    with pytest.raises(BadInput, match="kept no rows"):
+        run_select(ws, version.ref, "rollout-variance", out="o", params={"keep_unseen": "false"})
+    kept = run_select(ws, version.ref, "rollout-variance", out="r", params={"filter_on": "reward"})
+    assert _kept(kept) == [a]
+
+
+def test_the_filter_defaults_follow_the_reward_specification():
+    from curate.selectors.rl.rollout_variance import default_filter_on
+
+    assert default_filter_on("p#math") == "outcome"
+    assert default_filter_on("p#0.5*format+math;outcome=math") == "outcome"
+    assert default_filter_on("p#mod:shaped") == "reward"
