@@ -40,7 +40,8 @@ from curate.catalog.versions import DatasetVersion, resolve
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
 from curate.selectors.rl.difficulty import MODES, CurriculumParams, difficulty_field, ledger_view, static_difficulty
-from curate.selectors.rl.schedule import PICK_EVERY, CurriculumState, StepCurriculum, group_shares
+from curate.selectors.rl.schedule import (PICK_EVERY, CurriculumState, StepCurriculum, choose, group_shares,
+                                          round_pool_size)
 from curate.selectors.random_sample import hash_uniform
 from curate.train.data import stream_slice
 
@@ -183,29 +184,25 @@ class _RoundPicks:
             curriculum.state = CurriculumState(**self.log["state"])
         self.successes: list[np.ndarray] = []
 
-    def _choose(self, count: int, rng: np.random.Generator, exclude: set[str]) -> list[str]:
+    def _choose(self, count: int, rng: np.random.Generator, exclude: list[str]) -> list[str]:
         view = ledger_view(self.ws, self.train_ids, self.key)
         view.static_difficulty = self.difficulty
-        order = self.curriculum.pick(view, count + len(exclude), rng)
-        ids = [i for i in self.train_ids.gather(order).to_list() if i not in exclude][:count]
-        if len(ids) < count:  # a rule left too few (skips, unknown difficulties): top up at random
-            taken = exclude | set(ids)
-            rest = [i for i in self.train_ids.gather(rng.permutation(len(self.train_ids))).to_list() if i not in taken]
-            ids += rest[: count - len(ids)]
-        return ids
+        positions = {i: p for p, i in enumerate(self.train_ids.to_list())}
+        order = choose(self.curriculum, view, count, rng, np.array([positions[i] for i in exclude], dtype=np.int64))
+        return self.train_ids.gather(order).to_list()
 
     def pick(self, step: int, refill: int, count: int) -> list[str]:
         tag = f"{step}-{refill}"
         if tag not in self.log["picks"]:
             rng = np.random.default_rng([self.config.seed, self.round_no, step, refill])
             if self.curriculum.every == "step":
-                earlier = {i for t, ids in self.log["picks"].items() if t.startswith(f"{step}-") for i in ids}
+                earlier = [i for t, ids in self.log["picks"].items() if t.startswith(f"{step}-") for i in ids]
                 self.log["picks"][tag] = self._choose(count, rng, earlier)
             else:
                 if self.log["pool"] is None:
-                    want = self.config.prompts_per_round * (
-                        (1 + self.config.max_refills) if self.config.uses_dynamic_sampling else 1)
-                    self.log["pool"] = self._choose(min(want, len(self.train_ids)), rng, set())
+                    want = round_pool_size(self.config.prompts_per_round, self.config.uses_dynamic_sampling,
+                                           self.config.max_refills)
+                    self.log["pool"] = self._choose(min(want, len(self.train_ids)), rng, [])
                 pool = self.log["pool"]
                 self.log["picks"][tag] = [pool[i] for i in stream_slice(len(pool), self.config.seed + self.round_no,
                                                                         self.log["cursor"], count)]

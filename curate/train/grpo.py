@@ -14,9 +14,14 @@ Each step:
        `epsilon`/`epsilon_high`, k3-KL to the frozen reference with weight `beta`, truncated
        completions masked, aggregated as `loss_type` grpo | bnpo | dr_grpo | dapo exactly as
        TRL 1.16 (`curate.train.losses`); old log-probs are taken before the first update;
-    7. optionally a CHORD-style SFT term on the prompts' expert responses:
-       loss = (1 - mu_t) * L_GRPO + mu_t * L_SFT, mu_t following `sft_schedule`
-       (Zhang et al. 2025, arXiv 2508.11408).
+    7. optionally CHORD's SFT term (Zhang et al. 2025, arXiv 2508.11408):
+       loss = (1 - mu_t) * L_GRPO + mu_t * L_SFT on expert responses: a batch of `sft_batch`
+       examples a step from an expert dataset (`expert_data`, `--sft-data`), or by default the
+       batch prompts' own `response` column; mu_t follows `sft_schedule` (`chord`: the paper's
+       linear warm-up from 0 to sft_weight over `sft_warmup` steps, then cosine decay to
+       sft_weight_end over `sft_decay_steps`, then constant, as Trinity-RFT's mu_warmup_steps /
+       mu_decay_steps / mu_peak / mu_valley). With an expert dataset the SFT term applies even in
+       a step whose groups were all filtered out.
 
 The prompts are a seeded stream over the data, or, given a `curriculum` (`curate loop`),
 what its `pick(step, refill, count)` returns each time, its `observe(step, successes)`
@@ -82,8 +87,17 @@ RESUME_FIXED = ("prompts_per_step", "num_generations", "pods_m", "seed", "templa
 
 
 def sft_weight_at(step: int, config: GRPOConfig) -> float:
-    """CHORD's mu for this step: constant, or decaying from sft_weight to sft_weight_end."""
+    """CHORD's mu for this step: constant, decaying from sft_weight to sft_weight_end, or (`chord`)
+    warming up from 0 to sft_weight over sft_warmup steps, then decaying by a half cosine."""
     end = config.sft_weight if config.sft_weight_end is None else config.sft_weight_end
+    if config.sft_schedule == "chord":
+        if step < config.sft_warmup:
+            return config.sft_weight * step / config.sft_warmup
+        decay = config.steps - config.sft_warmup if config.sft_decay_steps is None else config.sft_decay_steps
+        if step >= config.sft_warmup + decay or decay <= 0:
+            return end
+        progress = (step - config.sft_warmup) / decay
+        return end + (config.sft_weight - end) * 0.5 * (1 + math.cos(math.pi * progress))
     progress = step / max(1, config.steps - 1)
     if config.sft_schedule == "linear":
         return config.sft_weight + (end - config.sft_weight) * progress
@@ -110,6 +124,7 @@ def train_grpo(
     down_sampler: DownSampler | None = None,
     backend: GenerationBackend | None = None,
     curriculum: StepCurriculum | None = None,
+    expert_data: DatasetVersion | list[dict] | None = None,
 ) -> dict[str, Any]:
     """Train `model` with GRPO on the prompts of `data`; save the model folder to `out_dir`; return statistics."""
     start_time = time.perf_counter()
@@ -150,9 +165,16 @@ def train_grpo(
         raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's whole context "
                        f"({lm.max_length} tokens)", hint="lower --max-completion-length")
     rows, counts = load_prompts(data, tokenizer, config.template, min(config.max_prompt_length or room, room))
-    if config.sft_weight > 0 and not counts["with_response"]:
+    experts = None
+    if expert_data is not None:
+        experts, _ = load_prompts(expert_data, tokenizer, config.template, min(config.max_prompt_length or room, room))
+        experts = [row for row in experts if row.get("response")]
+        if not experts:
+            raise BadUsage(f"--sft-data {describe(expert_data)}: no row has a response to imitate",
+                           hint="give a dataset with a response column (expert solutions)")
+    elif config.sft_weight > 0 and not counts["with_response"]:
         raise BadUsage("--sft-weight needs expert responses, but no prompt in the data has one",
-                       hint="ingest data with a response column, or set --sft-weight 0")
+                       hint="ingest data with a response column, pass --sft-data REF, or set --sft-weight 0")
     reference = copy.deepcopy(lm.model).eval().requires_grad_(False) if config.beta and not config.lora else None
     network = add_lora(lm.model, config.lora_r, config.lora_alpha, config.lora_dropout,
                        config.lora_targets) if config.lora else lm.model
@@ -240,7 +262,12 @@ def train_grpo(
 
         # 6-7. mu optimizer steps over the batch (plus the SFT term on expert responses).
         sft_w = sft_weight_at(step, config) if config.sft_weight > 0 else 0.0
-        stats = _optimise(network, reference, optimizer, kept, config, step, sft_w, tokenizer, pad_id, device)
+        sft_rows = None
+        if experts is not None and sft_w > 0:
+            batch = config.sft_batch or config.prompts_per_step
+            sft_rows = [experts[i] for i in stream_slice(len(experts), config.seed + 1, step * batch, batch)]
+        stats = _optimise(network, reference, optimizer, kept, config, step, sft_w, tokenizer, pad_id, device,
+                          sft_rows)
 
         # Metrics (TRL's names), checkpoint.
         seconds = time.perf_counter() - t0
@@ -307,20 +334,21 @@ def _nanmean(values: Sequence[float | None]) -> float:
 
 def _optimise(network: Any, reference: Any, optimizer: torch.optim.Optimizer, groups: list[Group],
               config: GRPOConfig, step: int, sft_w: float, tokenizer: Any, pad_id: int,
-              device: torch.device) -> dict[str, float]:
+              device: torch.device, sft_rows: list[dict] | None = None) -> dict[str, float]:
     """`num_iterations` optimizer steps on the batch; returns the loss-side metrics."""
-    if not groups:
+    experts = (_expert_items(sft_rows, tokenizer, config) if sft_rows is not None else
+               _expert_items([group[0].row for group in groups], tokenizer, config)) if sft_w > 0 else []
+    if not groups and not experts:
         return {}
-    if config.num_iterations > 1 or config.beta:
+    if groups and (config.num_iterations > 1 or config.beta):
         fill_old_and_ref_logps(network, reference, groups, config, pad_id, device)
-    experts = _expert_items(groups, tokenizer, config) if sft_w > 0 else []
     expert_tokens = sum(len(r) for _, r in experts)
     totals: dict[str, float] = {}
     for iteration in range(config.num_iterations):
         optimizer_step = step * config.num_iterations + iteration
         set_lr(optimizer, lr_at(optimizer_step, config.steps * config.num_iterations, config.lr, config.warmup,
                                 config.min_lr_ratio, config.lr_schedule))
-        sums = backward_batch(network, groups, config, pad_id, device, scale=1.0 - sft_w)
+        sums = backward_batch(network, groups, config, pad_id, device, scale=1.0 - sft_w) if groups else {}
         if experts:  # CHORD: sft_w * token-mean SFT loss over the expert responses of this batch's prompts
             sums["sft_loss"] = 0.0
             for start in range(0, len(experts), 8):
@@ -335,24 +363,25 @@ def _optimise(network: Any, reference: Any, optimizer: torch.optim.Optimizer, gr
         optimizer.zero_grad(set_to_none=True)
         for key, value in sums.items():
             totals[key] = totals.get(key, 0.0) + value
-    iters, tokens = config.num_iterations, max(1.0, totals["tokens"])
-    stats = {"loss": totals["loss"] / iters, "grad_norm": totals["grad_norm"] / iters,
-             "learning_rate": optimizer.param_groups[0]["lr"], "entropy": totals["entropy"] / tokens,
-             "clip_ratio/low_mean": totals["clip_low"] / tokens, "clip_ratio/high_mean": totals["clip_high"] / tokens,
-             "clip_ratio/region_mean": totals["clip_region"] / tokens,
-             "chunks/trained": totals["chunks_trained"] / iters, "chunks/total": totals["chunks_total"] / iters}
+    iters, tokens = config.num_iterations, max(1.0, totals.get("tokens", 0.0))
+    total = {key: totals.get(key, 0.0) for key in ("loss", "entropy", "clip_low", "clip_high", "clip_region",
+                                                    "chunks_trained", "chunks_total", "kl")}  # none without groups
+    stats = {"loss": total["loss"] / iters, "grad_norm": totals["grad_norm"] / iters,
+             "learning_rate": optimizer.param_groups[0]["lr"], "entropy": total["entropy"] / tokens,
+             "clip_ratio/low_mean": total["clip_low"] / tokens, "clip_ratio/high_mean": total["clip_high"] / tokens,
+             "clip_ratio/region_mean": total["clip_region"] / tokens,
+             "chunks/trained": total["chunks_trained"] / iters, "chunks/total": total["chunks_total"] / iters}
     if config.beta:
-        stats["kl"] = totals["kl"] / tokens
+        stats["kl"] = total["kl"] / tokens
     if experts:
         stats["sft_loss"] = totals["sft_loss"] / iters
     return stats
 
 
-def _expert_items(groups: list[Group], tokenizer: Any, config: GRPOConfig) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, response ids) of the batch prompts that carry an expert response, each prompt once."""
+def _expert_items(rows: list[dict], tokenizer: Any, config: GRPOConfig) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) of the rows that carry an expert response, each prompt once."""
     seen, items = set(), []
-    for group in groups:
-        row = group[0].row
+    for row in rows:
         if row.get("response") and row["id"] not in seen:
             seen.add(row["id"])
             limit = (config.max_prompt_length or 0) + config.max_completion_length

@@ -48,7 +48,10 @@ class GRPOConfig:
     max_refills: int = 3  # extra sampling rounds per step at most
     sft_weight: float = 0.0  # CHORD mu at step 0 (0 disables the SFT term)
     sft_weight_end: float | None = None  # mu at the last step (None: constant)
-    sft_schedule: str = "constant"  # constant | linear | cosine
+    sft_schedule: str = "constant"  # constant | linear | cosine | chord (warm-up, then cosine decay, as CHORD)
+    sft_warmup: int = 0  # chord schedule: steps of linear warm-up from 0 to sft_weight (CHORD's mu_warmup_steps)
+    sft_decay_steps: int | None = None  # chord schedule: steps of cosine decay to sft_weight_end (None: the rest)
+    sft_batch: int | None = None  # expert examples per step from the --sft-data set (None: prompts_per_step)
     sft_loss: str = "nll"  # nll | phi (CHORD-phi token weights)
     reward_weights: tuple[float, ...] | None = None
     template: str = "auto"
@@ -86,8 +89,11 @@ class GRPOConfig:
             raise BadUsage(f"temperature must be > 0 for sampling, got {self.temperature}")
         if not 0 <= self.sft_weight <= 1 or not 0 <= (self.sft_weight_end or 0) <= 1:
             raise BadUsage("sft_weight and sft_weight_end must be in [0, 1]")
-        if self.sft_schedule not in ("constant", "linear", "cosine") or self.sft_loss not in ("nll", "phi"):
-            raise BadUsage("sft_schedule must be constant|linear|cosine and sft_loss nll|phi")
+        if self.sft_schedule not in ("constant", "linear", "cosine", "chord") or self.sft_loss not in ("nll", "phi"):
+            raise BadUsage("sft_schedule must be constant|linear|cosine|chord and sft_loss nll|phi")
+        if self.sft_warmup < 0 or (self.sft_decay_steps is not None and self.sft_decay_steps < 0) or \
+                (self.sft_batch is not None and self.sft_batch < 1):
+            raise BadUsage("sft_warmup and sft_decay_steps must be >= 0, sft_batch >= 1")
         if self.template not in TEMPLATES:
             raise BadUsage(f"unknown template {self.template!r}", hint="templates: " + ", ".join(TEMPLATES))
         if self.filter_on not in ("auto", "outcome", "reward"):

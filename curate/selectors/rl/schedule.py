@@ -66,6 +66,27 @@ def next_state(mode: str, state: CurriculumState, successes: np.ndarray, params:
     return state
 
 
+def choose(curriculum: StepCurriculum, view: LedgerView, count: int, rng: np.random.Generator,
+           exclude: np.ndarray | None = None) -> np.ndarray:
+    """`count` positions by the curriculum's rule, none of `exclude` (a step's earlier picks, for
+    dynamic sampling's refills); when the rule leaves too few (GRESO's skips, prompts without a
+    difficulty) the rest is drawn at random."""
+    exclude = np.asarray([] if exclude is None else exclude, dtype=np.int64)
+    order = curriculum.pick(view, count + len(exclude), rng)
+    order = order[~np.isin(order, exclude)][:count]
+    if len(order) < count:
+        rest = rng.permutation(len(view.ids))
+        rest = rest[~np.isin(rest, np.concatenate([exclude, order]))]
+        order = np.concatenate([order, rest[: count - len(order)]])
+    return order.astype(np.int64)
+
+
+def round_pool_size(batch: int, dynamic: bool, max_refills: int) -> int:
+    """Prompts picked once per round (`every="round"`): a batch, times 1 + max_refills under dynamic
+    sampling so refills have material."""
+    return batch * ((1 + max_refills) if dynamic else 1)
+
+
 class StepCurriculum:
     """Picks prompts (positions into the view) and updates the state, per step or per round."""
 
