@@ -107,10 +107,25 @@ def test_greso_moves_p_after_every_step_as_the_reference_does(ws, tmp_path, tiny
     are exactly 2 rounds x 2 steps of the reference's update from 0.5."""
     from curate.selectors.rl import difficulty_rules as rules
 
+    from curate.selectors.rl.difficulty import CurriculumParams
+
     version = prompt_set(ws, tmp_path, n=16)
     out = tmp_path / "loop-greso"
-    report = run_loop(ws, version.ref, str(tiny_model_dir), out, LoopConfig(rounds=2, strategy="greso", **TINY),
-                      reward="tests.rl_rewards:coin")
+    config = LoopConfig(rounds=2, strategy="greso", curriculum=CurriculumParams(decay=0.9), **TINY)
+    report = run_loop(ws, version.ref, str(tiny_model_dir), out, config, reward="tests.rl_rewards:coin")
+    # --param decay=0.9 reaches the ledger: replay every prompt's groups through MoPPS's update
+    rollouts = read_rollouts(ws).sort("created_at", "run", "step", "sample_idx")
+    expected = {}
+    for (pid, _, _), group in rollouts.group_by("prompt_id", "run", "step", maintain_order=True):
+        wins = float((group["reward"] >= 0.5).sum())
+        alpha, beta = expected.get(pid, (1.0, 1.0))
+        expected[pid] = (0.9 * alpha + 0.1 + wins, 0.9 * beta + 0.1 + (group.height - wins))
+    stats = read_stats(ws)
+    assert {r["prompt_id"]: r["alpha"] for r in stats.iter_rows(named=True)} == pytest.approx(
+        {pid: ab[0] for pid, ab in expected.items()})
+    assert {r["prompt_id"]: r["beta"] for r in stats.iter_rows(named=True)} == pytest.approx(
+        {pid: ab[1] for pid, ab in expected.items()})
+    assert any(alpha % 1 for alpha, _ in expected.values())  # the decay shows: not whole counts
     state = rules.GresoState(0.5, 0.5)
     for round_dir in ("round-001", "round-002"):
         shares = json.loads((out / round_dir / "picks.json").read_text())["shares"]

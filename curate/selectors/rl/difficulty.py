@@ -118,6 +118,30 @@ def static_difficulty(ws: Workspace, ids: pl.Series, reference: str | None,
     return values / 100.0 if len(finite) and finite.max() > 1 else values
 
 
+def decayed_posterior(ws: Workspace, ids: pl.Series, model_key: str, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """The Beta posterior with MoPPS's decay λ, replayed from the ledger's groups in order (`curate select
+    --param decay=0.9` on rollouts recorded with another λ). A key whose successes came from an outcome
+    among several rewards cannot be replayed (the flags are not stored)."""
+    spec = model_key.partition("#")[2]
+    if ";outcome=" in spec:
+        raise BadUsage(f"decay cannot be replayed for {model_key}: its successes came from one reward among several",
+                       hint="record the rollouts with the decay instead (curate loop --param decay=...)")
+    threshold = float(spec.split(";pass>=")[1].split(";")[0]) if ";pass>=" in spec else 0.5
+    with ws.catalog() as con:
+        con.register("_ids", pl.DataFrame({"prompt_id": ids.cast(pl.String)}).to_arrow())
+        groups = query_frame(con, "SELECT prompt_id, count(*) FILTER (WHERE reward >= ?) AS wins, count(reward) AS n, "
+                                  "max(created_at) AS t, step, run FROM rollouts JOIN _ids USING (prompt_id) "
+                                  "WHERE model_key = ? AND reward IS NOT NULL GROUP BY prompt_id, run, step "
+                                  "ORDER BY t, step NULLS FIRST, run", [threshold, model_key])
+        con.unregister("_ids")
+    posterior = {}
+    for pid, wins, n in groups.select("prompt_id", "wins", "n").iter_rows():
+        alpha, beta = posterior.get(pid, (1.0, 1.0))
+        posterior[pid] = (decay * alpha + (1 - decay) + wins, decay * beta + (1 - decay) + (n - wins))
+    pairs = [posterior.get(pid, (1.0, 1.0)) for pid in ids.cast(pl.String).to_list()]
+    return np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+
+
 def ledger_view(ws: Workspace, ids: pl.Series, model_key: str) -> LedgerView:
     frame = ledger_columns(ws, ids, model_key, ["attempts", "successes", "alpha", "beta", "zero_var_streak",
                                                 "last_group_mean"])
@@ -201,7 +225,8 @@ class DifficultySelector(Selector):
                  target: float = CurriculumParams.target, floor: float = CurriculumParams.floor,
                  p_easy: float = CurriculumParams.p_easy, p_hard: float = CurriculumParams.p_hard,
                  adarft_target: float = CurriculumParams.adarft_target,
-                 candidate_ratio: float = CurriculumParams.candidate_ratio, reference: str | None = None):
+                 candidate_ratio: float = CurriculumParams.candidate_ratio, reference: str | None = None,
+                 decay: float | None = None):
         self.mode = mode
         self.model_key = model_key
         self.lo = lo
@@ -214,6 +239,7 @@ class DifficultySelector(Selector):
         self.adarft_target = adarft_target
         self.candidate_ratio = candidate_ratio
         self.reference = reference
+        self.decay = decay
 
     def fit(self, pool) -> DifficultySelector:
         if self.mode not in MODES:
@@ -223,6 +249,10 @@ class DifficultySelector(Selector):
         self._prepare(pool)
         self.model_key_ = resolve_model_key(pool.ws, pool.ids, self.model_key)
         self.view_ = ledger_view(pool.ws, pool.ids, self.model_key_)
+        if self.decay is not None:  # the posterior with another λ than the one the rollouts were recorded with
+            if not 0 < self.decay <= 1:
+                raise BadUsage(f"decay must be in (0, 1], got {self.decay}", hint="--param decay=0.9")
+            self.view_.alpha, self.view_.beta = decayed_posterior(pool.ws, pool.ids, self.model_key_, self.decay)
         if self.mode == "adarft":
             column = (pl.Series(pool.values(DIFFICULTY_FIELD, ["meta"])) if "meta" in pool.columns() else None)
             self.view_.static_difficulty = static_difficulty(pool.ws, pool.ids, self.reference, column)

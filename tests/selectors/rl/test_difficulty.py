@@ -161,3 +161,27 @@ def test_the_filter_defaults_follow_the_reward_specification():
     assert default_filter_on("p#math") == "outcome"
     assert default_filter_on("p#0.5*format+math;outcome=math") == "outcome"
     assert default_filter_on("p#mod:shaped") == "reward"
+
+
+def test_select_replays_the_posterior_with_a_decay(ws, tmp_path):
+    """Two groups of 4: 4 wins then 0 wins. λ = 0.5: alpha = 0.5 (0.5 + 0.5 + 4) + 0.5 + 0 = 3.0,
+    beta = 0.5 (0.5 + 0.5 + 0) + 0.5 + 4 = 5.0, posterior mean 3/8, so at target 0.375 MoPPS-concentrated
+    draws favour it; with plain counts (λ = 1) the mean is 5/10."""
+    from curate.catalog.workspace import Workspace  # noqa: F401
+    from curate.selectors.rl.difficulty import decayed_posterior
+
+    version = prompt_set(ws, tmp_path, n=1, name="decayed", start=70)
+    ids = version.scan().select("id").collect()["id"]
+    rollouts = [Rollout(ids[0], "d#math", "c", 1.0, 3, run="t", step=0, sample_idx=j) for j in range(4)]
+    rollouts += [Rollout(ids[0], "d#math", "c", 0.0, 3, run="t", step=1, sample_idx=j) for j in range(4)]
+    record_rollouts(ws, rollouts)
+    alpha, beta = decayed_posterior(ws, ids, "d#math", 0.5)
+    assert (alpha[0], beta[0]) == pytest.approx((3.0, 5.0))
+    plain = decayed_posterior(ws, ids, "d#math", 1.0)
+    assert (plain[0][0], plain[1][0]) == pytest.approx((5.0, 5.0))
+    report = run_select(ws, version.ref, "difficulty", budget=1,
+                        params={"mode": "thompson", "decay": "0.5", "model_key": "d#math"})
+    assert _kept(report) == [ids[0]]
+    with pytest.raises(BadUsage, match="decay"):
+        run_select(ws, version.ref, "difficulty", out="bad", budget=1,
+                   params={"mode": "thompson", "decay": "1.5", "model_key": "d#math"})
