@@ -76,12 +76,13 @@ def prepare(root: Path, success_threshold: float) -> tuple[object, str, Path]:
 
 
 def run_one(ws, ref: str, proxy: Path, strategy: str, seed: int, args) -> dict:
+    from curate.catalog.ledger import ledger_key
     from curate.demo_loop import DEMO_REWARD, demo_loop_config
     from curate.loop import run_loop
     from curate.selectors.rl.difficulty import CurriculumParams
 
     mode = "uniform" if strategy == "dynamic" else strategy
-    params = CurriculumParams(reference="reference#" + DEMO_REWARD + f";pass>={args.success_threshold:g}"
+    params = CurriculumParams(reference=ledger_key("reference", [(DEMO_REWARD, 1.0)], args.success_threshold)
                               if strategy == "adarft" else None)
     config = replace(demo_loop_config(1, seed), strategy=mode, steps_per_round=args.steps_per_round,
                      dynamic_sampling=True if strategy in ("dynamic", "greso") else None,
