@@ -19,6 +19,15 @@ characters overlap a replaced token.
 One JSON line per seed and per method, then a summary line.
 
     python benchmarks/bench_token_clean.py --seeds 3
+
+With a real LM: `--model` may be a GGUF file (dequantised once into WORKDIR/models), and
+`--warm-steps 0` uses it as the base as it is (an instruct model needs no warm-up to know the
+format). What docs/selectors.md reports for SmolLM2-135M-Instruct on CPU (small: 2 shared cores
+train a 135M model at a few hundred tokens a second):
+
+    python benchmarks/bench_token_clean.py --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
+        --warm-steps 0 --ref-rows 200 --ref-steps 15 --pool-rows 200 --held-out 60 --steps 10 \
+        --lr 1e-4 --batch-tokens 2048 --seeds 3
 """
 
 from __future__ import annotations
@@ -128,12 +137,16 @@ def main() -> None:
 
     from curate.catalog.ingest import IngestOptions, ingest
     from curate.catalog.workspace import Workspace
+    from curate.lm import gguf_cache
     from curate.selectors.pipeline import run_select
 
     started = time.perf_counter()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-token-clean-"))
     work.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(args.model))
+    model = args.model
+    if gguf_cache.is_gguf(model):  # dequantised once; every step below opens the folder
+        model = gguf_cache.cached_folder(model, work / "models")[0]
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
     rng = random.Random(0)
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
     rng.shuffle(rows)
@@ -149,8 +162,12 @@ def main() -> None:
     planted_rate = float(np.concatenate(labels).mean())
     log(f"noisy pool: {len(noisy)} responses, {planted_rate:.3f} of tokens planted")
 
-    log("base: stories260K warmed up on clean slice A")
-    base = sft(str(args.model), warm, work / "base", args.warm_steps, args.lr, 0, args.batch_tokens)
+    if args.warm_steps > 0:
+        log(f"base: {args.model.name} warmed up on clean slice A")
+        base = sft(str(model), warm, work / "base", args.warm_steps, args.lr, 0, args.batch_tokens)
+    else:
+        log(f"base: {args.model.name} as it is")
+        base = str(model)
     log("reference: the base trained further on clean slice B")
     reference = sft(base, ref_slice, work / "reference", args.ref_steps, args.lr, 0, args.batch_tokens)
 
@@ -187,7 +204,7 @@ def main() -> None:
         for name, where in (("planted", label), ("clean", ~label)):
             kept[name][0] += int(mask[where].sum())
             kept[name][1] += int(where.sum())
-    emit(result="scores", auroc_clean_vs_planted=round(clean_auroc, 4), planted_rate=round(planted_rate, 4),
+    emit(result="scores", model=args.model.name, auroc_clean_vs_planted=round(clean_auroc, 4), planted_rate=round(planted_rate, 4),
          kept_fraction=round(kept_fraction, 4), planted_kept=round(kept["planted"][0] / max(1, kept["planted"][1]), 4),
          clean_kept=round(kept["clean"][0] / max(1, kept["clean"][1]), 4), token_clean_s=round(clean_s, 1))
 
@@ -209,7 +226,7 @@ def main() -> None:
             results[method].append(loss)
             emit(result="sft", method=method, seed=seed, held_out_loss=round(loss, 4))
     means = {m: round(float(np.mean(v)), 4) for m, v in results.items()}
-    emit(result="summary", seeds=args.seeds, mean_held_out_loss=means, base_loss=round(base_loss, 4),
+    emit(result="summary", model=args.model.name, seeds=args.seeds, mean_held_out_loss=means, base_loss=round(base_loss, 4),
          cleaned_lowest=means["cleaned"] < min(means["all"], means["random"]),
          auroc_clean_vs_planted=round(clean_auroc, 4), seconds=round(time.perf_counter() - started, 1),
          peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))

@@ -60,6 +60,14 @@ def _source_sql(version: DatasetVersion) -> str:
     return f"read_parquet([{files}])"
 
 
+def _has_entry_point(source: str) -> bool:
+    """Whether rows carry HumanEval's `entry_point` in meta: the code reward needs it beside the tests
+    (`check(entry_point)`), so a GRPO export hands it to the trainer's reward functions as a column."""
+    found = duckdb.sql(f"SELECT 1 FROM {source} WHERE json_extract_string(meta, '$.entry_point') IS NOT NULL "
+                       "LIMIT 1").fetchall()
+    return bool(found)
+
+
 def _select_sql(version: DatasetVersion, layout: str, json_meta: bool = True) -> str:
     source = _source_sql(version)
     if layout in SFT_LAYOUTS:
@@ -76,7 +84,8 @@ def _select_sql(version: DatasetVersion, layout: str, json_meta: bool = True) ->
         return (f"SELECT id, CASE WHEN response IS NULL THEN {as_messages} "
                 f"ELSE list_append({as_messages}, {reply}) END AS messages, answer, tests FROM {source}")
     if layout == "prompt":
-        return f"SELECT id, prompt, answer, tests, domain FROM {source}"
+        entry = ", json_extract_string(meta, '$.entry_point') AS entry_point" if _has_entry_point(source) else ""
+        return f"SELECT id, prompt, answer, tests, domain{entry} FROM {source}"
     raise BadUsage(f"unknown column layout {layout!r}", hint="layouts: " + ", ".join(LAYOUTS))
 
 
@@ -110,27 +119,39 @@ def export_version(
     if empty and empty == version.rows:
         raise BadInput(f"{version.ref}: no row has a response, so the {columns} layout would be empty",
                        hint="for RL prompts export --columns prompt, or ingest again with --map response=COLUMN")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
     sql = _select_sql(version, columns, json_meta=fmt == "jsonl")
     con = duckdb.connect()
+    try:
+        rows = write_query(con, sql, target, fmt, overwrite)
+    finally:
+        con.close()
+    return ExportReport(target, fmt, columns, rows, empty)
+
+
+def write_query(con: duckdb.DuckDBPyConnection, sql: str, target: Path, fmt: str, overwrite: bool,
+                json_array: bool = False) -> int:
+    """Stream `sql` to `target` (parquet, jsonl or an hf folder) through a partial file renamed into
+    place, so the output appears whole or not at all; returns the rows written."""
+    if target.exists() and not overwrite:
+        raise BadUsage(f"{target} already exists", hint="choose another path or pass --overwrite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         if fmt == "parquet":
             con.execute(f"COPY ({sql}) TO {sql_string(partial.as_posix())} (FORMAT PARQUET, COMPRESSION ZSTD)")
         elif fmt == "jsonl":
-            con.execute(f"COPY ({sql}) TO {sql_string(partial.as_posix())} (FORMAT JSON)")
+            array = ", ARRAY true" if json_array else ""
+            con.execute(f"COPY ({sql}) TO {sql_string(partial.as_posix())} (FORMAT JSON{array})")
         else:
             _write_hf_folder(con, sql, partial)
         (rows,) = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
         raise
-    finally:
-        con.close()
     if target.exists():
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     os.rename(partial, target)
-    return ExportReport(target, fmt, columns, rows, empty)
+    return rows
 
 
 def _rows_without_response(version: DatasetVersion) -> int:

@@ -66,7 +66,11 @@ class Chunk:
 
 
 def open_source(spec: str, *, fmt: str | None = None, split: str | None = None) -> Iterator[Chunk]:
-    """Yield chunks from a file, a folder of files, a `save_to_disk` folder or a hub id."""
+    """Yield chunks from a file, a folder of files, a `save_to_disk` folder, a URL (fsspec) or a hub id."""
+    from curate.catalog.remote import is_url, read_url
+
+    if is_url(spec):
+        return read_url(spec, lambda local: open_source(str(local), fmt=fmt, split=split))
     path = Path(spec).expanduser()
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() or (path / "state.json").exists():

@@ -63,6 +63,14 @@ CREATE TABLE IF NOT EXISTS drops (
     reason VARCHAR NOT NULL,
     detail VARCHAR
 );
+CREATE TABLE IF NOT EXISTS step_scores (  -- each selection step's score of every row it saw (`curate report`)
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    id VARCHAR NOT NULL,
+    value DOUBLE,                   -- NaN/NULL where the step had no score
+    kept BOOLEAN NOT NULL
+);
 CREATE TABLE IF NOT EXISTS scorers (
     scorer_key VARCHAR PRIMARY KEY, -- scorer + model hash + params hash
     scorer VARCHAR NOT NULL,

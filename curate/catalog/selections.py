@@ -46,8 +46,12 @@ def commit_selection(
     params: dict[str, Any],
     drops: pl.DataFrame | None = None,
     extra: pl.DataFrame | None = None,
+    step_scores: pl.DataFrame | None = None,
 ) -> DatasetVersion:
-    """Write the kept rows of `source` (kept: id, rank) as the next version of `name`."""
+    """Write the kept rows of `source` (kept: id, rank) as the next version of `name`.
+
+    `step_scores` (step, id, value, kept) goes to the `step_scores` table in the same transaction.
+    """
     if kept.height == 0:
         raise BadInput(f"the selection from {source.ref} kept no rows, so there is nothing to write",
                        hint="loosen the strategy's parameters or check its drop reasons")
@@ -86,6 +90,14 @@ def commit_selection(
             con.execute("INSERT INTO selections VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [name, version, source.ref, strategy, budget,
                          json.dumps(params, sort_keys=True, default=str), _now()])
+            if step_scores is not None and step_scores.height:
+                frame = step_scores.select(
+                    pl.lit(name).alias("name"), pl.lit(version, pl.Int32).alias("version"),
+                    pl.col("step").cast(pl.Int32), pl.col("id").cast(pl.String), pl.col("value").cast(pl.Float64),
+                    pl.col("kept").cast(pl.Boolean))
+                con.register("_step_scores", frame.to_arrow())
+                con.execute("INSERT INTO step_scores SELECT * FROM _step_scores")
+                con.unregister("_step_scores")
 
         return commit_version(ws, name, staged, steps, prompt_type=source.prompt_type, license=source.license,
                               drops=drops, on_commit=record)

@@ -34,6 +34,16 @@ class Summary:
     present: dict[str, int] = field(default_factory=dict)  # non-null and, for text, not blank
     conflicts: Conflicts = field(default_factory=Conflicts)
 
+    def payload(self) -> dict[str, Any]:
+        """What `curate show --json` prints (and the report's `show` part)."""
+        version, conflicts = self.version, self.conflicts
+        return {"version": version.ref, "rows": version.rows, "prompt_type": version.prompt_type,
+                "license": version.license, "content_hash": version.content_hash, "non_null": self.non_null,
+                "present": self.present, "domains": self.domains, "lengths": self.lengths,
+                "answer_conflicts": {"prompts": conflicts.prompts, "rows": conflicts.rows,
+                                     "examples": conflicts.examples},
+                "drops": self.drops, "lineage": self.lineage, "samples": self.samples}
+
 
 def _text_length(column: str, messages: bool) -> pl.Expr:
     if messages and column == "prompt":

@@ -13,6 +13,7 @@ from rich.text import Text
 from curate import __version__
 from curate.cli import compare as compare_commands
 from curate.cli import data, demo, hints, train
+from curate.cli import report as report_commands
 from curate.cli import rl
 from curate.cli import select as select_commands
 from curate.cli import synth as synth_commands
@@ -54,6 +55,7 @@ select_commands.register(app)
 synth_commands.register(app)
 rl.register(app)
 compare_commands.register(app)
+report_commands.register(app)
 
 
 def _quiet_libraries() -> None:

@@ -16,6 +16,7 @@ from curate.catalog.versions import check_name, list_versions, parse_ref, resolv
 from curate.catalog.workspace import Workspace
 from curate.cli import ui
 from curate.cli.options import Command, ConfigOpt, DebugOpt, JsonOpt, QuietOpt, WorkspaceOpt, out_option
+from curate.errors import BadUsage
 
 
 def ingest_cmd(
@@ -123,14 +124,7 @@ def show_cmd(
     summary = summarize(ws, version, samples=samples)
     conflicts = summary.conflicts
     if as_json:
-        payload = {"version": version.ref, "rows": version.rows, "prompt_type": version.prompt_type,
-                   "license": version.license, "content_hash": version.content_hash, "non_null": summary.non_null,
-                   "present": summary.present, "domains": summary.domains, "lengths": summary.lengths,
-                   "answer_conflicts": {"prompts": conflicts.prompts, "rows": conflicts.rows,
-                                        "examples": conflicts.examples},
-                   "drops": summary.drops, "lineage": summary.lineage, "samples": summary.samples,
-                   "comparisons": _comparisons_json(ws, version)}
-        ui.out.print_json(json.dumps(payload, default=str))
+        ui.out.print_json(json.dumps({**summary.payload(), "comparisons": _comparisons_json(ws, version)}, default=str))
         return
     out = ui.out
     out.print(ui.key_values(version.ref, {
@@ -203,38 +197,59 @@ def _clip(value, limit: int = 300) -> str:
 def export_cmd(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")],
     to: Annotated[Path, typer.Option("--to", help="Output: FILE.parquet, FILE.jsonl, or a folder (datasets).")],
-    format: Annotated[str | None, typer.Option("--format", help="parquet, jsonl or hf (default: by --to).")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="parquet, jsonl or hf (default: by --to), or a "
+                                                              "trainer's layout: verl, trl-preference, trl-messages, "
+                                                              "llamafactory (docs/formats.md).")] = None,
     columns: Annotated[str, typer.Option(help="Layout: " + ", ".join(LAYOUTS) + ".")] = "canonical",
     trl: Annotated[bool, typer.Option("--trl", help="Same as --columns prompt-completion.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="SFT layouts (--trl, messages): leave out rows "
                                               "without a response (counted) instead of refusing.")] = False,
+    card: Annotated[bool, typer.Option("--card", help="Write a dataset card (README.md) beside the file; a folder "
+                                                      "export always gets one.")] = False,
+    push_to_hub: Annotated[str | None, typer.Option("--push-to-hub", help="Upload the export and its card to this "
+                                                                          "Hub dataset repo (REPO_ID).")] = None,
+    data_source: Annotated[str | None, typer.Option(help="verl: the data_source column (selects verl's reward "
+                                                         "function; default: the dataset name).")] = None,
     workspace: WorkspaceOpt = None,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Export a version to Parquet, JSONL or a datasets folder, optionally in TRL's columns.
+    """Export a version to Parquet, JSONL or a datasets folder, optionally in TRL's, verl's or LLaMA-Factory's layout.
 
     Examples:
       curate export gsm8k --to gsm8k.parquet
       curate export gsm8k@v2 --to sft.jsonl --trl
       curate export prompts --to grpo.parquet --columns prompt
       curate export mixed --to sft.jsonl --trl --allow-empty
+      curate export prompts --to rl.parquet --format verl --data-source openai/gsm8k
+      curate export prefs --to dpo.jsonl --format trl-preference --card
     """
+    from curate.catalog.export_formats import TRAINER_FORMATS, card_folder, export_for_trainer, publish
+
     parse_ref(ref)  # a malformed reference is bad usage, whether or not the workspace exists
     ws = Workspace.open(workspace, create=False)
     version = resolve(ws, ref)
-    report = export_version(version, to, format=format, columns="prompt-completion" if trl else columns,
-                            overwrite=overwrite, allow_empty=allow_empty)
+    readme = card_folder(to, None if format in TRAINER_FORMATS else format) / "README.md"
+    if (card or push_to_hub) and readme.exists() and not overwrite and readme.parent != Path(to).expanduser():
+        raise BadUsage(f"{readme} already exists", hint="pass --overwrite to replace it, or export to another folder")
+    if format in TRAINER_FORMATS:
+        report = export_for_trainer(version, to, format, overwrite=overwrite, data_source=data_source)
+    else:
+        report = export_version(version, to, format=format, columns="prompt-completion" if trl else columns,
+                                overwrite=overwrite, allow_empty=allow_empty)
     if report.dropped_empty:
         ui.err.print(f"left out {report.dropped_empty:,} of {version.rows:,} rows without a response (--allow-empty)")
+    written = publish(ws, version, report, card=card, repo_id=push_to_hub, overwrite=overwrite)
     if quiet:
         ui.out.print(str(report.path))
         return
     ui.out.print(ui.key_values(f"exported {version.ref}", {
         "to": report.path, "format": report.format, "columns": report.columns, "rows": f"{report.rows:,}",
-        **({"left out (no response)": f"{report.dropped_empty:,}"} if report.dropped_empty else {})}))
+        **({"left out (no response)": f"{report.dropped_empty:,}"} if report.dropped_empty else {}),
+        **{k.replace("_", " "): v for k, v in vars(report).items() if k in ("data_source", "dataset_info") and v},
+        **written}))
 
 
 def register(app: typer.Typer) -> None:

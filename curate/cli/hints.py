@@ -5,7 +5,8 @@ The layers below the CLI name options as `curate select` spells them (`--budget 
 with the parameter as an option of its own (`curate curriculum --model-key`). Before an
 error is printed, `--param [STEP.]NAME=V` becomes `--NAME V` where the running command has
 that option and no `--param`. Options inside a quoted command (`` `curate rollouts NAME
---model M` ``) are that command's and stay as they are.
+--model M` ``) are that command's and stay as they are, and so are those of another program's
+quoted command (`` `hf upload REPO PATH --repo-type dataset` ``, `` `pip install ...` ``).
 
 With CURATE_STRICT_HINTS set (the test suite sets it), an option that is still unknown
 to the command it is meant for, or is an old spelling (docs/cli.md), is a bug, reported as one.
@@ -19,6 +20,7 @@ from typing import Any
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 PARAM = re.compile(r"--param (?:[\w-]+\.)?(\w+)=(\S+?)(?=[\s,;)`'\"]|$)")
 QUOTED = re.compile(r"`curate ([a-z][\w-]*)(?: ([a-z][\w-]*))?([^`]*)`")
+FOREIGN = re.compile(r"`(?!curate )[a-z][\w.-]* [^`]*`")  # another program's command line
 
 
 def options_of(command: Any, documented: bool = True) -> set[str]:
@@ -67,7 +69,10 @@ def unknown(text: str, command: Any, root: Any) -> list[str]:
 
 def _outside_quotes(text: str, change) -> str:
     out, at = [], 0
-    for match in QUOTED.finditer(text):
+    spans = sorted([*QUOTED.finditer(text), *FOREIGN.finditer(text)], key=lambda m: m.start())
+    for match in spans:
+        if match.start() < at:
+            continue
         out += [change(text[at:match.start()]), match.group(0)]
         at = match.end()
     return "".join(out + [change(text[at:])])

@@ -229,6 +229,9 @@ ScheduleOpt = Annotated[str | None, typer.Option("--lr-schedule", help="LR sched
                                                                        "constant.")]
 BatchTokensOpt = Annotated[int | None, typer.Option("--batch-tokens", help="Tokens per forward/backward micro-batch.")]
 GradAccumOpt = Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")]
+PackingOpt = Annotated[bool | None, typer.Option("--packing/--no-packing", help="Pack whole examples into rows of "
+                                                 "--batch-tokens (no padding; each example attends only to itself); "
+                                                 "--no-packing: length-sorted padded batches.")]
 LossOpt = Annotated[str | None, typer.Option("--loss", help="SFT loss: nll (cross-entropy) or dft (Dynamic "
                                                            "Fine-Tuning).")]
 LossTypeOpt = Annotated[str | None, typer.Option("--loss-type", help="GRPO loss aggregation: grpo, bnpo, dr_grpo or "

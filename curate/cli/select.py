@@ -58,6 +58,9 @@ def select_cmd(
       curate select gsm8k --strategy ifd --budget 1000 --model ./my-model
       curate select gsm8k --strategy token-clean --param ratio=0.6 --param ref_model=./warm-model
       curate select pool --strategy dedup,fisher --budget 2000 --param fisher.dim=32 --param dedup.threshold=0.9
+
+    fisher.pooled=true keeps one mean vector per example: it maximises a lower bound of FisherSFT's
+    token-level log det (Jensen), a different objective, for pools too large for the token states.
     """
     from curate.selectors.pipeline import run_select  # imports numpy/polars-heavy code: keep --help fast
 

@@ -90,7 +90,7 @@ class Generator:
     quiet: bool
     debug: bool
 
-    def job(self, recipe: str, source_license: str | None = None):
+    def job(self, recipe: str, ws: Workspace, source_license: str | None = None):
         from curate.lm.backends import BackendOptions
         from curate.synth.runner import SynthJob
 
@@ -98,7 +98,7 @@ class Generator:
                                          batch_size=self.batch_size, tensor_parallel_size=self.tensor_parallel_size,
                                          revision=self.revision, base_url=self.base_url, api_key_env=self.api_key_env,
                                          endpoint=self.endpoint, concurrency=self.concurrency, timeout=self.timeout,
-                                         max_retries=self.max_retries))
+                                         max_retries=self.max_retries), model_cache=str(ws.models_dir))
         return SynthJob(recipe=recipe, model=self.model, options=options, name=self.out, license=self.license,
                         generator_license=self.generator_license, source_license=source_license, seed=self.seed,
                         **given(backend=self.backend))
@@ -175,7 +175,8 @@ def self_instruct_cmd(
     gen: Generator,
     seeds: Annotated[str | None, typer.Argument(help="Seed tasks: JSON lines or a JSON array (instruction, "
                                                      "instances, is_classification; or Alpaca's instruction, "
-                                                     "input, output).", show_default=False)] = None,
+                                                     "input, output), any file `curate ingest` reads, or a "
+                                                     "dataset NAME@vN.", show_default=False)] = None,
     count: Annotated[int | None, typer.Option("--count", "-n", help="New instructions to keep.")] = None,
     seeds_license: Annotated[str | None, typer.Option(help="License of the seed tasks (recorded; e.g. apache-2.0, "
                                                            "cc-by-nc-4.0).")] = None,
@@ -205,7 +206,7 @@ def self_instruct_cmd(
 
     seed_file = seeds or seeds_option
     if seed_file is None:
-        raise BadUsage("`curate synth self-instruct` needs the seed tasks, a file of them",
+        raise BadUsage("`curate synth self-instruct` needs the seed tasks: a file or a dataset NAME@vN",
                        hint="`curate synth self-instruct SEEDS.jsonl --model M`")
     sampling = gen.sampling()
     if "max_new_tokens" in sampling:
@@ -214,7 +215,7 @@ def self_instruct_cmd(
                                           max_requests=max_requests, classify=classify, max_instances=max_instances,
                                           domain=domain), **sampling)
     ws = Workspace.open(gen.workspace)
-    job = gen.job("self-instruct", source_license=seeds_license)
+    job = gen.job("self-instruct", ws, source_license=seeds_license)
     with _progress("self-instruct", gen.quiet) as progress:
         result = synthesize_self_instruct(ws, job, seed_file, settings, progress, _warn)
     _report("self-instruct", gen, job, result)
@@ -257,7 +258,7 @@ def rejection_cmd(
                                        prompt_format=prompt_format, model_key=model_key), **gen.sampling())
     source = _source(ref, dataset, "rejection")
     ws = Workspace.open(gen.workspace)
-    job = gen.job("rejection")
+    job = gen.job("rejection", ws)
     with _progress("rejection", gen.quiet) as progress:
         result = synthesize_rejection(ws, job, source, settings, progress, _warn)
     _report("rejection", gen, job, result)
@@ -306,7 +307,7 @@ def gap_fill_cmd(
                              targets=_weights(weights), bands=parse_bands(bands), **gen.sampling())
     source = _source(ref, dataset, "gap-fill")
     ws = Workspace.open(gen.workspace)
-    job = gen.job("gap-fill")
+    job = gen.job("gap-fill", ws)
     with _progress("gap-fill", gen.quiet) as progress:
         result, selection = synthesize_gap_fill(ws, job, source, settings, progress, _warn)
     _report("gap-fill", gen, job, result, selection)

@@ -17,7 +17,7 @@ from curate.cli import ui
 from curate.cli.options import (BatchTokensOpt, ConfigOpt, DebugOpt, DeviceOpt, DtypeOpt, DynamicSamplingOpt, FilterOnOpt,
                                 GradAccumOpt, Group, GroupSizeOpt, LoraAlphaOpt, LoraOpt, LoraROpt, LossOpt, LossTypeOpt,
                                 LrOpt, MaskTruncatedOpt, MaxCompletionOpt, MaxLengthOpt, MaxPromptOpt, MaxRefillsOpt,
-                                ModelOpt, PodsOpt, QuietOpt, ResumeOpt, RewardOpt, RewardWeightOpt, SaveEveryOpt, ScheduleOpt,
+                                ModelOpt, PackingOpt, PodsOpt, QuietOpt, ResumeOpt, RewardOpt, RewardWeightOpt, SaveEveryOpt, ScheduleOpt,
                                 SeedOpt, StepsOpt, SuccessThresholdOpt, TemperatureOpt, TemplateOpt, TopPOpt, WarmupOpt, WorkspaceOpt,
                                 backend_option, command, given, out_option)
 from curate.train.proxy import STEPS_ENV, ProxyConfig, default_config, ensure_proxy
@@ -126,6 +126,7 @@ def sft_cmd(
     lr: LrOpt = None,
     batch_tokens: BatchTokensOpt = None,
     grad_accum: GradAccumOpt = None,
+    packing: PackingOpt = None,
     warmup: WarmupOpt = None,
     lr_schedule: ScheduleOpt = None,
     loss: LossOpt = None,
@@ -159,10 +160,10 @@ def sft_cmd(
     from curate.train.sft import SFTConfig, train_sft  # imports torch: keep `curate --help` fast
 
     ws, version, model_path, out_dir = _prepare(ref, model, workspace, out, "sft", quiet)
-    cfg = SFTConfig(**given(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, warmup=warmup,
-                           lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
-                           save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
-                           device=device), seed=seed)
+    cfg = SFTConfig(**given(steps=steps, lr=lr, batch_tokens=batch_tokens, grad_accum=grad_accum, packing=packing,
+                            warmup=warmup, lr_schedule=lr_schedule, loss=loss, max_length=max_length, template=template,
+                            save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
+                            device=device), seed=seed)
     def show(step: int, metrics: dict) -> None:
         update(step, description=f"sft on {version.ref}  loss {metrics['loss']:.4f}")
         _metrics_line(step, cfg.steps, metrics, SFT_LINE, log_every, quiet)

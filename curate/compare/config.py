@@ -17,7 +17,7 @@ from typing import Any
 
 import xxhash
 
-from curate.compare.stats import BOOTSTRAP_RESAMPLES
+from curate.util.stats import BOOTSTRAP_RESAMPLES
 from curate.errors import BadUsage
 from curate.train.evaluate import GENERATION_METRICS, METRICS
 from curate.train.sft import SFTConfig

@@ -9,7 +9,7 @@ has paired results. Each cell is committed to the catalog's `comparisons` table 
 selection exists and again when it is done (`curate.catalog.comparisons`); a rerun with the
 same settings skips the done cells, trains on a recorded selection instead of selecting
 again, and resumes a cell's SFT from its last checkpoint. The summary pairs every arm with
-`random` seed by seed (`curate.compare.stats`).
+`random` seed by seed (`curate.util.stats`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from curate.catalog.workspace import Workspace
 from curate.compare.arms import REFERENCE, arm_chains, arm_params
 from curate.compare.config import CompareConfig, recipe_hash
 from curate.compare.guards import check_base, check_leakage, check_metric_columns
-from curate.compare.stats import ArmSummary, summarize
+from curate.util.stats import ArmSummary, summarize
 from curate.errors import BadInput, BadUsage, CurateError
 from curate.selectors.base import parse_budget
 from curate.selectors.pipeline import run_select

@@ -45,6 +45,8 @@ class BackendOptions(OpenAISettings):
     max_model_len: int | None = None
     revision: str | None = None
     trust_remote_code: bool = False
+    # hf, vllm: where a .gguf model file is dequantised once into a model folder (None: on every load)
+    model_cache: str | None = None
 
 
 def make_backend(name: str, model: str, options: BackendOptions | None = None, **overrides: Any):
@@ -62,11 +64,14 @@ def make_backend(name: str, model: str, options: BackendOptions | None = None, *
                            hint="download that revision into a folder and pass the folder as --model")
 
         return SynthHFBackend(load(model, dtype=options.dtype, device=options.device,
-                                   trust_remote_code=options.trust_remote_code),
+                                   trust_remote_code=options.trust_remote_code, cache_dir=options.model_cache),
                               batch_size=options.batch_size, template=options.template)
     if name == "vllm":
+        from curate.lm.gguf_cache import cached_folder, is_gguf
         from curate.lm.vllm_backend import VLLMBackend
 
+        if is_gguf(model) and options.model_cache:  # vLLM's own GGUF support needs a separate tokenizer
+            model = str(cached_folder(Path(model), Path(options.model_cache))[0])
         return VLLMBackend(model, template=options.template, dtype=options.dtype,
                            tensor_parallel_size=options.tensor_parallel_size,
                            gpu_memory_utilization=options.gpu_memory_utilization,

@@ -12,6 +12,7 @@ import torch
 import xxhash
 
 from curate.errors import ModelLoadError
+from curate.lm import gguf_cache
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
@@ -56,7 +57,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def fingerprint(path: Path) -> str:
     """A cheap, stable identity for a model folder: its config and tokenizer files, plus the size, first
-    and last MiB of each weight file (the whole file when it is under 2 MiB)."""
+    and last MiB of each weight file (the whole file when it is under 2 MiB). A GGUF file, and the folder
+    curate dequantised it into, have the file's size, first and last MiB (`curate.lm.gguf_cache`)."""
+    if path.is_file() and gguf_cache.is_gguf(path):
+        return gguf_cache.file_fingerprint(path)
+    converted = gguf_cache.source_fingerprint(path)
+    if converted:
+        return converted
     hasher = xxhash.xxh3_128()
     for name in ("config.json", *TOKENIZER_FILES):
         file = path / name
@@ -77,11 +84,19 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name.strip("/") and name.count("/") > 1
 
 
-def load(model: str, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False) -> LM:
-    """Load `model` (hub id or folder) for inference, in eval mode, on `device`."""
+def load(model: str, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False,
+         cache_dir: str | os.PathLike | None = None) -> LM:
+    """Load `model` (hub id, folder or `.gguf` file) for inference, in eval mode, on `device`.
+
+    A GGUF file is dequantised once into a folder under `cache_dir` and opened from there on later
+    loads; without a `cache_dir` it is dequantised on every load."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(model).expanduser()
+    if gguf_cache.is_gguf(model):
+        if cache_dir is None:
+            return _load_gguf_uncached(model, path, dtype, device, trust_remote_code)
+        path, _ = gguf_cache.cached_folder(path, Path(cache_dir), trust_remote_code)
     local = path.exists()
     if not local and _looks_like_path(model):
         raise ModelLoadError(f"model folder {model} does not exist",
@@ -116,6 +131,15 @@ def load(model: str, dtype: str = "auto", device: str = "auto", trust_remote_cod
         commit = getattr(network.config, "_commit_hash", None)
         model_hash = xxhash.xxh3_128_hexdigest(f"{model}@{commit}".encode())
     return LM(network, tokenizer, model, model_hash, device_obj)
+
+
+def _load_gguf_uncached(model: str, path: Path, dtype: str, device: str, trust_remote_code: bool) -> LM:
+    device_obj = resolve_device(device)
+    tokenizer, network = gguf_cache.read(path, resolve_dtype(dtype, device_obj), trust_remote_code)
+    network.to(device_obj).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return LM(network, tokenizer, model, gguf_cache.file_fingerprint(path), device_obj)
 
 
 def _refuse_run_folder(model: str, path: Path) -> None:

@@ -54,7 +54,7 @@ def sampling_params(vllm: Any, sampling: SamplingParams, n: int, seed: int) -> A
 
 def _model_hash(model: str, revision: str | None) -> str:
     path = Path(model).expanduser()
-    if path.is_dir():
+    if path.exists():
         from curate.lm.loading import fingerprint
 
         return fingerprint(path)

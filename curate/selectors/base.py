@@ -73,6 +73,20 @@ class Selection:
     def __len__(self) -> int:
         return self.kept.height
 
+    def score_rows(self) -> pl.DataFrame:
+        """id, value, kept for every row the step saw: what `curate report` plots with the cut.
+
+        Where the strategy has no pool-wide score, the kept rows carry their selection score
+        and the dropped rows a null.
+        """
+        kept_ids = self.kept["id"]
+        if self.scores is not None:
+            frame = self.scores.select(pl.col("id").cast(pl.String), pl.col("value").cast(pl.Float64))
+        else:
+            frame = pl.concat([self.kept.select("id", pl.col("score").alias("value")),
+                               self.dropped.select("id", pl.lit(None, pl.Float64).alias("value"))])
+        return frame.with_columns(pl.col("id").is_in(kept_ids.implode()).alias("kept"))
+
 
 def empty_dropped() -> pl.DataFrame:
     return pl.DataFrame(schema=DROPPED_SCHEMA)
@@ -107,12 +121,20 @@ def coerce(value: Any, annotation: Any, name: str) -> Any:
     return value
 
 
+KINDS = ("rank", "set", "filter", "annotate")  # how a chain applies the budget to a step (pipeline.py)
+
+
 class Selector(ABC):
     """Base of every strategy. Subclasses declare their parameters as keyword arguments of
-    `__init__` and store them unchanged (scikit-learn's rule), so `get_params` can list them."""
+    `__init__` and store them unchanged (scikit-learn's rule), so `get_params` can list them,
+    and check them in `_check_params`, which `fit` runs first (through `_prepare`).
+
+    A strategy's `kind` comes from its class statement, one way for all: the bases below
+    declare it (`RankSelector`, `SetSelector`, `FilterSelector`, `AnnotateSelector`), and a
+    strategy with its own `fit` and `select` names it, `class X(Selector, kind="rank")`."""
 
     name: ClassVar[str] = ""
-    kind: ClassVar[str] = "annotate"  # rank | set | filter | annotate: how a chain applies the budget
+    kind: ClassVar[str] = ""  # one of KINDS
     needs_response: ClassVar[bool] = False  # SFT selectors drop rows without a response
     uses_model: ClassVar[bool] = False  # reads --model
     cacheable: ClassVar[bool] = False  # per-example scores that depend only on the example
@@ -120,6 +142,16 @@ class Selector(ABC):
 
     scores_: np.ndarray
     support_: np.ndarray
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: declare the kind in the class statement, "
+                            f"class {cls.__name__}(..., kind=...)")
+        if kind is not None:
+            if kind not in KINDS:
+                raise TypeError(f"{cls.__name__}: kind {kind!r} is not one of {', '.join(KINDS)}")
+            cls.kind = kind
 
     # -- parameters (scikit-learn conventions) -------------------------------------------
     @classmethod
@@ -159,8 +191,12 @@ class Selector(ABC):
         return self.support_.copy()
 
     # -- helpers for subclasses ----------------------------------------------------------
+    def _check_params(self) -> None:
+        """Refuse parameters that cannot work (BadUsage naming `strategy.param`); runs before any scoring."""
+
     def _prepare(self, pool) -> None:
-        """Common fit-time state: the pool, and which rows cannot be scored at all."""
+        """Common fit-time state: the parameters checked, the pool, and which rows cannot be scored at all."""
+        self._check_params()
         self.pool_ = pool
         self.ids_ = pool.ids
         self.invalid_ = empty_dropped()
@@ -190,14 +226,13 @@ class Selector(ABC):
                          model_hash=getattr(self, "model_hash_", None), **extra)
 
 
-class RankSelector(Selector):
+class RankSelector(Selector, kind="rank"):
     """Scores each example on its own; `select(budget)` keeps the best `budget`.
 
     Subclasses implement `_score(pool) -> np.ndarray` (NaN where no score exists) and set
     `higher_is_better`. NaN scores are excluded and dropped with reason `nan_score`.
     """
 
-    kind: ClassVar[str] = "rank"
     higher_is_better: bool = True
 
     def fit(self, pool) -> RankSelector:
@@ -221,7 +256,11 @@ class RankSelector(Selector):
         eligible, drops = self._eligible()
         drops += self._extra_drops(eligible)
         eligible = self._filter(eligible)
-        budget = check_budget(budget, len(eligible), self.name, len(self.scores_))
+        reasons = {}
+        for frame in drops:
+            for reason, count in frame["reason"].value_counts().iter_rows():
+                reasons[reason] = reasons.get(reason, 0) + count
+        budget = check_budget(budget, len(eligible), self.name, len(self.scores_), reasons)
         values = self.scores_[eligible]
         key = -values if self.higher_is_better else values
         order = eligible[np.lexsort((eligible, key))]  # best first; ties to the earlier row
@@ -240,27 +279,36 @@ class RankSelector(Selector):
         return eligible
 
 
-class SetSelector(Selector):
+class SetSelector(Selector, kind="set"):
     """A set function maximised greedily; `select(budget)` runs the greedy to `budget` picks."""
 
-    kind: ClassVar[str] = "set"
 
-
-class FilterSelector(Selector):
+class FilterSelector(Selector, kind="filter"):
     """Drops examples that fail a test and keeps the rest in pool order; the budget does not apply."""
 
-    kind: ClassVar[str] = "filter"
+
+class AnnotateSelector(Selector, kind="annotate"):
+    """Keeps every example and adds to it (token masks); the budget does not apply."""
 
 
-def check_budget(budget: int | None, available: int, strategy: str, pool_rows: int) -> int:
-    """The budget as a count of examples; an error when it is larger than what can be kept."""
+def check_budget(budget: int | None, available: int, strategy: str, pool_rows: int,
+                 reasons: dict[str, int] | None = None) -> int:
+    """The budget as a count of examples; an error when it is larger than what can be kept.
+
+    `reasons` counts the rows that cannot be kept by why (a NaN score, the strategy's own rule such as
+    `ifd_above_1`), so the message says where they went."""
     if budget is None:
         return available
     if budget < 0:
         raise BadUsage(f"budget must be positive, got {budget}")
     if budget > available:
         lost = pool_rows - available
-        why = f" ({lost:,} of its {pool_rows:,} rows have no valid score)" if lost else ""
+        named = {k: v for k, v in (reasons or {}).items() if v}
+        unnamed = lost - sum(named.values())
+        if unnamed > 0:
+            named["no valid score"] = unnamed
+        parts = ", ".join(f"{reason} {count:,}" for reason, count in named.items())
+        why = f" ({lost:,} of its {pool_rows:,} rows cannot be kept: {parts})" if lost else ""
         raise BadUsage(f"budget {budget:,} is larger than the pool: {strategy} can keep at most {available:,} rows{why}",
                        hint=f"pass --budget {available:,} or less")
     return budget

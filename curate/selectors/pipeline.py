@@ -172,6 +172,7 @@ def run_select(
     reports: list[StepReport] = []
     drops: list[pl.DataFrame] = []
     extras: list[pl.DataFrame] = []
+    scored: list[pl.DataFrame] = []
     selection: Selection | None = None
     for index, (selector, step_budget) in enumerate(zip(selectors, plan)):
         began = time.perf_counter()
@@ -189,6 +190,7 @@ def run_select(
             drops.append(selection.dropped.with_columns(pl.lit(index).alias("step")))
         if selection.extra is not None:
             extras.append(selection.extra)
+        scored.append(selection.score_rows().with_columns(pl.lit(index).alias("step")))
         if on_step:
             on_step(report)
         pool = pool.subset(selection.ids)
@@ -202,6 +204,7 @@ def run_select(
                 "model": model, "seed": seed, "template": template},
         drops=pl.concat(drops).select("step", "id", "reason", "detail") if drops else None,
         extra=_merge_extras(extras, kept["id"]),
+        step_scores=pl.concat(scored) if scored else None,
     )
     final_budget = next((b for b in reversed(plan) if b is not None), None)
     return SelectReport(source, version, reports, final_budget, round(time.perf_counter() - start, 3))

@@ -159,20 +159,24 @@ class Pool:
 
     # -- models ----------------------------------------------------------------------------
     def model_path(self, spec: str | None = None) -> str:
-        """What `spec` (default: the pool's model) names: "proxy" becomes the dataset's cached proxy."""
+        """What `spec` (default: the pool's model) names: "proxy" becomes the dataset's cached proxy, a `.gguf`
+        file in a workspace the folder it is dequantised into once (so the SFT of token cleaning opens it too)."""
         spec = spec or self.model
         if spec not in self.shared.model_paths:
             if spec == "proxy":
                 if self.version is None or self.ws is None:
                     raise BadUsage("--model proxy needs a dataset in a workspace",
                                    hint="pass a model folder or hub id for rows in memory")
-                from curate.train.proxy import resolve_model
-
-                from curate.train.proxy import default_config
+                from curate.train.proxy import default_config, resolve_model
 
                 steps = default_config().steps
                 resolved = resolve_model(self.ws, self.version, "proxy",
                                          progress=lambda step, loss: self.say("training the proxy model", step, steps))
+            elif self.ws is not None and spec.lower().endswith(".gguf"):
+                from curate.lm.gguf_cache import cached_folder
+
+                self.say("dequantising the GGUF model once", 0, None)
+                resolved = str(cached_folder(Path(spec).expanduser(), self.ws.models_dir)[0])
             else:
                 resolved = spec
             self.shared.model_paths[spec] = resolved
@@ -188,10 +192,10 @@ class Pool:
         return self.shared.models[path]
 
     def model_hash(self, spec: str | None = None) -> str:
-        """The model's identity, without loading it when it is a local folder."""
+        """The model's identity, without loading it when it is a local folder or GGUF file."""
         path = self.model_path(spec)
         folder = Path(path).expanduser()
-        if folder.is_dir():
+        if folder.is_dir() or folder.is_file() and folder.suffix.lower() == ".gguf":
             from curate.lm.loading import fingerprint
 
             return fingerprint(folder)

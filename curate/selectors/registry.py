@@ -19,7 +19,8 @@ STRATEGIES: dict[str, str] = {
     "random": "curate.selectors.random_sample:RandomSelector",
     "dedup": "curate.selectors.sft.dedup:DedupSelector",
     "diversity": "curate.selectors.sft.diversity:DiversitySelector",
-    # RL strategies (DESIGN §5), built on the same base by their own module's owner:
+    "decontaminate": "curate.selectors.sft.decontaminate:DecontaminateSelector",
+    # RL prompt selection (selectors/rl/) and domain mixing (selectors/mix/):
     "rollout-variance": "curate.selectors.rl.rollout_variance:RolloutVarianceSelector",
     "difficulty": "curate.selectors.rl.difficulty:DifficultySelector",
     "mixing": "curate.selectors.mix.mixing:MixingSelector",

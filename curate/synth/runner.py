@@ -74,16 +74,17 @@ def synthesize_self_instruct(ws: Workspace, job: SynthJob, seeds: str | Path, co
                              progress: Callable[..., None] | None = None, warn: Callable[[str], None] | None = None,
                              backend: Any | None = None) -> SynthResult:
     from curate.synth import self_instruct
-    from curate.synth.self_instruct_format import load_seeds
+    from curate.synth.seed_sources import resolve_seeds
 
     config.validate()
-    tasks = load_seeds(seeds)
+    source = resolve_seeds(ws, seeds)  # a seed file, any file ingest reads, or NAME@vN
+    tasks, inputs = source.tasks, source.inputs
     self_instruct.check_seeds(tasks, config)  # before a model is loaded or anything generated
-    inputs = [str(Path(seeds).expanduser().resolve())]
-    ctx = open_context(ws, job, config, inputs, progress, warn, backend, job.source_license)
+    seeds_license = job.source_license or source.license
+    ctx = open_context(ws, job, config, inputs, progress, warn, backend, seeds_license)
     try:
         return self_instruct.run(ctx, tasks, config, job.name or "self-instruct", inputs,
-                                 dataset_license(job, ctx.provenance.license, job.source_license))
+                                 dataset_license(job, ctx.provenance.license, seeds_license))
     finally:
         ctx.backend.cache.close()
 

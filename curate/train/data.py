@@ -3,8 +3,10 @@
 SFT rows need `prompt` and `response`; an optional `token_mask` (0/1 per response token of
 this model's tokenizer, as `curate.lm.templates.encode_pair(..., add_eos=True)` produces
 them, EOS included) keeps masked tokens out of the loss. Rows without a response are
-skipped and counted. Micro-batches are length-sorted and packed under a token budget
-(GRPO-Zero's "sort by length before micro-batching"), so padding is nearly zero; their
+skipped and counted. Micro-batches are either packed rows (several whole examples per row
+under a token budget, best-fit decreasing: no padding at all; see `curate.train.packing`) or
+length-sorted padded batches under the same budget (GRPO-Zero's "sort by length before
+micro-batching": padding nearly zero, but each batch holds examples of one length). Their
 order is shuffled per epoch from the seed, which makes step s's data a pure function of
 (seed, s) and resume exact.
 
@@ -23,7 +25,7 @@ import numpy as np
 from curate.catalog.ids import content_id
 from curate.catalog.versions import DatasetVersion
 from curate.errors import BadInput, BadUsage
-from curate.lm.batching import pack
+from curate.lm.batching import pack, pack_bins
 from curate.lm.templates import encode_pair, prompt_token_ids
 
 SFT_COLUMNS = ("id", "prompt", "response", "token_mask")
@@ -112,6 +114,11 @@ def encode_sft(data: DatasetVersion | Sequence[dict], tokenizer: Any, template: 
 def micro_batches(examples: Sequence[SFTExample], batch_tokens: int) -> list[list[int]]:
     """Indices of `examples` in length-sorted micro-batches of at most `batch_tokens` padded tokens."""
     return pack([len(e) for e in examples], batch_tokens)
+
+
+def packed_micro_batches(examples: Sequence[SFTExample], batch_tokens: int, seed: int = 0) -> list[list[int]]:
+    """Indices of `examples` in packed rows of at most `batch_tokens` tokens (best-fit decreasing, ties by seed)."""
+    return pack_bins([len(e) for e in examples], batch_tokens, seed)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

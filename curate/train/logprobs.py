@@ -84,9 +84,9 @@ def head_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, tempe
     return torch.cat(picked), (torch.cat(entropies) if with_entropy else None)
 
 
-def response_logprobs(model: Any, items: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device,
-                      temperature: float = 1.0) -> list[torch.Tensor]:
-    """Per-token log p of each response given its prompt, for (prompt_ids, response_ids) pairs."""
+def response_states(model: Any, items: list[tuple[list[int], list[int]]], pad_id: int,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden states that predict the response tokens [R, d], and those tokens [R], from a right-padded batch."""
     width = max(len(p) + len(r) for p, r in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     for row, (prompt, response) in enumerate(items):
@@ -94,6 +94,13 @@ def response_logprobs(model: Any, items: list[tuple[list[int], list[int]]], pad_
     hidden = decoder_of(model)(input_ids=ids.to(device), use_cache=False).last_hidden_state
     rows = torch.cat([hidden[b, len(p) - 1: len(p) - 1 + len(r)] for b, (p, r) in enumerate(items)])
     targets = torch.tensor([t for _, r in items for t in r], dtype=torch.long, device=device)
+    return rows, targets
+
+
+def response_logprobs(model: Any, items: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device,
+                      temperature: float = 1.0) -> list[torch.Tensor]:
+    """Per-token log p of each response given its prompt, for (prompt_ids, response_ids) pairs."""
+    rows, targets = response_states(model, items, pad_id, device)
     flat, _ = head_logprobs(model, rows, targets, temperature)
     return list(torch.split(flat, [len(r) for _, r in items]))
 

@@ -46,16 +46,21 @@ STD_EPS = 1e-4
 # --- SFT -------------------------------------------------------------------------------------------------------
 
 
-def sft_token_loss(logps: torch.Tensor, kind: str = "nll") -> torch.Tensor:
-    """Per-token SFT loss from per-token log-probabilities (`nll`, `dft`, or CHORD's `phi`)."""
+def sft_token_weight(logps: torch.Tensor, kind: str = "nll") -> torch.Tensor | float:
+    """The detached factor each SFT loss puts on -log p_t: 1 (`nll`), p_t (`dft`), p_t (1 - p_t) (`phi`)."""
     if kind == "nll":
-        return -logps
+        return 1.0
     probs = logps.detach().exp()
     if kind == "dft":
-        return -probs * logps
+        return probs
     if kind == "phi":
-        return -(probs * (1.0 - probs)) * logps
+        return probs * (1.0 - probs)
     raise ValueError(f"unknown SFT loss {kind!r}; use one of nll, dft, phi")
+
+
+def sft_token_loss(logps: torch.Tensor, kind: str = "nll") -> torch.Tensor:
+    """Per-token SFT loss from per-token log-probabilities (`nll`, `dft`, or CHORD's `phi`)."""
+    return -sft_token_weight(logps, kind) * logps
 
 
 # --- GRPO: rewards and advantages ------------------------------------------------------------------------------

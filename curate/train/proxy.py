@@ -24,9 +24,9 @@ import numpy as np
 import polars as pl
 import xxhash
 
-from curate.catalog.versions import DatasetVersion
+from curate.catalog.versions import DatasetVersion, lineage_of, resolve
 from curate.catalog.workspace import Workspace
-from curate.errors import BadUsage
+from curate.errors import BadUsage, CurateError
 from curate.lm import byte_tokenizer
 from curate.lm.templates import render_prompt  # torch is imported where a model is built: the CLI starts fast
 
@@ -165,13 +165,57 @@ def proxy_folder(ws: Workspace, version: DatasetVersion, config: ProxyConfig) ->
     return ws.models_dir / f"proxy-{version.content_hash[:16]}-{config.key()[:8]}"
 
 
+SUBSET_OPS = ("select", "curriculum")  # steps whose output rows are rows of their one input
+
+
+def subset_chain(ws: Workspace, version: DatasetVersion) -> list[DatasetVersion]:
+    """`version`, then the version it was selected from, and so on up to the first one that is not
+    a subset of a catalog version (an ingest, a synth or mix run, a chain with several inputs)."""
+    chain = [version]
+    while len(chain) < 64:
+        steps = lineage_of(ws, chain[-1])
+        inputs = steps[0]["inputs"] if steps else []
+        if not steps or any(step["op"] not in SUBSET_OPS for step in steps) or len(inputs) != 1:
+            break
+        try:
+            parent = resolve(ws, inputs[0])
+        except CurateError:  # a source outside the catalog, or a version since deleted
+            break
+        if parent.ref in {v.ref for v in chain}:
+            break
+        chain.append(parent)
+    return chain
+
+
+def cached_proxy(ws: Workspace, version: DatasetVersion) -> Path | None:
+    """The newest proxy cached for `version` itself or for a version it was selected from.
+
+    A selection's rows are rows of its source, so the source's proxy has seen exactly them; reusing it
+    saves training a new proxy for every derived version, and `curate train proxy X --steps N` makes
+    the proxy that X and its selections use."""
+    for candidate in subset_chain(ws, version):
+        found = sorted(ws.models_dir.glob(f"proxy-{candidate.content_hash[:16]}-*/proxy.json"),
+                       key=lambda path: path.stat().st_mtime)
+        if found:
+            return found[-1].parent
+    return None
+
+
 def ensure_proxy(
     ws: Workspace,
     version: DatasetVersion,
     config: ProxyConfig | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[Path, dict]:
-    """The proxy for `version`: from the cache, or trained now and cached. Returns (folder, stats)."""
+    """The proxy for `version`: from the cache, or trained now and cached. Returns (folder, stats).
+
+    With no `config` (what `--model proxy` asks for), any proxy cached for the version or for a version
+    it was selected from is used (`cached_proxy`); else one is trained on the first version of that chain."""
+    if config is None:
+        folder = cached_proxy(ws, version)
+        if folder is not None:
+            return folder, {**json.loads((folder / "proxy.json").read_text()), "cached": True}
+        version = subset_chain(ws, version)[-1]
     config = config or default_config()
     folder = proxy_folder(ws, version, config)
     if (folder / "proxy.json").exists():
@@ -198,8 +242,13 @@ def resolve_model(
     config: ProxyConfig | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> str:
-    """What `--model` names, as something `curate.lm.load` opens: "proxy" becomes the dataset's cached proxy."""
+    """What `--model` names, as something `curate.lm.load` opens: "proxy" becomes the dataset's cached proxy,
+    a `.gguf` file the Hugging Face folder it is dequantised into once (cached in the workspace's models/)."""
     if model == "proxy":
         folder, _ = ensure_proxy(ws, version, config, progress)
         return str(folder)
+    from curate.lm.gguf_cache import cached_folder, is_gguf
+
+    if is_gguf(model):
+        return str(cached_folder(Path(model), ws.models_dir)[0])
     return model

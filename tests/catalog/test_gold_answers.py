@@ -76,3 +76,22 @@ def test_humaneval_shape_keeps_the_entry_point_in_meta(ws, tmp_path):
     assert (stored["prompt"], stored["response"], stored["tests"]) == (row["prompt"], row["canonical_solution"],
                                                                        row["test"])
     assert metas_of(report.version) == [{"task_id": "Test/0", "entry_point": "inc"}]
+
+
+def test_a_grpo_export_of_humaneval_rows_carries_the_entry_point_for_the_code_reward(ws, tmp_path):
+    from curate.catalog.export import export_version
+    from curate.train.code_reward import CodeReward
+
+    row = {"task_id": "Test/0", "prompt": "def inc(x: int) -> int:\n    \"\"\"x + 1\"\"\"\n",
+           "canonical_solution": "    return x + 1\n", "test": "def check(candidate):\n    assert candidate(1) == 2\n",
+           "entry_point": "inc"}
+    report = ingest_rows(ws, tmp_path, [row])
+    export_version(report.version, tmp_path / "grpo.parquet", columns="prompt")
+    exported = pl.read_parquet(tmp_path / "grpo.parquet").to_dicts()[0]
+    assert exported["entry_point"] == "inc"
+    columns = {k: [v] for k, v in exported.items() if k != "prompt"}  # what TRL hands a reward function
+    assert CodeReward()([exported["prompt"]], ["    return x + 1\n"], **columns) == [1.0]
+    assert CodeReward()([exported["prompt"]], ["    return 'garbage'\n"], **columns) == [0.0]
+    plain = ingest_rows(ws, tmp_path, [{"prompt": "p", "response": "r"}], name="plain", filename="plain.jsonl")
+    export_version(plain.version, tmp_path / "plain.parquet", columns="prompt")
+    assert "entry_point" not in pl.read_parquet(tmp_path / "plain.parquet").columns  # only where rows have one

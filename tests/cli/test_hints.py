@@ -9,6 +9,7 @@ triggers is checked against the command that printed it.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,20 @@ def test_strict_mode_is_on_for_the_suite():
     assert os.environ.get("CURATE_STRICT_HINTS") == "1"
 
 
+CSS_PROPERTY = re.compile(r"var\(--[\w-]+\)|--[\w-]+\s*:")
+
+
+def _strings(tree: ast.AST):
+    """Every string literal with its node; an f-string whole, its fields as X (so a quoted command stays one piece)."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            inside |= {id(v) for v in node.values}
+            yield node, "".join(v.value if isinstance(v, ast.Constant) else "X" for v in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in inside:
+            yield node, node.value
+
+
 def test_every_option_named_in_the_source_exists_on_some_command():
     """Old spellings (docs/cli.md) and hidden options may be named only where the CLI declares them."""
     known = set(hints.options_of(ROOT)) | {"--help", "-h"}
@@ -46,11 +61,11 @@ def test_every_option_named_in_the_source_exists_on_some_command():
     missing = {}
     for file in PACKAGE.rglob("*.py"):
         allowed = parsed if file.parent.name == "cli" else known
-        for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                for option in hints.OPTION.findall(node.value):
-                    if option not in allowed:
-                        missing.setdefault(option, []).append(f"{file.relative_to(PACKAGE.parent)}:{node.lineno}")
+        for node, text in _strings(ast.parse(file.read_text())):
+            text = CSS_PROPERTY.sub("", text)  # the report's stylesheet: `--ink: #222`, `var(--ink)`
+            for option in (o for part in hints._outside_quotes_parts(text) for o in hints.OPTION.findall(part)):
+                if option not in allowed:
+                    missing.setdefault(option, []).append(f"{file.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert not missing, missing
 
 
@@ -80,6 +95,11 @@ def test_unknown_names_options_of_the_command_they_belong_to():
     assert hints.unknown("run `curate rollouts NAME --size M` first", mix, ROOT) == ["--size"]
     assert hints.unknown("run `curate nosuch x` first", mix, ROOT) == ["`curate nosuch` (no such command)"]
     assert hints.unknown("see `curate train sft DATA --lora-r 8`", mix, ROOT) == []
+    # another program's command keeps its own options; a bare quoted option is still ours
+    assert hints.unknown("upload with `hf upload me/x PATH --repo-type dataset`", mix, ROOT) == []
+    assert hints.unknown("pass `--repo-type x`", mix, ROOT) == ["--repo-type"]
+    assert (hints.fit("`hf upload x --param difficulty.model_key=K` or --param difficulty.model_key=K", mix)
+            == "`hf upload x --param difficulty.model_key=K` or --model-key K")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from curate.compare.stats import bootstrap_interval, summarize, t_quantile, t_two_sided_mass
+from curate.util.stats import bootstrap_interval, summarize, t_quantile, t_two_sided_mass
 
 # Three seeds, three arms; the arithmetic below is written out.
 TABLE = {"random": {0: 0.20, 1: 0.30, 2: 0.25},

@@ -66,8 +66,11 @@ def test_bad_budgets_are_named(text, message):
 def test_budget_larger_than_the_pool_names_what_can_be_kept():
     with pytest.raises(BadUsage, match="budget 11 is larger than the pool: x can keep at most 8 rows") as info:
         check_budget(11, 8, "x", 10)
-    assert "2 of its 10 rows have no valid score" in str(info.value)
+    assert "2 of its 10 rows cannot be kept: no valid score 2" in str(info.value)
     assert check_budget(None, 8, "x", 10) == 8
+    with pytest.raises(BadUsage) as info:  # the strategy's own rule is named with its count
+        check_budget(11, 5, "ifd", 10, {"ifd_above_1": 4, "nan_score": 0})
+    assert "5 of its 10 rows cannot be kept: ifd_above_1 4, no valid score 1" in str(info.value)
 
 
 def test_coerce_parameters_from_text():
@@ -148,3 +151,46 @@ def test_nan_scores_are_excluded_and_counted(monkeypatch):
 def test_get_support_before_select_is_an_error():
     with pytest.raises(RuntimeError, match="select"):
         LengthSelector().get_support()
+
+
+EXPECTED_KINDS = {"fisher": "set", "token-clean": "annotate", "ifd": "rank", "perplexity": "rank", "length": "rank",
+                  "random": "rank", "dedup": "filter", "diversity": "set", "decontaminate": "filter",
+                  "rollout-variance": "filter", "difficulty": "rank", "mixing": "set"}
+
+
+def test_every_strategy_gets_its_kind_from_its_class_statement():
+    assert {name: registry.get(name).kind for name in registry.STRATEGIES} == EXPECTED_KINDS
+
+
+def test_kind_is_declared_one_way_and_must_be_known():
+    from curate.selectors.base import Selector
+
+    with pytest.raises(TypeError, match="declare the kind in the class statement"):
+        type("ByHand", (Selector,), {"kind": "rank"})
+    with pytest.raises(TypeError, match="'ranked' is not one of"):
+        class Misspelt(Selector, kind="ranked"):  # noqa: F841
+            pass
+
+    class Declared(Selector, kind="filter"):
+        pass
+
+    class Inherited(Declared):
+        pass
+
+    assert Declared.kind == Inherited.kind == "filter"
+
+
+@pytest.mark.parametrize("strategy, params, message", [
+    ("length", {"keep": "middle"}, "length.keep must be 'long' or 'short'"),
+    ("perplexity", {"keep": "mid"}, "perplexity.keep must be 'low' or 'high'"),
+    ("token-clean", {"ratio": "1.5"}, "token-clean.ratio is the fraction"),
+    ("rollout-variance", {"threshold": "-1"}, "rollout-variance.threshold must be >= 0"),
+    ("difficulty", {"mode": "easy"}, "unknown difficulty mode 'easy'"),
+    ("mixing", {"method": "static"}, "static mixing needs weights"),
+    ("decontaminate", {"n": "0"}, "decontaminate.n must be at least 1"),
+])
+def test_check_params_refuses_bad_parameters_before_anything_is_scored(strategy, params, message):
+    """`_check_params` runs first in `fit`: a pool without a workspace or a model never gets that far."""
+    selector = registry.get(strategy).from_params(params)
+    with pytest.raises(BadUsage, match=message):
+        selector.fit(_pool(["a", "bb"]))

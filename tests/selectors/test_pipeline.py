@@ -201,3 +201,22 @@ def test_a_failed_commit_leaves_no_version_and_no_selection_row(ws, pool, monkey
             assert con.execute(f"SELECT count(*) FROM {table} WHERE name = 'partial'").fetchall() == [(0,)]
     assert not (ws.root / "shards" / "partial" / "v1").exists()
     assert resolve(ws, "pool").rows == pool.rows  # the source is untouched
+
+
+def test_each_step_records_its_score_of_every_row_it_saw(ws, pool):
+    """`step_scores` holds what `curate report` plots: every row a step saw, its score, and whether it was kept."""
+    report = run_select(ws, "pool", "length,random", budget=5, params={"length.budget": "20"}, seed=2)
+    version = report.version
+    with ws.catalog() as con:
+        rows = con.execute("SELECT step, id, value, kept FROM step_scores WHERE name = ? AND version = ? "
+                           "ORDER BY step, id", [version.name, version.version]).fetchall()
+    first = [r for r in rows if r[0] == 0]
+    second = [r for r in rows if r[0] == 1]
+    assert len(first) == 60 and len(second) == 20  # the length step saw the pool, random the 20 it kept
+    lengths = dict(resolve(ws, "pool").scan().select("id", pl.col("response").str.len_chars()).collect().iter_rows())
+    kept = [value for _, row_id, value, was_kept in first if was_kept]
+    dropped = [value for _, row_id, value, was_kept in first if not was_kept and not math.isnan(value)]
+    assert len(kept) == 20 and min(kept) >= max(dropped)  # the longest 20 were kept: the cut separates them
+    assert all(value == lengths[row_id] for _, row_id, value, _ in first if not math.isnan(value))
+    assert sum(1 for r in first if math.isnan(r[2])) == 1  # the row without a response has no score
+    assert {r[1] for r in second if r[3]} == set(version.scan().select("id").collect()["id"].to_list())

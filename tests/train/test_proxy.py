@@ -155,3 +155,43 @@ def test_proxy_cache_tells_apart_datasets_with_the_same_user_ids(tmp_path):
     ensure_proxy(ws, first.version, TINY)
     folder, stats = ensure_proxy(ws, second.version, TINY)
     assert stats["cached"] is False and stats["dataset"] == "new@v1"
+
+
+def test_selections_reuse_their_sources_proxy_and_the_newest_one_wins(tmp_path, monkeypatch):
+    from curate.selectors.pipeline import run_select
+    from curate.train import proxy as proxy_module
+
+    ws = Workspace.open(tmp_path / "ws")
+    pool = ingest(ws, str(write_jsonl(tmp_path / "pool.jsonl", synthetic_rows(80, seed=3))),
+                  IngestOptions(name="pool")).version
+    first, _ = ensure_proxy(ws, pool, TINY)
+    picked = run_select(ws, pool.ref, "random", budget="40", seed=0, out="half").version
+    again = run_select(ws, picked.ref, "random", budget="20", seed=1, out="quarter").version
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a proxy was trained although the source's proxy is cached")
+
+    monkeypatch.setattr(proxy_module, "train_proxy", no_training)
+    assert [v.ref for v in proxy_module.subset_chain(ws, again)] == [again.ref, picked.ref, pool.ref]
+    for version in (pool, picked, again):  # `--model proxy` on the pool and on what was selected from it
+        folder, stats = ensure_proxy(ws, version)
+        assert (folder, stats["cached"]) == (first, True)
+        assert proxy_module.resolve_model(ws, version, "proxy") == str(first)
+    monkeypatch.undo()
+    time.sleep(0.01)
+    newer, _ = ensure_proxy(ws, pool, replace(TINY, steps=3))  # what `curate train proxy pool --steps 3` does
+    assert newer != first and ensure_proxy(ws, again)[0] == newer
+
+
+def test_without_a_cached_proxy_the_first_version_of_the_chain_is_trained_on(tmp_path, monkeypatch):
+    from curate.selectors.pipeline import run_select
+    from curate.train.proxy import STEPS_ENV
+
+    ws = Workspace.open(tmp_path / "ws")
+    pool = ingest(ws, str(write_jsonl(tmp_path / "pool.jsonl", synthetic_rows(60, seed=4))),
+                  IngestOptions(name="pool")).version
+    picked = run_select(ws, pool.ref, "random", budget="30", seed=0, out="half").version
+    monkeypatch.setenv(STEPS_ENV, "2")
+    folder, stats = ensure_proxy(ws, picked)
+    assert stats["cached"] is False and stats["examples"] == 60  # the pool's rows, not the 30 selected
+    assert json.loads((folder / "proxy.json").read_text())["dataset"] == pool.ref

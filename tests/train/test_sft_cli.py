@@ -95,3 +95,13 @@ def test_grpo_rollout_backend_errors(tiny_model_dir, dataset, tmp_path, capsys, 
     code, _, err = curate(capsys, "train", "grpo", "pool", "--model", str(tiny_model_dir), "--reward", "math",
                           "--backend", "vllm", "--out", str(tmp_path / "v"), "--workspace", str(dataset))
     assert code != 0 and "needs the vllm package" in err and "curate[vllm]" in err and "Traceback" not in err
+
+
+def test_no_packing_flag_trains_on_padded_batches(tiny_model_dir, dataset, tmp_path, capsys):
+    out = tmp_path / "padded"
+    code, stdout, err = curate(capsys, "train", "sft", "pool", "--model", str(tiny_model_dir), "--out", str(out),
+                               "--steps", "2", "--batch-tokens", "256", "--no-packing", "--quiet",
+                               "--workspace", str(dataset))
+    assert code == 0, err
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["config"]["packing"] is False

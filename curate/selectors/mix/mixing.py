@@ -30,7 +30,7 @@ import polars as pl
 from curate.catalog.workspace import query_frame
 from curate.errors import BadUsage
 from curate.selectors.mix import rules
-from curate.selectors.base import BUDGET, Selection, Selector, dropped_rows
+from curate.selectors.base import BUDGET, Selection, SetSelector, dropped_rows
 from curate.selectors.mix.domains import domain_labels
 from curate.selectors.random_sample import hash_uniform
 
@@ -61,9 +61,8 @@ def parse_weights(text: str | None) -> dict[str, float]:
     return out
 
 
-class MixingSelector(Selector):
+class MixingSelector(SetSelector):
     name: ClassVar[str] = "mixing"
-    kind: ClassVar[str] = "set"
     uses_model: ClassVar[bool] = True
 
     def __init__(self, method: str = "natural", weights: str | None = None, clusters: int = 0,
@@ -82,7 +81,7 @@ class MixingSelector(Selector):
         self.eta = eta
         self.redistribute = redistribute
 
-    def fit(self, pool) -> MixingSelector:
+    def _check_params(self) -> None:
         if self.method not in METHODS:
             raise BadUsage(f"unknown mixing method {self.method!r}", hint="methods: " + ", ".join(METHODS))
         if self.method == "static" and not (self.weights or "").strip():
@@ -91,8 +90,12 @@ class MixingSelector(Selector):
         if self.method != "static" and self.weights:
             raise BadUsage(f"weights are only read by the static method, not by {self.method}",
                            hint="pass --method static with --weights, or drop --weights")
-        given = parse_weights(self.weights) if self.method == "static" else {}
+        if self.method == "static":
+            parse_weights(self.weights)
+
+    def fit(self, pool) -> MixingSelector:
         self._prepare(pool)
+        given = parse_weights(self.weights) if self.method == "static" else {}
         self.codes_, self.domains_, self.domain_source_ = domain_labels(pool, self.clusters, pool.seed)
         counts = np.bincount(self.codes_, minlength=len(self.domains_))
         self.available_ = counts

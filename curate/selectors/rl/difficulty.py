@@ -216,9 +216,8 @@ def pick_prompts(mode: str, view: LedgerView, budget: int | None, params: Curric
     raise BadUsage(f"unknown difficulty mode {mode!r}", hint="modes: " + ", ".join(MODES))
 
 
-class DifficultySelector(Selector):
+class DifficultySelector(Selector, kind="rank"):
     name: ClassVar[str] = "difficulty"
-    kind: ClassVar[str] = "rank"
 
     def __init__(self, mode: str = "band", model_key: str | None = None, lo: float = CurriculumParams.lo,
                  hi: float = CurriculumParams.hi, keep_unseen: bool = CurriculumParams.keep_unseen,
@@ -241,17 +240,19 @@ class DifficultySelector(Selector):
         self.reference = reference
         self.decay = decay
 
-    def fit(self, pool) -> DifficultySelector:
+    def _check_params(self) -> None:
         if self.mode not in MODES:
             raise BadUsage(f"unknown difficulty mode {self.mode!r}", hint="modes: " + ", ".join(MODES))
+        if self.decay is not None and not 0 < self.decay <= 1:
+            raise BadUsage(f"difficulty.decay must be in (0, 1], got {self.decay}", hint="--param decay=0.9")
+
+    def fit(self, pool) -> DifficultySelector:
+        self._prepare(pool)
         if pool.ws is None:
             raise BadUsage("the difficulty strategy reads the prompt ledger: it needs a dataset in a workspace")
-        self._prepare(pool)
         self.model_key_ = resolve_model_key(pool.ws, pool.ids, self.model_key)
         self.view_ = ledger_view(pool.ws, pool.ids, self.model_key_)
         if self.decay is not None:  # the posterior with another λ than the one the rollouts were recorded with
-            if not 0 < self.decay <= 1:
-                raise BadUsage(f"decay must be in (0, 1], got {self.decay}", hint="--param decay=0.9")
             self.view_.alpha, self.view_.beta = decayed_posterior(pool.ws, pool.ids, self.model_key_, self.decay)
         if self.mode == "adarft":
             column = (pl.Series(pool.values(DIFFICULTY_FIELD, ["meta"])) if "meta" in pool.columns() else None)

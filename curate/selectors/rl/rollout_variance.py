@@ -28,7 +28,7 @@ import polars as pl
 from curate.catalog.ledger import KEY_SEPARATOR
 from curate.catalog.workspace import query_frame
 from curate.errors import BadUsage
-from curate.selectors.base import Selection, Selector, dropped_rows
+from curate.selectors.base import FilterSelector, Selection, dropped_rows
 from curate.selectors.rl.difficulty import ledger_columns, resolve_model_key
 
 FILTER_ON = ("auto", "outcome", "reward")
@@ -59,9 +59,8 @@ def latest_groups(ws, ids: pl.Series, model_key: str) -> pl.DataFrame:
     return frame
 
 
-class RolloutVarianceSelector(Selector):
+class RolloutVarianceSelector(FilterSelector):
     name: ClassVar[str] = "rollout-variance"
-    kind: ClassVar[str] = "filter"
 
     def __init__(self, threshold: float = 0.0, model_key: str | None = None, keep_unseen: bool = True,
                  filter_on: str = "auto"):
@@ -70,14 +69,16 @@ class RolloutVarianceSelector(Selector):
         self.keep_unseen = keep_unseen
         self.filter_on = filter_on
 
+    def _check_params(self) -> None:
+        if self.threshold < 0:
+            raise BadUsage(f"rollout-variance.threshold must be >= 0, got {self.threshold}")
+        if self.filter_on not in FILTER_ON:
+            raise BadUsage(f"unknown rollout-variance.filter_on {self.filter_on!r}", hint="--param filter_on=outcome|reward")
+
     def fit(self, pool) -> RolloutVarianceSelector:
+        self._prepare(pool)
         if pool.ws is None:
             raise BadUsage("rollout-variance reads the prompt ledger: it needs a dataset in a workspace")
-        if self.threshold < 0:
-            raise BadUsage(f"threshold must be >= 0, got {self.threshold}")
-        if self.filter_on not in FILTER_ON:
-            raise BadUsage(f"unknown filter_on {self.filter_on!r}", hint="--param filter_on=outcome|reward")
-        self._prepare(pool)
         self.model_key_ = resolve_model_key(pool.ws, pool.ids, self.model_key)
         self.filter_on_ = default_filter_on(self.model_key_) if self.filter_on == "auto" else self.filter_on
         frame = ledger_columns(pool.ws, pool.ids, self.model_key_, ["attempts", "zero_var_streak", "last_group_mean"])

@@ -13,9 +13,16 @@ tokens, from `curate.lm.scoring.hidden_states`. Parameters:
 - `lam`: λ, the prior precision;
 - `dim`: project x_ij to this many dimensions with a seeded Gaussian random projection
   (Johnson–Lindenstrauss) first, for large models;
-- `pooled`: one vector per sentence, √(tokens)·mean(x_ij), a rank-one stand-in for the token
-  sum that needs d floats per example instead of min(tokens, d)·d (for very large pools);
-- `lazy`: lazy greedy (the default) or naive greedy; both return the same sequence.
+- `pooled`: one vector per sentence, √m·x̄_i (m tokens, x̄_i their mean), which needs d floats per
+  example instead of min(m, d)·d (for very large pools). This is a *different objective* from the
+  paper's: Σ_j x_ij x_ijᵀ = m·x̄_i x̄_iᵀ + Σ_j (x_ij − x̄_i)(x_ij − x̄_i)ᵀ ⪰ m·x̄_i x̄_iᵀ (Jensen), so
+  pooled mode maximises a lower bound of the token-level log det that ignores how the tokens of
+  a sentence spread around their mean; it favours sentences with large mean embeddings, not
+  sentences with varied tokens;
+- `lazy`: lazy greedy (the default) or naive greedy; both return the same sequence;
+- `max_memory_gb`: refuse a pool whose features need more: the ragged per-example factors plus
+  the [n, max rank, d] float32 array the greedy runs on (one long response pads every example to
+  its rank).
 The greedy engine (gains by the matrix determinant lemma, Woodbury updates) is
 `curate.selectors.sft.logdet`.
 """
@@ -59,18 +66,28 @@ class FisherSelector(SetSelector):
             raise BadUsage(f"fisher.dim must be between 1 and the model's hidden size {width}, got {self.dim}")
         k = self.dim or width
         projection = random_projection(width, k, pool.seed) if self.dim else None
-        limit = self.max_memory_gb * (1 << 30)
         factors: list[np.ndarray | None] = [None] * pool.rows
-        held = 0
+        held, rank, examples = 0, 1, int(self.valid_.sum())
         for positions, states in response_states(pool, lm, self.valid_, what="fisher: hidden states"):
             for position, x in zip(positions, states):
                 factors[position] = self._factor(x, projection)
-                held += factors[position].size * 4 if factors[position] is not None else 0
-            if held > limit:
-                raise BadUsage(f"fisher: the token features of {pool.label} need over {self.max_memory_gb:g} GB",
-                               hint="project them with --param fisher.dim=64, use --param fisher.pooled=true, "
-                                    "or raise fisher.max_memory_gb")
+                if factors[position] is not None:
+                    held += factors[position].nbytes
+                    rank = max(rank, factors[position].shape[0])
+            self._check_memory(pool, held, examples, rank, k)  # refuse early: the padded array can only grow
         return self.fit_factors(factors, pool)
+
+    def _check_memory(self, pool, ragged: int, examples: int, rank: int, width: int) -> None:
+        """Refuse when the per-example factors plus the padded [n, max rank, d] float32 array exceed the limit."""
+        padded = examples * rank * width * 4
+        if ragged + padded > self.max_memory_gb * (1 << 30):
+            raise BadUsage(f"fisher: the token features of {pool.label} need {(ragged + padded) / (1 << 30):.3g} GB, "
+                           f"over fisher.max_memory_gb={self.max_memory_gb:g}: {ragged / (1 << 30):.3g} GB of "
+                           f"per-example factors and {padded / (1 << 30):.3g} GB padded to {examples:,} examples x "
+                           f"max rank {rank} x {width} dimensions",
+                           hint="project them with --param fisher.dim=64, use --param fisher.pooled=true (a lower "
+                                "bound of the objective, one row per example), cap the response length, or raise "
+                                "fisher.max_memory_gb")
 
     def _factor(self, x: np.ndarray, projection: np.ndarray | None) -> np.ndarray | None:
         """The example's factor from its token states x [R, d]; None when there are none or they are not finite."""
@@ -94,6 +111,7 @@ class FisherSelector(SetSelector):
         self.positions_ = np.flatnonzero(self.usable_)
         width = next((f.shape[1] for f in factors if f is not None), 1)
         rank = max((f.shape[0] for f in factors if f is not None), default=1)
+        self._check_memory(pool, sum(f.nbytes for f in factors if f is not None), len(self.positions_), rank, width)
         stacked = np.zeros((len(self.positions_), rank, width), dtype=np.float32)
         for row, position in enumerate(self.positions_):
             stacked[row, : factors[position].shape[0]] = factors[position]

@@ -9,12 +9,24 @@ where s(A | Q) is the mean cross-entropy of the answer tokens given the question
 mean cross-entropy of the answer alone (the direct-answer score). A high IFD means the question
 helps little to predict the answer: the example is hard to follow and worth training on. An
 IFD above 1 means the question makes the answer *less* likely, i.e. they do not match; those
-examples are dropped (reason `ifd_above_1`, as the paper's follow-up Superfiltering does) and
-the rest are ranked by IFD, highest first.
+examples are dropped (reason `ifd_above_1`, as Cherry_LLM's `data_by_IFD.py` skips
+`mean_rate > 1`) and the rest are ranked by IFD, highest first.
 
-Both losses are over the same tokens (the response as `encode_pair` tokenizes it, EOS
-included); the direct-answer loss conditions on one start token (BOS, or EOS when the
-tokenizer has no BOS), as the paper's code does by scoring the answer with its BOS.
+What curate computes: both losses are means over the same tokens, the response as
+`encode_pair` tokenizes it after the prompt's template (EOS included). The conditioned loss
+sees the templated prompt; the direct-answer loss feeds those same response tokens after a
+single start token (BOS, or EOS when the tokenizer has no BOS) and nothing else.
+
+What Cherry_LLM does (`python cherry_seletion/data_analysis.py --mod cherry`, and
+`data_by_IFD.py`): the conditioned text is the templated instruction + output; the direct
+text is the string `'### Response:' + output`, tokenized as a whole with the tokenizer's BOS,
+so its direct answer is conditioned on BOS *and* the template's response header (not on a
+bare start token), and its answer tokens come from re-tokenizing that string (they can
+differ from the conditioned pass's at the boundary). The direct pass is truncated to
+`max_length − len(instruction) − 2` tokens so that both cover about the same answer tokens.
+curate conditions on the start token alone because its prompts go through chat or plain
+templates with no fixed response header; on models trained with such a header the two
+direct losses differ by how much the header itself predicts the answer.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ class LengthSelector(RankSelector):
     def __init__(self, keep: str = "long"):
         self.keep = keep
 
+    def _check_params(self) -> None:
+        if self.keep not in ('long', 'short'):
+            raise BadUsage(f"length.keep must be 'long' or 'short', not {self.keep!r}")
+
     @property
     def higher_is_better(self) -> bool:  # type: ignore[override]
-        if self.keep not in ("long", "short"):
-            raise BadUsage(f"length.keep must be 'long' or 'short', not {self.keep!r}")
         return self.keep == "long"
 
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
-        _ = self.higher_is_better  # validates `keep`
         return pool.values(pl.col("response").str.len_chars().fill_null(0).cast(pl.Float64), ["response"])

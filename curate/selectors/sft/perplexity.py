@@ -23,14 +23,15 @@ class PerplexitySelector(ModelScorer):
     def __init__(self, keep: str = "low"):
         self.keep = keep
 
+    def _check_params(self) -> None:
+        if self.keep not in ('low', 'high'):
+            raise BadUsage(f"perplexity.keep must be 'low' or 'high', not {self.keep!r}")
+
     @property
     def higher_is_better(self) -> bool:  # type: ignore[override]
-        if self.keep not in ("low", "high"):
-            raise BadUsage(f"perplexity.keep must be 'low' or 'high', not {self.keep!r}")
         return self.keep == "high"
 
     def _score(self, pool, valid: np.ndarray) -> np.ndarray:
-        _ = self.higher_is_better  # validates `keep` before any model runs
         lm = pool.lm()
         with np.errstate(over="ignore"):
             return np.exp(mean_nll(pool, lm, valid, what="perplexity"))

@@ -21,6 +21,15 @@ Two modes:
   the model trained on the chunk before, its base the reference before that (the authors'
   `self_evolving_cleaning.sh`). Tokens are ranked within each chunk.
 
+Warm-up rows are never scored by a model trained on them. The paper warms the reference on
+separate data (`warmup_data`, which must not share rows with the pool). When the reference is
+warmed on the pool itself (the default), a reference would score its own training rows with
+an inflated loss drop, so curate cross-fits: it samples 2 x `warmup_rows` rows, trains the
+reference θ'_A on one half (A) and a second reference θ'_B on the other (B); the rows of A are
+scored with θ'_B and every other row with θ'_A. In self-evolving mode every chunk model
+descends from θ'_A, so the rows of A are taken out of the chunks and scored (with θ'_B) and
+cleaned together with chunk 1, whose reference is also a warm-up reference.
+
 Masks are aligned with the response tokens as `curate.lm.templates.encode_pair(...,
 add_eos=True)` produces them (EOS included), the tokenization the SFT trainer checks; tokens
 past the model's context are not scored and keep mask 1. Per-token scores are stored in the
@@ -41,13 +50,12 @@ import xxhash
 
 from curate.catalog.scores import load_token_scores, scorer_key
 from curate.errors import BadUsage, ModelLoadError
-from curate.selectors.base import NAN_SCORE, Selection, Selector, dropped_rows
+from curate.selectors.base import NAN_SCORE, AnnotateSelector, Selection, dropped_rows
 from curate.selectors.sft.token_scores import Ragged, masks_frame, top_fraction
 
 
-class TokenCleanSelector(Selector):
+class TokenCleanSelector(AnnotateSelector):
     name: ClassVar[str] = "token-clean"
-    kind: ClassVar[str] = "annotate"
     uses_model: ClassVar[bool] = True
     needs_response: ClassVar[bool] = True
 
@@ -66,7 +74,7 @@ class TokenCleanSelector(Selector):
         self.chunks = chunks
 
     # -- checks --------------------------------------------------------------------------
-    def _check(self) -> None:
+    def _check_params(self) -> None:
         if not 0 < self.ratio <= 1:
             raise BadUsage(f"token-clean.ratio is the fraction of tokens kept, in (0, 1]; got {self.ratio}")
         if self.level not in ("global", "example"):
@@ -80,11 +88,13 @@ class TokenCleanSelector(Selector):
 
     # -- fit ------------------------------------------------------------------------------
     def fit(self, pool) -> TokenCleanSelector:
-        self._check()
         self._prepare(pool)
         self.model_id_, self.model_hash_ = pool.model, pool.model_hash()
         self.tokens_ = Ragged(pool.rows)
         self.masks_ = Ragged(pool.rows)
+        self.cross_fit_ = np.zeros(pool.rows, dtype=bool)  # the rows reference_ was trained on (cross-fit)
+        self.cross_fit_reference_: str | None = None  # the reference that scores them instead
+        self.cached_rows_ = 0
         self.reference_ = self._reference(pool)
         if self.mode == "fixed":
             self._fixed(pool)
@@ -100,25 +110,31 @@ class TokenCleanSelector(Selector):
         return self
 
     def _fixed(self, pool) -> None:
-        key = scorer_key(self.name, self.model_hash_, self._key_params(pool, pool.model_hash(self.reference_)))
-        self.scorer_key_ = key
-        todo = self.valid_.copy()
+        self.scorer_key_ = self._fixed_pass(pool, self.valid_ & ~self.cross_fit_, self.reference_)
+        if self.cross_fit_.any():
+            self._fixed_pass(pool, self.cross_fit_, self.cross_fit_reference_)
+        self._clean(np.flatnonzero(self.valid_))
+
+    def _fixed_pass(self, pool, rows: np.ndarray, reference: str) -> str:
+        """Score `rows` with (base, reference), reusing stored scores; returns the scorer key."""
+        key = scorer_key(self.name, self.model_hash_, self._key_params(pool, pool.model_hash(reference)))
+        todo = rows.copy()
         if pool.ws is not None and pool.version is not None:
             cached = load_token_scores(pool.ws, pool.version.ref, key)
             if cached.height:
                 hits = pl.DataFrame({"id": pool.ids}).with_row_index("p").join(cached, on="id", how="inner")
                 for position, values in zip(hits["p"].to_list(), hits["values"].to_list()):
-                    if self.valid_[position]:
+                    if rows[position]:
                         self.tokens_.put(position, np.asarray(values, dtype=np.float32))
                         todo[position] = False
-        self.cached_rows_ = int(self.valid_.sum() - todo.sum())
+        self.cached_rows_ += int(rows.sum() - todo.sum())
         if todo.any():
-            fresh = self._score(pool, todo, None, self.reference_)
-            self._store(pool, key, fresh, pool.model_hash(self.reference_))
-        self._clean(np.flatnonzero(self.valid_))
+            fresh = self._score(pool, todo, None, reference)
+            self._store(pool, key, fresh, pool.model_hash(reference))
+        return key
 
     def _self_evolving(self, pool) -> None:
-        chunks = [c for c in np.array_split(np.flatnonzero(self.valid_), self.chunks) if len(c)]
+        chunks = [c for c in np.array_split(np.flatnonzero(self.valid_ & ~self.cross_fit_), self.chunks) if len(c)]
         base, reference = None, self.reference_
         self.chunk_models_ = [reference]
         for index, chunk in enumerate(chunks):
@@ -129,6 +145,12 @@ class TokenCleanSelector(Selector):
             key = scorer_key(self.name, pool.model_hash(base) if base else self.model_hash_,
                              self._key_params(pool, ref_hash, chunk=index))
             self._store(pool, key, fresh, ref_hash)
+            if index == 0 and self.cross_fit_.any():  # the warm-up reference's own rows: the other fold scores them
+                held_out = self.cross_fit_reference_
+                fresh = self._score(pool, self.cross_fit_, None, held_out)
+                self._store(pool, scorer_key(self.name, self.model_hash_, self._key_params(
+                    pool, pool.model_hash(held_out), chunk=index)), fresh, pool.model_hash(held_out))
+                chunk = np.union1d(chunk, np.flatnonzero(self.cross_fit_))
             self._clean(chunk)
             if index + 1 < len(chunks):  # the next chunk's reference: this reference trained on this cleaned chunk
                 rows = self._training_rows(pool, chunk, with_masks=True)
@@ -195,17 +217,41 @@ class TokenCleanSelector(Selector):
         if self.ref_model:
             return self.ref_model
         if self.warmup_data:
-            if pool.ws is None:
-                raise BadUsage("token-clean.warmup_data names a dataset, which needs a workspace")
-            from curate.catalog.versions import resolve
+            rows = self._warmup_data_rows(pool)
+            return self._train(pool, None, rows, "warm-up")
+        candidates = np.flatnonzero(self.valid_)
+        if len(candidates) < 2:
+            raise BadUsage("token-clean: warming a reference on the pool needs at least 2 rows with a response "
+                           "(one half trains it, the other half's model scores that half)",
+                           hint="pass --param token-clean.ref_model=MODEL, or --param "
+                                "token-clean.warmup_data=NAME (data not in the pool)")
+        take = min(2 * self.warmup_rows, len(candidates))
+        picks = np.random.default_rng(pool.seed).choice(candidates, size=take, replace=False)
+        fold_a, fold_b = np.sort(picks[: take // 2]), np.sort(picks[take // 2:])
+        self.cross_fit_[fold_a] = True
+        self.cross_fit_reference_ = self._train(pool, None, self._training_rows(pool, fold_b, with_masks=False),
+                                                "cross-fit warm-up")
+        return self._train(pool, None, self._training_rows(pool, fold_a, with_masks=False), "warm-up")
 
-            rows = resolve(pool.ws, self.warmup_data).scan().select("prompt", "response").collect().to_dicts()
-        else:
-            candidates = np.flatnonzero(self.valid_)
-            take = min(self.warmup_rows, len(candidates))
-            picks = np.sort(np.random.default_rng(pool.seed).choice(candidates, size=take, replace=False))
-            rows = self._training_rows(pool, picks, with_masks=False)
-        return self._train(pool, None, rows, "warm-up")
+    def _warmup_data_rows(self, pool) -> list[dict]:
+        """The rows of `warmup_data`; refused when some are in the pool (the reference would score its own rows)."""
+        if pool.ws is None:
+            raise BadUsage("token-clean.warmup_data names a dataset, which needs a workspace")
+        from curate.catalog.ids import content_id_expr
+        from curate.catalog.versions import resolve
+
+        warmup = resolve(pool.ws, self.warmup_data)
+        frame = warmup.scan().select("prompt", "response").collect()
+        ids = frame.select(content_id_expr(()).alias("c"))["c"]  # prompt and response only
+        shared = 0
+        for part in pool.iter_frames(["prompt", "response"], self.valid_):
+            shared += int(part.select(content_id_expr(()).is_in(ids.implode()).sum()).item())
+        if shared:
+            raise BadUsage(f"token-clean.warmup_data {warmup.ref} shares {shared:,} rows (same prompt and response) "
+                           f"with {pool.label}: the reference would score the rows it was trained on",
+                           hint="warm up on data disjoint from the pool, or leave warmup_data unset (curate then "
+                                "cross-fits two references on a sample of the pool)")
+        return frame.to_dicts()
 
     def _training_rows(self, pool, positions: np.ndarray, with_masks: bool) -> list[dict]:
         wanted = np.zeros(pool.rows, dtype=bool)
@@ -271,4 +317,7 @@ class TokenCleanSelector(Selector):
         selection.stats.update({"tokens": total, "tokens_kept": kept, "kept_fraction": kept / max(1, total),
                                 "tokens_scored": scored, "scored_kept_fraction": scored_kept / max(1, scored),
                                 "tokens_unscored": total - scored, "reference": self.reference_, "mode": self.mode})
+        if self.cross_fit_reference_:
+            selection.stats.update({"cross_fit_rows": int(self.cross_fit_.sum()),
+                                    "cross_fit_reference": self.cross_fit_reference_})
         return selection

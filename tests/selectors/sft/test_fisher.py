@@ -117,6 +117,32 @@ def test_memory_guard_suggests_projection(tiny_model_dir, rows):
     assert "pooled" in info.value.hint
 
 
+def test_memory_guard_counts_the_padded_factor_array(tiny_model_dir, states):
+    """One long response pads every example to its rank: a pool whose ragged factors fit the limit but whose
+    [n, max rank, d] array does not is refused, naming both terms."""
+    d = states[0].shape[1]
+    rows = [{"id": "long", "prompt": "Tell a story.", "response": "a long story about many things. " * 8}]
+    rows += [{"id": f"s{i}", "prompt": f"Say {i}.", "response": str(i)} for i in range(60)]
+    pool = _pool(rows, tiny_model_dir)
+    fitted = FisherSelector(max_memory_gb=1.0).fit(pool)
+    rank = fitted.factors_.shape[1]
+    assert rank == d and fitted.factors_.shape[0] == len(rows)  # the long response has more tokens than d
+    lm = load(str(tiny_model_dir), dtype="float32", device="cpu")
+    items = [encode_pair(r["prompt"], r["response"], lm.tokenizer, add_eos=True) for r in rows]
+    ragged = sum(min(len(item.response_ids), d) * d * 4 for item in items)
+    padded = len(rows) * rank * d * 4
+    assert padded > 3 * ragged
+    limit_gb = 2 * ragged / (1 << 30)  # the ragged factors alone fit twice over
+    with pytest.raises(BadUsage, match="padded to 61 examples x max rank 32 x 32 dimensions") as info:
+        FisherSelector(max_memory_gb=limit_gb).fit(pool)
+    assert "fisher.max_memory_gb" in info.value.message and "fisher.dim" in info.value.hint
+    factors = [fitted.factors_[i, : min(len(item.response_ids), d)] for i, item in enumerate(items)]
+    with pytest.raises(BadUsage, match="padded to"):  # the same guard when the factors come precomputed
+        FisherSelector(max_memory_gb=limit_gb).fit_factors(factors, pool)
+    kept = FisherSelector(max_memory_gb=1.01 * (ragged + padded) / (1 << 30)).fit(pool)
+    assert len(kept.select(5)) == 5
+
+
 def test_naive_and_lazy_agree_on_brute_force_for_real_features(tiny_model_dir, rows):
     selector = FisherSelector(lam=1.0, dim=4).fit(_pool(rows[:8], tiny_model_dir))
     factors = selector.factors_

@@ -64,8 +64,9 @@ def test_ifd_drops_scores_above_one_and_keeps_the_highest(tiny_model_dir, monkey
     assert selection.drop_counts == {"below_budget": 1, "ifd_above_1": 1, "missing_response": 1}
     detail = selection.dropped.filter(pl.col("reason") == "ifd_above_1")["detail"][0]
     assert detail == "IFD 1.2000 > 1.0"
-    with pytest.raises(BadUsage, match="at most 3 rows"):
+    with pytest.raises(BadUsage, match="at most 3 rows") as info:
         IFDSelector().fit(_pool(tiny_model_dir)).select(4)
+    assert "2 of its 5 rows cannot be kept: ifd_above_1 1, no valid score 1" in info.value.message
 
 
 def test_perplexity_is_exp_of_the_mean_response_loss(tiny, tiny_model_dir):

@@ -137,9 +137,10 @@ def test_warm_up_reference_is_trained_from_the_base_and_cached(models, rows, tmp
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
     pool = Pool.from_rows(pl.DataFrame(rows), model=str(base))
     first = TokenCleanSelector(warmup_rows=6, steps=2, lr=1e-2, batch_tokens=2048).fit(pool)
-    assert "token-clean-ref-" in first.reference_
+    assert "token-clean-ref-" in first.reference_ and "token-clean-ref-" in first.cross_fit_reference_
     weights = [p for p in (tmp_path / "curate-token-clean").iterdir() if p.name.startswith("token-clean-ref-")]
-    assert len(weights) == 1
+    assert len(weights) == 2  # the reference and the cross-fit reference that scores the reference's own rows
+    assert first.cross_fit_.sum() == 6
     from curate.train import sft
 
     monkeypatch.setattr(sft, "train_sft", lambda *a, **k: pytest.fail("the cached reference was trained again"))
@@ -147,6 +148,71 @@ def test_warm_up_reference_is_trained_from_the_base_and_cached(models, rows, tmp
         Pool.from_rows(pl.DataFrame(rows), model=str(base)))
     assert again.reference_ == first.reference_
     np.testing.assert_allclose(again.scores_, first.scores_, equal_nan=True)
+
+
+def _record_training_and_scoring(monkeypatch) -> tuple[dict, list]:
+    """Wrap `_train` and `_score`: which rows each model saw (its own and its start model's), and which rows
+    each scoring pass scored with which (base, reference)."""
+    seen: dict = {None: set()}
+    passes: list = []
+    real_train, real_score = TokenCleanSelector._train, TokenCleanSelector._score
+
+    def train(self, pool, start, rows, label):
+        folder = real_train(self, pool, start, rows, label)
+        seen[folder] = seen[start] | {(r["prompt"], r["response"]) for r in rows}
+        return folder
+
+    def score(self, pool, mask, base, reference):
+        frame = pool.shared.frame
+        passes.append((base, reference, {(frame["prompt"][int(p)], frame["response"][int(p)])
+                                         for p in pool.root_pos[np.flatnonzero(mask)]}))
+        return real_score(self, pool, mask, base, reference)
+
+    monkeypatch.setattr(TokenCleanSelector, "_train", train)
+    monkeypatch.setattr(TokenCleanSelector, "_score", score)
+    return seen, passes
+
+
+@pytest.mark.parametrize("mode", ["fixed", "self-evolving"])
+def test_no_warm_up_row_is_scored_by_a_model_that_saw_it(models, rows, tmp_path, monkeypatch, mode):
+    base, _ = models
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
+    seen, passes = _record_training_and_scoring(monkeypatch)
+    pool = Pool.from_rows(pl.DataFrame(rows), model=str(base))
+    selector = TokenCleanSelector(mode=mode, chunks=2, warmup_rows=4, steps=2, lr=1e-2, batch_tokens=2048).fit(pool)
+    warmed = seen[selector.reference_]
+    assert len(warmed) == 4 and len(seen[selector.cross_fit_reference_]) == 4
+    assert not warmed & seen[selector.cross_fit_reference_]  # two disjoint folds of the pool
+    scored = set()
+    for base_model, reference, scored_rows in passes:
+        assert not scored_rows & (seen[base_model] | seen[reference]), (base_model, reference)
+        scored |= scored_rows
+    valid = {(r["prompt"], r["response"]) for r in rows if r["response"]}
+    assert scored == valid  # and every row was scored, the reference's own rows included
+    assert warmed <= {(r["prompt"], r["response"]) for i, r in enumerate(rows) if selector.cross_fit_[i]}
+    selection = selector.select()
+    assert len(selection) == len(valid) and selection.stats["cross_fit_rows"] == 4
+    masks = selection.extra["token_mask"].to_list()
+    assert sum(map(sum, masks)) < sum(map(len, masks))  # the reference's own rows are cleaned like the others
+
+
+def test_warm_up_data_must_not_share_rows_with_the_pool(models, ws, tmp_path):
+    from curate.catalog.ingest import IngestOptions, ingest
+    from curate.catalog.versions import resolve
+    from tests.conftest import write_jsonl
+
+    base, _ = models
+    valid = [{"prompt": r["prompt"], "response": r["response"]} for r in rows_with_responses()]
+    ingest(ws, str(write_jsonl(tmp_path / "pool.jsonl", valid)), IngestOptions(name="pool"))
+    ingest(ws, str(write_jsonl(tmp_path / "warm.jsonl", valid[:3])), IngestOptions(name="warm"))
+    pool = Pool.from_version(resolve(ws, "pool"), ws, model=str(base))
+    with pytest.raises(BadUsage, match="warm@v1 shares 3 rows .* with pool@v1") as info:
+        TokenCleanSelector(warmup_data="warm", steps=2).fit(pool)
+    assert "disjoint" in info.value.hint
+
+
+def rows_with_responses() -> list[dict]:
+    return [{"prompt": r["question"], "response": r["answer"]} for r in word_problems(6, seed=3)]
 
 
 def test_self_evolving_chunks_use_the_previous_chunks_model(models, rows, tmp_path, monkeypatch):
