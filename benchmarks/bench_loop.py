@@ -1,7 +1,7 @@
 """Curricula on real rollouts: `curate loop` (run_loop, the function behind the command) on the demo task.
 
 The policy is the demo's proxy model (a small LM trained on the demo pool, as `curate demo`
-makes it), the prompts 600 fresh demo problems (`curate.demo_loop.fresh_prompts`), the reward
+makes it), the prompts 600 fresh demo problems (`curate.demo_loop.fresh_prompts`; 593 distinct), the reward
 the demo's `demo_reward` (math + 0.5 format + 0.5 grounding, in [0, 2]); a rollout succeeds
 when it scores >= --success-threshold (0.5, the ledger's default; fixed before any curriculum
 was compared, as the threshold at which the starting model's pass rate lies in 10-60%: 28.5%
