@@ -1,20 +1,23 @@
 """The closed loop (`curate loop`): the curriculum picks prompts from the ledger, GRPO trains
 on them, and the fresh rollouts flow back into the ledger to steer the next pick.
 
-Each round:
-    1. select prompts from the ledger with the strategy (thompson | band | greso | adarft |
-       uniform; `curate.selectors.rl.difficulty.pick_prompts`);
-    2-5. `train_grpo` rolls them out, scores them, writes every rollout to the ledger, applies
-       dynamic sampling / PODS, and runs the GRPO steps;
-    6. evaluate the new model on a held-out split (greedy decoding, the same reward);
-    7. append a row to the run's metrics and update the curriculum's own state (GRESO's
-       exploration probabilities, AdaRFT's target difficulty).
+Each round runs `steps_per_round` GRPO steps (`train_grpo`); at every step the curriculum
+(thompson | band | greso | adarft | uniform; `curate.selectors.rl.schedule.StepCurriculum`)
+picks the step's prompts from the ledger as it stands, GRPO rolls them out, scores them,
+writes every rollout to the ledger (with the run's success threshold and MoPPS decay),
+applies dynamic sampling / PODS and updates the policy, and the curriculum hears the step's
+successes (GRESO's p_easy/p_hard and AdaRFT's target move per step, as in the papers).
+`pick_every="round"` picks once per round instead (curate's earlier behaviour). After the
+steps, the new model is evaluated on a held-out split (greedy decoding, the same reward) and
+a row is appended to the run's metrics.
 
 Resume after a crash (even SIGKILL): the loop's state (`loop.json`) is replaced atomically
 after each round; a round's prompt selection is saved before its rollouts start; GRPO
 checkpoints every step and names its ledger rows by (run, step, prompt, sample), so a
 resumed round regenerates the interrupted step under the same ids and the ledger skips
-what it already has. Nothing is counted twice and nothing is lost.
+what it already has; every pick and the curriculum's state after every step are saved in
+the round's `picks.json` before they are used, so a resumed round repeats them. Nothing is
+counted twice and nothing is lost.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from curate.catalog.ledger import ledger_key
 from curate.catalog.versions import DatasetVersion, resolve
 from curate.catalog.workspace import Workspace, query_frame
 from curate.errors import BadUsage
-from curate.selectors.rl import difficulty_rules as rules
-from curate.selectors.rl.difficulty import MODES, CurriculumParams, ledger_view, pick_prompts
+from curate.selectors.rl.difficulty import MODES, CurriculumParams, difficulty_field, ledger_view, static_difficulty
+from curate.selectors.rl.schedule import (PICK_EVERY, CurriculumState, StepCurriculum, choose, group_shares,
+                                          round_pool_size)
 from curate.selectors.random_sample import hash_uniform
+from curate.train.data import stream_slice
 
 STATE = "loop.json"
 
@@ -56,6 +61,9 @@ class LoopConfig:
     loss_type: str = "dapo"
     beta: float = 0.0
     dynamic_sampling: bool | None = None  # None: on for greso (GRESO skips on top of dynamic sampling)
+    pick_every: str = "step"  # step | round: when the curriculum picks prompts
+    filter_on: str = "auto"  # outcome | reward: what dynamic sampling tests (auto: outcome given a verifiable reward)
+    success_threshold: float = 0.5  # a rollout succeeds when its outcome reward is >= this
     max_refills: int = 2
     pods_m: int | None = None
     mask_truncated_completions: bool = True  # off for tiny models that rarely finish (docs/rl.md)
@@ -74,6 +82,10 @@ class LoopConfig:
         for name in ("rounds", "prompts_per_round", "steps_per_round", "eval_size"):
             if getattr(self, name) < 1:
                 raise BadUsage(f"--{name.replace('_', '-')} must be >= 1")
+        if self.pick_every not in PICK_EVERY:
+            raise BadUsage(f"unknown --pick-every {self.pick_every!r}", hint="--pick-every step|round")
+        if not 0 < self.curriculum.decay <= 1:
+            raise BadUsage(f"decay must be in (0, 1], got {self.curriculum.decay}", hint="--param decay=0.9")
         if not 0 < self.eval_fraction < 1:
             raise BadUsage(f"eval_fraction must be in (0, 1), not {self.eval_fraction}")  # no CLI option
 
@@ -134,6 +146,15 @@ def held_out_reward(model: str, rows: list[dict], rewards: list[str], config: Lo
                     dtype=config.dtype).metrics["reward"]
 
 
+def _ledger_key(model_key: str, rewards: list[str], weights: list[float], config: LoopConfig) -> str:
+    from curate.train.rewards import outcome_index, reward_spec_name
+
+    names = [reward_spec_name(r) for r in rewards]
+    outcome = outcome_index(rewards)
+    return ledger_key(model_key, list(zip(names, weights)), config.success_threshold,
+                      names[outcome] if outcome is not None else None)
+
+
 def _round_shares(ws: Workspace, model_key: str, run: str, k: int) -> tuple[float, float, int, int]:
     """Shares of this round's sampled groups that were all right / all wrong, the rollouts it spent,
     and how many distinct prompts it rolled out."""
@@ -146,6 +167,65 @@ def _round_shares(ws: Workspace, model_key: str, run: str, k: int) -> tuple[floa
     easy = float(((frame["lo"] == frame["hi"]) & (frame["lo"] >= 0.5)).mean())
     hard = float(((frame["lo"] == frame["hi"]) & (frame["hi"] < 0.5)).mean())
     return easy, hard, int(frame["n"].sum()), frame["prompt_id"].n_unique()
+
+
+class _RoundPicks:
+    """`train_grpo`'s curriculum hook for one loop round: picks by prompt id from the ledger as it
+    stands, and saves every pick and the state after every step in `picks.json`, so a resumed
+    round repeats them (and does not update the state twice)."""
+
+    def __init__(self, ws: Workspace, key: str, train_ids: pl.Series, curriculum: StepCurriculum,
+                 difficulty: np.ndarray | None, config: LoopConfig, round_no: int, path: Path):
+        self.ws, self.key, self.train_ids, self.curriculum = ws, key, train_ids, curriculum
+        self.difficulty, self.config, self.round_no, self.path = difficulty, config, round_no, path
+        self.log = json.loads(path.read_text()) if path.exists() else {"picks": {}, "observed": -1, "pool": None,
+                                                                       "cursor": 0, "shares": []}
+        if self.log.get("state"):
+            curriculum.state = CurriculumState(**self.log["state"])
+        self.successes: list[np.ndarray] = []
+
+    def _choose(self, count: int, rng: np.random.Generator, exclude: list[str]) -> list[str]:
+        view = ledger_view(self.ws, self.train_ids, self.key)
+        view.static_difficulty = self.difficulty
+        positions = {i: p for p, i in enumerate(self.train_ids.to_list())}
+        order = choose(self.curriculum, view, count, rng, np.array([positions[i] for i in exclude], dtype=np.int64))
+        return self.train_ids.gather(order).to_list()
+
+    def pick(self, step: int, refill: int, count: int) -> list[str]:
+        tag = f"{step}-{refill}"
+        if tag not in self.log["picks"]:
+            rng = np.random.default_rng([self.config.seed, self.round_no, step, refill])
+            if self.curriculum.every == "step":
+                earlier = [i for t, ids in self.log["picks"].items() if t.startswith(f"{step}-") for i in ids]
+                self.log["picks"][tag] = self._choose(count, rng, earlier)
+            else:
+                if self.log["pool"] is None:
+                    want = round_pool_size(self.config.prompts_per_round, self.config.uses_dynamic_sampling,
+                                           self.config.max_refills)
+                    self.log["pool"] = self._choose(min(want, len(self.train_ids)), rng, [])
+                pool = self.log["pool"]
+                self.log["picks"][tag] = [pool[i] for i in stream_slice(len(pool), self.config.seed + self.round_no,
+                                                                        self.log["cursor"], count)]
+                self.log["cursor"] += count
+            _write_json(self.path, self.log)
+        return self.log["picks"][tag]
+
+    def observe(self, step: int, successes: np.ndarray) -> None:
+        if step <= self.log["observed"]:
+            return
+        self.curriculum.observe(successes, end_of_round=step == self.config.steps_per_round - 1)
+        easy, hard, _ = group_shares(successes)
+        self.log["shares"].append([easy, hard, len(successes)])
+        self.log["observed"], self.log["state"] = step, asdict(self.curriculum.state)
+        _write_json(self.path, self.log)
+
+    def round_shares(self) -> tuple[float, float]:
+        """Shares of the round's sampled groups that were all right / all wrong (on the outcome)."""
+        shares = np.array(self.log["shares"], dtype=np.float64).reshape(-1, 3)
+        if not shares[:, 2].sum():
+            return 0.0, 0.0
+        return (float(np.average(shares[:, 0], weights=shares[:, 2])),
+                float(np.average(shares[:, 1], weights=shares[:, 2])))
 
 
 def run_loop(
@@ -165,7 +245,6 @@ def run_loop(
     from curate.train.grpo_config import GRPOConfig
     from curate.train.metrics import read_metrics
     from curate.train.proxy import resolve_model
-    from curate.train.rewards import reward_spec_name
 
     began = time.perf_counter()
     config.check()
@@ -186,6 +265,7 @@ def run_loop(
     train_pos, heldout_pos = split_heldout(ids, config.eval_fraction, config.eval_size, config.seed)
     train_ids, heldout_ids = ids.gather(train_pos), ids.gather(heldout_pos)
     heldout_rows = _rows_by_id(version, heldout_ids.to_list())
+    train_rows = _rows_by_id(version, train_ids.to_list())
 
     if resume:
         state = json.loads(state_path.read_text())
@@ -204,14 +284,23 @@ def run_loop(
         say(f"evaluating the starting model on {len(heldout_rows)} held-out prompts")
         eval_before = held_out_reward(base, heldout_rows, rewards, config)
         state = {"config": asdict(config), "dataset": version.ref, "reward": reward, "base_model": base, "model": base,
-                 "model_key": model_key, "ledger_key": ledger_key(model_key, [(reward_spec_name(r), w) for r, w in zip(rewards, weights)]),
+                 "model_key": model_key, "ledger_key": _ledger_key(model_key, rewards, weights, config),
                  "run": f"loop-{os.urandom(4).hex()}", "eval_before": eval_before,
-                 "curriculum": {"p_easy": config.curriculum.p_easy, "p_hard": config.curriculum.p_hard,
-                                "adarft_target": config.curriculum.adarft_target},
+                 "curriculum": asdict(CurriculumState.start(config.curriculum)),
                  "rounds": [], "rollouts": 0}
         _write_json(state_path, state)
     resumed_from = len(state["rounds"])
     key = state.get("ledger_key", state["model_key"])  # a loop started before reward-keyed ledgers keeps its key
+    difficulty = None
+    if config.strategy == "adarft":  # AdaRFT's static difficulty, frozen for the run
+        column = difficulty_field(version, train_ids)
+        if config.curriculum.reference in (key, state["model_key"]):
+            raise BadUsage("--param reference names the loop's own ledger key, which moves during the run",
+                           hint="sample a reference with `curate rollouts NAME --model REF --model-key ref`")
+        difficulty = static_difficulty(ws, train_ids, config.curriculum.reference, column)
+        known = int(np.count_nonzero(~np.isnan(difficulty)))
+        say(f"adarft: static difficulty for {known:,} of {len(train_ids):,} train prompts"
+            + (f"; {len(train_ids) - known:,} without one are not ranked" if known < len(train_ids) else ""))
     state["config"]["rounds"] = config.rounds
 
     for round_no in range(len(state["rounds"]) + 1, config.rounds + 1):
@@ -219,65 +308,47 @@ def run_loop(
         round_dir = out_dir / f"round-{round_no:03d}"
         round_dir.mkdir(exist_ok=True)
         run = f"{state['run']}-r{round_no}"
-        curriculum = state["curriculum"]
+        curriculum = StepCurriculum(config.strategy, config.curriculum, CurriculumState(**state["curriculum"]),
+                                    config.pick_every)
 
-        # 1. The round's prompts, saved before any rollout so a resumed round trains on the same ones.
-        selection_path = round_dir / "selection.json"
-        if selection_path.exists():
-            chosen = json.loads(selection_path.read_text())["ids"]
-        else:
-            want = config.prompts_per_round * ((1 + config.max_refills) if config.uses_dynamic_sampling else 1)
-            view = ledger_view(ws, train_ids, key)
-            params = dataclasses.replace(config.curriculum, p_easy=curriculum["p_easy"], p_hard=curriculum["p_hard"],
-                                         adarft_target=curriculum["adarft_target"])
-            rng = np.random.default_rng([config.seed, round_no])
-            order, _ = pick_prompts(config.strategy, view, min(want, len(train_ids)), params, rng)
-            if len(order) < config.prompts_per_round:  # a filter left too few: top up at random
-                rest = np.setdiff1d(np.arange(len(train_ids)), order)
-                order = np.concatenate([order, rng.permutation(rest)[: config.prompts_per_round - len(order)]])
-            chosen = train_ids.gather(order).to_list()
-            _write_json(selection_path, {"ids": chosen, "strategy": config.strategy, "curriculum": curriculum})
-        rows = _rows_by_id(version, chosen)
-
-        # 2-5. Rollouts, rewards, ledger, dynamic sampling / PODS, GRPO steps.
+        # 1-5. Per step: the curriculum's pick, rollouts, rewards, ledger, dynamic sampling / PODS, GRPO.
+        picks = _RoundPicks(ws, key, train_ids, curriculum, difficulty, config, round_no, round_dir / "picks.json")
         grpo_dir = round_dir / "grpo"
-        grpo = GRPOConfig(steps=config.steps_per_round, prompts_per_step=min(config.prompts_per_round, len(rows)),
+        grpo = GRPOConfig(steps=config.steps_per_round, prompts_per_step=min(config.prompts_per_round, len(train_rows)),
                           num_generations=config.num_generations, pods_m=config.pods_m,
                           max_completion_length=config.max_completion_length, temperature=config.temperature,
                           lr=config.lr, loss_type=config.loss_type, beta=config.beta,
                           dynamic_sampling=config.uses_dynamic_sampling, max_refills=config.max_refills,
+                          filter_on=config.filter_on, success_threshold=config.success_threshold,
+                          decay=config.curriculum.decay,
                           mask_truncated_completions=config.mask_truncated_completions, template=config.template,
                           seed=config.seed + round_no, save_every=1,
                           ledger_key=key, run_name=run, dtype=config.dtype, reward_weights=config.reward_weights)
         resume_round = (grpo_dir / "checkpoint").exists()
-        say(f"round {round_no}/{config.rounds}: GRPO on {len(rows)} prompts ({config.strategy})"
-            + (" — resuming" if resume_round else ""))
-        stats = train_grpo(state["model"], rows, grpo_dir, grpo, rewards, ws=ws, resume=resume_round)
+        say(f"round {round_no}/{config.rounds}: GRPO, {config.steps_per_round} steps of {grpo.prompts_per_step} "
+            f"prompts picked by {config.strategy} every {config.pick_every}" + (" — resuming" if resume_round else ""))
+        stats = train_grpo(state["model"], train_rows, grpo_dir, grpo, rewards, ws=ws, resume=resume_round,
+                           curriculum=picks)
 
         # 6. Held-out evaluation of the new model.
         eval_reward = held_out_reward(str(grpo_dir), heldout_rows, rewards, config)
 
         # 7. The round's row and the curriculum's state.
         metrics = read_metrics(grpo_dir)
-        easy, hard, spent, rolled = _round_shares(ws, key, run, config.num_generations)
-        if config.strategy == "greso":
-            new = rules.greso_update(rules.GresoState(curriculum["p_easy"], curriculum["p_hard"]), easy, hard,
-                                     config.curriculum.greso_target_easy, config.curriculum.greso_target_hard)
-            curriculum = {**curriculum, "p_easy": new.p_easy, "p_hard": new.p_hard}
+        _, _, spent, rolled = _round_shares(ws, key, run, config.num_generations)
+        easy, hard = picks.round_shares()
+        curriculum_state = asdict(curriculum.state)
         train_reward = float(np.nanmean([m["reward"] for m in metrics])) if metrics else math.nan
-        if config.strategy == "adarft" and not math.isnan(train_reward):
-            curriculum = {**curriculum, "adarft_target": rules.adarft_update(
-                curriculum["adarft_target"], train_reward, config.curriculum.adarft_eta, config.curriculum.adarft_alpha,
-                config.curriculum.adarft_beta)}
         state["rollouts"] = state.get("rollouts", 0) + spent
-        row = {"round": round_no, "strategy": config.strategy, "candidates": len(rows), "prompts": rolled,
+        row = {"round": round_no, "strategy": config.strategy, "pick_every": config.pick_every, "prompts": rolled,
                "rollouts": spent,
                "rollouts_total": state["rollouts"], "train_reward": train_reward,
                "frac_reward_zero_std": float(np.mean([m["frac_reward_zero_std"] for m in metrics])) if metrics else None,
-               "all_right_share": easy, "all_wrong_share": hard, "eval_reward": eval_reward,
-               "grpo_seconds": stats["seconds"], "seconds": round(time.perf_counter() - t0, 2), **curriculum}
+               "all_right_share": easy, "all_wrong_share": hard, "zero_var_share": easy + hard,
+               "eval_reward": eval_reward, "grpo_seconds": stats["seconds"], "seconds": round(time.perf_counter() - t0, 2),
+               **curriculum_state}
         state["rounds"].append(row)
-        state["curriculum"] = curriculum
+        state["curriculum"] = curriculum_state
         state["model"] = str(grpo_dir)
         _write_json(state_path, state)
         (out_dir / "metrics.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in state["rounds"]))

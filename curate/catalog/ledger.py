@@ -7,11 +7,17 @@ mid-step and resumed therefore neither loses nor double-counts rollouts.
 
 Per prompt and model key the ledger keeps attempts, successes, reward sum and sum of
 squares (so mean and variance), a Beta posterior over the pass rate, and the streak
-of consecutive sampled groups whose rewards were all equal (GRESO's zero-variance
-history). The posterior follows MoPPS (Qu et al. 2025, arXiv 2507.04632): per update
+of consecutive sampled groups that were all right, or all wrong (GRESO's zero-variance
+history; the two kinds keep separate streaks, so an all-wrong group after all-right ones
+starts a new streak of 1). The posterior follows MoPPS (Qu et al. 2025, arXiv 2507.04632): per update
 alpha <- decay * alpha + (1 - decay) * alpha0 + successes, and likewise beta with the
 failures, from a Beta(alpha0=1, beta0=1) prior: old evidence fades toward the prior as
 the policy moves; decay = 1 keeps plain counts.
+
+A success is the rollout's `success` flag when the trainer gives one (the outcome reward,
+e.g. `math`, passing the success threshold, not the shaped sum), else reward >= the
+threshold; a group is "all right" or "all wrong" by the same test when flags are given,
+else by equal rewards.
 
 Ledger keys name a policy *and* the reward that scored it: `ledger_key(policy, rewards)`
 is `POLICY#SPEC`, SPEC being the reward names with their weights (`math`,
@@ -53,6 +59,7 @@ class Rollout:
     sample_idx: int = 0
     dataset: str | None = None
     grader: str | None = None  # the reward's grader when it can vary (math: math-verify or string-match)
+    success: bool | None = None  # the outcome passed the threshold (None: judge the reward; not stored)
 
     @property
     def rollout_id(self) -> str:
@@ -65,23 +72,27 @@ def _number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def reward_spec(rewards: Sequence[tuple[str, float]], success_threshold: float = SUCCESS_THRESHOLD) -> str:
+def reward_spec(rewards: Sequence[tuple[str, float]], success_threshold: float = SUCCESS_THRESHOLD,
+                outcome: str | None = None) -> str:
     """Canonical text of what turns completions into ledger statistics: the reward names with their
     weights (a weight of 1 is not written), sorted, as the weighted sum does not depend on the order;
-    then the success threshold when it is not the default."""
+    then the success threshold when it is not the default, and, among several rewards, the outcome
+    reward that decides success (`;outcome=math`)."""
     if not rewards:
         raise ValueError("a reward specification needs at least one reward")
     terms = sorted((name, float(weight)) for name, weight in rewards)
     spec = "+".join(name if weight == 1 else f"{_number(weight)}*{name}" for name, weight in terms)
-    return spec if success_threshold == SUCCESS_THRESHOLD else f"{spec};pass>={_number(success_threshold)}"
+    spec = spec if success_threshold == SUCCESS_THRESHOLD else f"{spec};pass>={_number(success_threshold)}"
+    return f"{spec};outcome={outcome}" if outcome is not None and len(terms) > 1 else spec
 
 
-def ledger_key(policy: str, rewards: Sequence[tuple[str, float]], success_threshold: float = SUCCESS_THRESHOLD) -> str:
+def ledger_key(policy: str, rewards: Sequence[tuple[str, float]], success_threshold: float = SUCCESS_THRESHOLD,
+               outcome: str | None = None) -> str:
     """`POLICY#SPEC`: the key rollouts of `policy` scored by `rewards` are kept under.
 
     A `policy` that already ends in this `#SPEC` is returned as it is; one that names another
     specification is refused, as it would mix the two."""
-    spec = reward_spec(rewards, success_threshold)
+    spec = reward_spec(rewards, success_threshold, outcome)
     base, separator, given = policy.partition(KEY_SEPARATOR)
     if not separator:
         return f"{policy}{KEY_SEPARATOR}{spec}"
@@ -114,14 +125,16 @@ def record_rollouts(
 
     Rollouts of one prompt at one step form a group: its rewards update the statistics once,
     and an all-equal group extends that prompt's zero-variance streak (any other group resets it).
-    A reward of None is stored but counts in no statistic.
+    A reward of None is stored but counts in no statistic. `decay` is MoPPS's λ for the Beta posterior.
     """
+    if not 0 < decay <= 1:
+        raise BadUsage(f"decay must be in (0, 1], got {decay}", hint="--param decay=0.9 (1 keeps plain counts)")
     if not rollouts:
         return 0
     now = _now()
     frame = pl.DataFrame([{**asdict(r), "rollout_id": r.rollout_id} for r in rollouts],
                          schema_overrides={"reward": pl.Float64, "step": pl.Int64, "run": pl.String,
-                                           "dataset": pl.String, "grader": pl.String})
+                                           "dataset": pl.String, "grader": pl.String, "success": pl.Boolean})
     frame = frame.unique("rollout_id", keep="first", maintain_order=True)
     with ws.transaction() as con:
         con.register("_incoming", frame.to_arrow())
@@ -151,7 +164,7 @@ def _update_stats(old: pl.DataFrame, fresh: pl.DataFrame, threshold: float, deca
     state = {(r["prompt_id"], r["model_key"]): r for r in old.to_dicts()}
     groups = (fresh.filter(pl.col("reward").is_not_null() & pl.col("reward").is_not_nan())
               .group_by("prompt_id", "model_key", "step", maintain_order=True)
-              .agg(pl.col("reward"))
+              .agg(pl.col("reward"), pl.col("success"))
               .sort("step", nulls_last=False, maintain_order=True))
     for group in groups.iter_rows(named=True):
         key = (group["prompt_id"], group["model_key"])
@@ -159,15 +172,22 @@ def _update_stats(old: pl.DataFrame, fresh: pl.DataFrame, threshold: float, deca
                                  "reward_sum": 0.0, "reward_sq_sum": 0.0, "alpha": PRIOR, "beta": PRIOR,
                                  "last_step": None, "zero_var_streak": 0, "last_group_mean": None}
         rewards = group["reward"]
-        wins = sum(1.0 for r in rewards if r >= threshold)
+        flags = [r >= threshold if s is None else bool(s) for r, s in zip(rewards, group["success"])]
+        wins = float(sum(flags))
         row["attempts"] += len(rewards)
         row["successes"] += wins
         row["reward_sum"] += sum(rewards)
         row["reward_sq_sum"] += sum(r * r for r in rewards)
         row["alpha"] = decay * row["alpha"] + (1 - decay) * PRIOR + wins
         row["beta"] = decay * row["beta"] + (1 - decay) * PRIOR + (len(rewards) - wins)
-        row["zero_var_streak"] = row["zero_var_streak"] + 1 if max(rewards) == min(rewards) else 0
-        row["last_group_mean"] = sum(rewards) / len(rewards)
+        given = any(s is not None for s in group["success"])
+        flat = wins in (0, len(flags)) if given else max(rewards) == min(rewards)
+        easy = wins == len(flags) if given else min(rewards) >= threshold
+        # last_group_mean is a success rate when flags are given, a reward mean otherwise
+        was_easy = row["last_group_mean"] is not None and row["last_group_mean"] >= (0.5 if given else threshold)
+        same_kind = row["zero_var_streak"] > 0 and was_easy == easy
+        row["zero_var_streak"] = (row["zero_var_streak"] + 1 if same_kind else 1) if flat else 0
+        row["last_group_mean"] = wins / len(flags) if given else sum(rewards) / len(rewards)
         row["last_step"] = group["step"] if group["step"] is not None else row["last_step"]
         row["last_seen"] = now
         state[key] = row

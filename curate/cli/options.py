@@ -251,6 +251,12 @@ DynamicSamplingOpt = Annotated[bool | None, typer.Option("--dynamic-sampling/--n
                                                          help="Drop zero-variance groups and refill (DAPO).")]
 MaxRefillsOpt = Annotated[int | None, typer.Option("--max-refills", help="Dynamic sampling: extra sampling rounds "
                                                                          "per step at most.")]
+FilterOnOpt = Annotated[str | None, typer.Option("--filter-on", help="What dynamic sampling tests for equal rewards: "
+                                                 "outcome (the verifiable reward) or reward (the weighted sum); "
+                                                 "default: outcome when math, exact or code is among the rewards.")]
+SuccessThresholdOpt = Annotated[float | None, typer.Option(
+    "--success-threshold", help="A rollout succeeds when its outcome reward (math, exact or code among several "
+                                "rewards, else the sum) is >= this; the ledger's counts and the curricula use it.")]
 
 WaitOpt = Annotated[float | None, typer.Option(
     "--wait", min=0, show_default="$CURATE_LOCK_TIMEOUT or 60",

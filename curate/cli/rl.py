@@ -11,12 +11,12 @@ from rich.text import Text
 
 from curate.catalog.versions import resolve
 from curate.cli import ui
-from curate.cli.options import (BaseUrlOpt, BudgetOpt, ConfigOpt, DebugOpt, DynamicSamplingOpt, GroupSizeOpt, JsonOpt,
-                                LossTypeOpt, LrOpt, MaskTruncatedOpt, MaxCompletionOpt, MaxPromptOpt, MaxRefillsOpt,
-                                ModelKeyOpt, ModelOpt, PodsOpt, QuietOpt, ResumeOpt, RewardOpt, RewardWeightOpt,
-                                SeedOpt, TemperatureOpt, TemplateOpt, TopPOpt, WaitOpt, WorkspaceOpt, command, given,
-                                model_option, open_workspace, out_option, param_option, parse_key_values,
-                                strategy_option)
+from curate.cli.options import (BaseUrlOpt, BudgetOpt, ConfigOpt, DebugOpt, DynamicSamplingOpt, FilterOnOpt,
+                                GroupSizeOpt, JsonOpt, LossTypeOpt, LrOpt, MaskTruncatedOpt, MaxCompletionOpt,
+                                MaxPromptOpt, MaxRefillsOpt, ModelKeyOpt, ModelOpt, PodsOpt, QuietOpt, ResumeOpt,
+                                RewardOpt, RewardWeightOpt, SeedOpt, SuccessThresholdOpt, TemperatureOpt, TemplateOpt,
+                                TopPOpt, WaitOpt, WorkspaceOpt, command, given, model_option, open_workspace,
+                                out_option, param_option, parse_key_values, strategy_option)
 
 
 def rollouts_cmd(
@@ -25,6 +25,7 @@ def rollouts_cmd(
     num_generations: GroupSizeOpt = None,
     reward: RewardOpt = None,
     reward_weight: RewardWeightOpt = None,
+    success_threshold: SuccessThresholdOpt = None,
     refresh: Annotated[bool | None, typer.Option("--refresh", help="Sample every prompt again (a new round), even "
                                                                    "those already sampled.")] = None,
     max_completion_length: MaxCompletionOpt = None,
@@ -69,7 +70,8 @@ def rollouts_cmd(
     settings = CollectConfig(**given(num_generations=num_generations, max_completion_length=max_completion_length,
                                      max_prompt_length=max_prompt_length, temperature=temperature, top_p=top_p,
                                      prompts_per_batch=prompts_per_batch, template=template, refresh=refresh,
-                                     model_key=model_key, reward_weights=tuple(reward_weight or ()) or None),
+                                     model_key=model_key, reward_weights=tuple(reward_weight or ()) or None,
+                                     success_threshold=success_threshold),
                              seed=seed)
     server = _server_backend(backend, model, base_url, settings.template, concurrency)
     with ui.progress(f"rollouts of {version.ref}", quiet=quiet, unit="prompts") as update:
@@ -149,6 +151,10 @@ def loop_cmd(
                                                           help="Drop zero-variance groups and refill (DAPO; default: "
                                                                "on for greso).")] = None,
     max_refills: MaxRefillsOpt = None,
+    filter_on: FilterOnOpt = None,
+    success_threshold: SuccessThresholdOpt = None,
+    pick_every: Annotated[str | None, typer.Option("--pick-every", help="When the curriculum picks prompts: every GRPO "
+                                                   "step (as MoPPS, GRESO and AdaRFT do) or once per round.")] = None,
     pods_m: PodsOpt = None,
     mask_truncated: MaskTruncatedOpt = None,
     eval_size: Annotated[int | None, typer.Option(help="Held-out prompts evaluated each round.")] = None,
@@ -174,6 +180,8 @@ def loop_cmd(
       curate loop gsm8k --model ./sft-model --rounds 10 --strategy thompson
       curate loop gsm8k --model ./sft-model --strategy band --param lo=0.2 --param hi=0.8
       curate loop gsm8k --model ./sft-model --strategy greso --out runs/greso --resume
+      curate loop gsm8k --model ./sft-model --strategy thompson --param decay=0.9 --pick-every step
+      curate loop gsm8k --model ./sft-model --strategy adarft --param reference=base
     """
     from curate.loop import LoopConfig, run_loop
     from curate.selectors.rl.difficulty import CurriculumParams
@@ -184,6 +192,7 @@ def loop_cmd(
                                   steps_per_round=steps_per_round, num_generations=num_generations,
                                   max_completion_length=max_completion_length, lr=lr, loss_type=loss_type,
                                   dynamic_sampling=dynamic_sampling, max_refills=max_refills, pods_m=pods_m,
+                                  filter_on=filter_on, success_threshold=success_threshold, pick_every=pick_every,
                                   mask_truncated_completions=mask_truncated, eval_size=eval_size, model_key=model_key,
                                   template=template, reward_weights=tuple(reward_weight or ()) or None),
                           curriculum=CurriculumParams().with_params(params), seed=seed)

@@ -13,13 +13,13 @@ import typer
 
 from curate.catalog.versions import resolve
 from curate.cli import ui
-from curate.cli.options import (BatchTokensOpt, ConfigOpt, DebugOpt, DeviceOpt, DtypeOpt, DynamicSamplingOpt, FsdpOpt,
-                                GradAccumOpt, Group, GroupSizeOpt, LoraAlphaOpt, LoraOpt, LoraROpt, LossOpt,
-                                LossTypeOpt, LrOpt, MaskTruncatedOpt, MaxCompletionOpt, MaxLengthOpt, MaxPromptOpt,
-                                MaxRefillsOpt, ModelOpt, NprocOpt, PackingOpt, PodsOpt, QuietOpt, ResumeOpt, RewardOpt,
-                                RewardWeightOpt, SaveEveryOpt, ScheduleOpt, SeedOpt, StepsOpt, TemperatureOpt,
-                                TemplateOpt, TopPOpt, WaitOpt, WarmupOpt, WorkspaceOpt, backend_option, command, given,
-                                open_workspace, out_option)
+from curate.cli.options import (BatchTokensOpt, ConfigOpt, DebugOpt, DeviceOpt, DtypeOpt, DynamicSamplingOpt,
+                                FilterOnOpt, FsdpOpt, GradAccumOpt, Group, GroupSizeOpt, LoraAlphaOpt, LoraOpt,
+                                LoraROpt, LossOpt, LossTypeOpt, LrOpt, MaskTruncatedOpt, MaxCompletionOpt,
+                                MaxLengthOpt, MaxPromptOpt, MaxRefillsOpt, ModelOpt, NprocOpt, PackingOpt, PodsOpt,
+                                QuietOpt, ResumeOpt, RewardOpt, RewardWeightOpt, SaveEveryOpt, ScheduleOpt, SeedOpt,
+                                StepsOpt, SuccessThresholdOpt, TemperatureOpt, TemplateOpt, TopPOpt, WaitOpt,
+                                WarmupOpt, WorkspaceOpt, backend_option, command, given, open_workspace, out_option)
 from curate.train.proxy import STEPS_ENV, ProxyConfig, default_config, ensure_proxy
 
 train_app = typer.Typer(help="Train models: the proxy, SFT and GRPO.", no_args_is_help=True, cls=Group)
@@ -257,9 +257,17 @@ def grpo_cmd(
     mask_truncated: MaskTruncatedOpt = None,
     dynamic_sampling: DynamicSamplingOpt = None,
     max_refills: MaxRefillsOpt = None,
+    filter_on: FilterOnOpt = None,
+    success_threshold: SuccessThresholdOpt = None,
     sft_weight: Annotated[float | None, typer.Option(help="CHORD: weight of an SFT term on expert responses.")] = None,
     sft_weight_end: Annotated[float | None, typer.Option(help="CHORD: the SFT weight at the last step.")] = None,
-    sft_schedule: Annotated[str | None, typer.Option(help="CHORD: constant, linear or cosine.")] = None,
+    sft_schedule: Annotated[str | None, typer.Option(help="CHORD: constant, linear, cosine or chord (warm-up, "
+                                                          "then cosine decay, as the paper).")] = None,
+    sft_warmup: Annotated[int | None, typer.Option("--sft-warmup", help="CHORD schedule: warm-up steps from 0 to "
+                                                   "--sft-weight.")] = None,
+    sft_data: Annotated[str | None, typer.Option("--sft-data", help="CHORD: expert dataset (NAME or NAME@vN, with "
+                                                 "responses) for the SFT term (default: the batch prompts' own "
+                                                 "responses).")] = None,
     batch_tokens: BatchTokensOpt = None,
     template: TemplateOpt = None,
     save_every: SaveEveryOpt = None,
@@ -291,6 +299,7 @@ def grpo_cmd(
       curate train grpo mbpp --model ./coder --reward code -G 16 --pods-m 4 --dynamic-sampling
       curate train grpo gsm8k --model ./sft --reward mylib.rewards:score --loss-type dr_grpo --scale-rewards none
       curate train grpo gsm8k --model ./sft --reward math --sft-weight 0.5 --sft-weight-end 0.05 --sft-schedule cosine
+      curate train grpo gsm8k --model ./sft --reward math --sft-data experts --sft-weight 0.9 --sft-weight-end 0.05 --sft-schedule chord
       curate train grpo gsm8k --model ./sft --reward math --backend vllm --gpu-memory-utilization 0.3
       curate train grpo gsm8k --model ./sft --reward math --nproc 4 --prompts-per-step 32
     """
@@ -314,6 +323,7 @@ def grpo_cmd(
                             epsilon=epsilon, epsilon_high=epsilon_high, beta=beta, num_iterations=num_iterations,
                             mask_truncated_completions=mask_truncated, dynamic_sampling=dynamic_sampling,
                             max_refills=max_refills, sft_weight=sft_weight, sft_weight_end=sft_weight_end,
+                            filter_on=filter_on, success_threshold=success_threshold, sft_warmup=sft_warmup,
                             sft_schedule=sft_schedule, batch_tokens=batch_tokens, template=template,
                             save_every=save_every, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, dtype=dtype,
                             device=device, reward_weights=tuple(reward_weight) if reward_weight else None),
@@ -326,7 +336,8 @@ def grpo_cmd(
     with _warnings_to_console(quiet), \
             ui.progress(f"grpo on {version.ref}", total=cfg.steps, quiet=quiet, unit="steps") as update:
         stats = train_grpo(model_path, version, out_dir, cfg, reward=list(reward), ws=ws, resume=resume,
-                           progress=show, backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
+                           progress=show, expert_data=resolve(ws, sft_data) if sft_data else None,
+                           backend=_rollout_backend(backend, model_path, cfg, gpu_memory_utilization))
     if not dist.main:
         return
     if quiet:

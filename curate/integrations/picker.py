@@ -21,7 +21,8 @@ import polars as pl
 from curate.catalog.ledger import Rollout, record_rollouts
 from curate.catalog.workspace import Workspace
 from curate.errors import BadUsage
-from curate.selectors.rl.difficulty import CurriculumParams, ledger_view, pick_prompts, resolve_model_key
+from curate.selectors.rl.difficulty import (CurriculumParams, ledger_view, pick_prompts, resolve_model_key,
+                                            static_difficulty)
 
 
 @dataclass
@@ -63,6 +64,8 @@ class CurriculumPicker:
 
     def pick(self, epoch: int = 0) -> list[int]:
         view = ledger_view(self.ws, self.ids, self.model_key)
+        if self.mode == "adarft":  # AdaRFT ranks by a difficulty estimated beforehand (params.reference)
+            view.static_difficulty = static_difficulty(self.ws, self.ids, self.params.reference)
         order, _ = pick_prompts(self.mode, view, self.budget, self.params, self.rng(epoch))
         if self.budget is not None and len(order) < self.budget:
             raise BadUsage(f"difficulty {self.mode}: only {len(order):,} prompts qualify, fewer than the budget "

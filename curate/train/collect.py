@@ -30,7 +30,7 @@ from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
 from curate.train.data import load_prompts
 from curate.train.group_filters import nonzero_variance_groups
-from curate.train.rewards import CheckedReward, get_reward, reward_spec_name
+from curate.train.rewards import CheckedReward, get_reward, outcome_index, reward_spec_name
 from curate.train.rollouts import generate_groups, ledger_rollouts, reward_matrix, score_groups
 
 RUN = "collect"
@@ -46,6 +46,7 @@ class CollectConfig:
     prompts_per_batch: int = 16
     template: str = "auto"
     refresh: bool = False
+    success_threshold: float = 0.5  # a rollout succeeds when its outcome reward (math/exact/code among several) is >= this
     model_key: str | None = None  # the policy's key (default: the model's hash); the ledger key adds the reward
     reward_weights: tuple[float, ...] | None = None  # one per reward (None: 1 each)
     seed: int = 0
@@ -95,15 +96,20 @@ def collect_rollouts(
         raise BadUsage(f"{len(weights)} reward weights for {len(specs)} rewards",
                        hint="give one --reward-weight per --reward")
     scorers = [CheckedReward(get_reward(s), name=s if ":" not in s else "") for s in specs]
-    reward_specs = [(reward_spec_name(s), w) for s, w in zip(specs, weights)]
+    outcome = outcome_index(specs)
+    names = [reward_spec_name(s) for s in specs]
+    reward_specs = list(zip(names, weights))
+    outcome_name = names[outcome] if outcome is not None else None
     served = served_model(backend)
     if served is not None:
         tokenizer, context, limit = None, None, config.max_prompt_length
-        model_key = ledger_key(config.model_key or f"served:{served}", reward_specs)
+        model_key = ledger_key(config.model_key or f"served:{served}", reward_specs, config.success_threshold,
+                               outcome_name)
     else:
         lm = load(model, dtype=config.dtype, device=config.device)
         tokenizer, context = lm.tokenizer, lm.max_length
-        model_key = ledger_key(config.model_key or lm.model_hash, reward_specs)
+        model_key = ledger_key(config.model_key or lm.model_hash, reward_specs, config.success_threshold,
+                               outcome_name)
         backend = backend or HFBackend(lm, batch_size=config.prompts_per_batch * k, template=config.template)
         room = lm.max_length - config.max_completion_length
         if room < 1:
@@ -126,8 +132,9 @@ def collect_rollouts(
         for group in groups:  # ids depend on the prompt, not on its place in the chunk
             for episode in group:
                 episode.draw = 0
-        score_groups(groups, scorers, weights)
-        written += record_rollouts(ws, ledger_rollouts(groups, model_key, RUN, round_, k, data.ref, grader))
+        score_groups(groups, scorers, weights, outcome)
+        written += record_rollouts(ws, ledger_rollouts(groups, model_key, RUN, round_, k, data.ref,
+                                                       config.success_threshold, grader), config.success_threshold)
         matrix = reward_matrix(groups)
         rewards.extend(matrix[~np.isnan(matrix)].tolist())
         mixed = int(nonzero_variance_groups(matrix).sum())

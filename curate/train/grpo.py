@@ -5,18 +5,28 @@ Each step:
        or any GenerationBackend passed in);
     2. score them with the reward functions (TRL's contract) and write every rollout to
        the prompt ledger (`curate.catalog.ledger`), which curricula read;
-    3. dynamic sampling (DAPO): a `group_filter` drops groups whose rewards are all equal and
-       more prompts are drawn, up to `max_refills` rounds; at the cap a warning is raised
-       and the step trains on what it has;
+    3. dynamic sampling (DAPO): a `group_filter` drops groups whose outcome rewards (or, with
+       `filter_on="reward"`, summed rewards) are all equal and more prompts are drawn, up to
+       `max_refills` rounds; at the cap a warning is raised and the step trains on what it has;
     4. PODS: a `down_sampler` keeps m of the n completions of each group (max variance);
     5. group-normalised advantages (`scale_rewards` group | batch | none);
     6. `num_iterations` (mu) optimizer steps on the batch: the clipped surrogate with
        `epsilon`/`epsilon_high`, k3-KL to the frozen reference with weight `beta`, truncated
        completions masked, aggregated as `loss_type` grpo | bnpo | dr_grpo | dapo exactly as
        TRL 1.16 (`curate.train.losses`); old log-probs are taken before the first update;
-    7. optionally a CHORD-style SFT term on the prompts' expert responses:
-       loss = (1 - mu_t) * L_GRPO + mu_t * L_SFT, mu_t following `sft_schedule`
-       (Zhang et al. 2025, arXiv 2508.11408).
+    7. optionally CHORD's SFT term (Zhang et al. 2025, arXiv 2508.11408):
+       loss = (1 - mu_t) * L_GRPO + mu_t * L_SFT on expert responses: a batch of `sft_batch`
+       examples a step from an expert dataset (`expert_data`, `--sft-data`), or by default the
+       batch prompts' own `response` column; mu_t follows `sft_schedule` (`chord`: the paper's
+       linear warm-up from 0 to sft_weight over `sft_warmup` steps, then cosine decay to
+       sft_weight_end over `sft_decay_steps`, then constant, as Trinity-RFT's mu_warmup_steps /
+       mu_decay_steps / mu_peak / mu_valley). With an expert dataset the SFT term applies even in
+       a step whose groups were all filtered out.
+
+The prompts are a seeded stream over the data, or, given a `curriculum` (`curate loop`),
+what its `pick(step, refill, count)` returns each time, its `observe(step, successes)`
+hearing every step's [groups, G] success matrix: the curriculum picks per GRPO step, as
+MoPPS, GRESO and AdaRFT do.
 
 Under torchrun (`--nproc N`, `curate.train.distributed`) every rank draws the same prompts,
 samples and scores the groups of its contiguous share, and all ranks then hold every group
@@ -41,7 +51,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -65,10 +75,19 @@ from curate.train.losses import group_advantages, sft_token_loss
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, lr_at, set_lr
 from curate.train.provenance import write_training_record
-from curate.train.rewards import CheckedReward, RewardFunc, get_reward, reward_spec_name
-from curate.train.rollouts import Group, generate_groups, ledger_rollouts, reward_matrix, score_groups
+from curate.train.rewards import VERIFIABLE, CheckedReward, RewardFunc, get_reward, outcome_index, reward_spec_name
+from curate.train.rollouts import (Group, generate_groups, ledger_rollouts, outcome_matrix, reward_matrix, score_groups,
+                                   success_matrix)
 
 GroupFilter = Callable[[np.ndarray], np.ndarray]  # [groups, G] rewards -> [groups] bool: keep
+
+
+class StepCurriculum(Protocol):
+    """Picks each GRPO step's prompts (by id) and hears how they went (curate.loop passes one)."""
+
+    def pick(self, step: int, refill: int, count: int) -> list[str]: ...
+
+    def observe(self, step: int, successes: np.ndarray) -> None: ...
 DownSampler = Callable[[np.ndarray, int], np.ndarray]  # ([groups, n] rewards, m) -> [groups, m] indices
 
 
@@ -77,8 +96,17 @@ RESUME_FIXED = ("prompts_per_step", "num_generations", "pods_m", "seed", "templa
 
 
 def sft_weight_at(step: int, config: GRPOConfig) -> float:
-    """CHORD's mu for this step: constant, or decaying from sft_weight to sft_weight_end."""
+    """CHORD's mu for this step: constant, decaying from sft_weight to sft_weight_end, or (`chord`)
+    warming up from 0 to sft_weight over sft_warmup steps, then decaying by a half cosine."""
     end = config.sft_weight if config.sft_weight_end is None else config.sft_weight_end
+    if config.sft_schedule == "chord":
+        if step < config.sft_warmup:
+            return config.sft_weight * step / config.sft_warmup
+        decay = config.steps - config.sft_warmup if config.sft_decay_steps is None else config.sft_decay_steps
+        if step >= config.sft_warmup + decay or decay <= 0:
+            return end
+        progress = (step - config.sft_warmup) / decay
+        return end + (config.sft_weight - end) * 0.5 * (1 + math.cos(math.pi * progress))
     progress = step / max(1, config.steps - 1)
     if config.sft_schedule == "linear":
         return config.sft_weight + (end - config.sft_weight) * progress
@@ -104,6 +132,8 @@ def train_grpo(
     group_filter: GroupFilter | None = None,
     down_sampler: DownSampler | None = None,
     backend: GenerationBackend | None = None,
+    curriculum: StepCurriculum | None = None,
+    expert_data: DatasetVersion | list[dict] | None = None,
 ) -> dict[str, Any]:
     """Train `model` with GRPO on the prompts of `data`; save the model folder to `out_dir`; return statistics."""
     start_time = time.perf_counter()
@@ -127,6 +157,10 @@ def train_grpo(
     if len(weights) != len(rewards):
         raise BadUsage(f"{len(weights)} reward weights for {len(rewards)} rewards",
                        hint="give one --reward-weight per --reward")
+    names = [reward_spec_name(s) for s in specs]
+    outcome = outcome_index(specs, config.outcome_reward)
+    on_outcome = config.filter_on == "outcome" or (config.filter_on == "auto" and (
+        outcome is not None or (len(names) == 1 and names[0] in VERIFIABLE)))
     if config.dynamic_sampling and group_filter is None:
         group_filter = group_filters.nonzero_variance_groups
     if down_sampler is not None and config.pods_m is None:
@@ -142,9 +176,16 @@ def train_grpo(
         raise BadUsage(f"max_completion_length {config.max_completion_length} fills the model's whole context "
                        f"({lm.max_length} tokens)", hint="lower --max-completion-length")
     rows, counts = load_prompts(data, tokenizer, config.template, min(config.max_prompt_length or room, room))
-    if config.sft_weight > 0 and not counts["with_response"]:
+    experts = None
+    if expert_data is not None:
+        experts, _ = load_prompts(expert_data, tokenizer, config.template, min(config.max_prompt_length or room, room))
+        experts = [row for row in experts if row.get("response")]
+        if not experts:
+            raise BadUsage(f"--sft-data {describe(expert_data)}: no row has a response to imitate",
+                           hint="give a dataset with a response column (expert solutions)")
+    elif config.sft_weight > 0 and not counts["with_response"]:
         raise BadUsage("--sft-weight needs expert responses, but no prompt in the data has one",
-                       hint="ingest data with a response column, or set --sft-weight 0")
+                       hint="ingest data with a response column, pass --sft-data REF, or set --sft-weight 0")
     reference = copy.deepcopy(lm.model).eval().requires_grad_(False) if config.beta and not config.lora else None
     network = add_lora(lm.model, config.lora_r, config.lora_alpha, config.lora_dropout,
                        config.lora_targets) if config.lora else lm.model
@@ -157,8 +198,10 @@ def train_grpo(
 
     # Resume state: the step, where the prompt stream is, the run's ledger name.
     start, cursor, tokens_seen = 0, 0, 0
-    model_key = config.ledger_key or ledger_key(config.model_key or lm.model_hash,
-                                                list(zip([reward_spec_name(s) for s in specs], weights)))
+    model_key = config.ledger_key or ledger_key(config.model_key or lm.model_hash, list(zip(names, weights)),
+                                                config.success_threshold,
+                                                names[outcome] if outcome is not None else None)
+    position = {str(row["id"]): i for i, row in enumerate(rows)}
     run_name = config.run_name or _run_name(out_dir, config, model_key, [r.name for r in rewards])
     if checkpoint is not None:
         restore(checkpoint, network, optimizer)
@@ -182,8 +225,11 @@ def train_grpo(
         kept: list[Group] = []
         rounds, capped, generation_time = 0, False, 0.0
         while True:
-            picks = stream_slice(len(rows), config.seed, cursor, config.prompts_per_step)
-            cursor += config.prompts_per_step
+            if curriculum is None:
+                picks = stream_slice(len(rows), config.seed, cursor, config.prompts_per_step)
+                cursor += config.prompts_per_step
+            else:
+                picks = [position[i] for i in curriculum.pick(step, rounds, config.prompts_per_step) if i in position]
             sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
                                       max_new_tokens=config.max_completion_length,
                                       seed=config.seed * 1_000_003 + step * 1009 + rounds + dist.rank * 7919)
@@ -193,16 +239,18 @@ def train_grpo(
                                      first_draw=rounds * config.prompts_per_step + share.start,
                                      encode=lambda prompt: prompt_ids(prompt, tokenizer, config.template))
             generation_time += time.perf_counter() - tg
-            score_groups(groups, rewards, weights)
+            score_groups(groups, rewards, weights, outcome)
             groups = gather(groups, dist)  # every rank: all groups, in draw order
             if ws is not None and dist.main:
                 record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref,
-                                                    "+".join(r.grader for r in rewards if r.grader) or None))
+                                                    config.success_threshold,
+                                                    "+".join(r.grader for r in rewards if r.grader) or None),
+                                config.success_threshold, config.decay)
             sampled.extend(groups)
             if group_filter is None:
                 kept = groups
                 break
-            keep = np.asarray(group_filter(reward_matrix(groups)), dtype=bool)
+            keep = np.asarray(group_filter(outcome_matrix(groups) if on_outcome else reward_matrix(groups)), dtype=bool)
             kept.extend([g for g, k in zip(groups, keep) if k][: config.prompts_per_step - len(kept)])
             if len(kept) >= config.prompts_per_step:
                 break
@@ -214,6 +262,8 @@ def train_grpo(
                 break
             rounds += 1
         network.train()
+        if curriculum is not None:
+            curriculum.observe(step, success_matrix(sampled, config.success_threshold))
 
         # 4-5. PODS down-sampling, then advantages within each training group.
         if down_sampler is not None and kept:
@@ -227,7 +277,12 @@ def train_grpo(
 
         # 6-7. mu optimizer steps over the batch (plus the SFT term on expert responses).
         sft_w = sft_weight_at(step, config) if config.sft_weight > 0 else 0.0
-        stats = _optimise(network, reference, optimizer, kept, config, step, sft_w, tokenizer, pad_id, device, dist)
+        sft_rows = None
+        if experts is not None and sft_w > 0:
+            batch = config.sft_batch or config.prompts_per_step
+            sft_rows = [experts[i] for i in stream_slice(len(experts), config.seed + 1, step * batch, batch)]
+        stats = _optimise(network, reference, optimizer, kept, config, step, sft_w, tokenizer, pad_id, device,
+                          sft_rows, dist)
 
         # Metrics (TRL's names), checkpoint.
         seconds = time.perf_counter() - t0
@@ -298,21 +353,23 @@ def _nanmean(values: Sequence[float | None]) -> float:
 
 def _optimise(network: Any, reference: Any, optimizer: torch.optim.Optimizer, groups: list[Group],
               config: GRPOConfig, step: int, sft_w: float, tokenizer: Any, pad_id: int,
-              device: torch.device, dist: Dist = Dist()) -> dict[str, float]:
+              device: torch.device, sft_rows: list[dict] | None = None, dist: Dist = Dist()) -> dict[str, float]:
     """`num_iterations` optimizer steps on the batch; returns the loss-side metrics.
     Each rank runs the chunks it owns; gradients and metric sums are added over the ranks."""
-    if not groups:
+    experts = (_expert_items(sft_rows, tokenizer, config) if sft_rows is not None else
+               _expert_items([group[0].row for group in groups], tokenizer, config)) if sft_w > 0 else []
+    if not groups and not experts:
         return {}
-    if config.num_iterations > 1 or config.beta:
+    if groups and (config.num_iterations > 1 or config.beta):
         fill_old_and_ref_logps(network, reference, groups, config, pad_id, device, dist)
-    experts = _expert_items(groups, tokenizer, config) if sft_w > 0 else []
     expert_tokens = sum(len(r) for _, r in experts)
     totals: dict[str, float] = {}
     for iteration in range(config.num_iterations):
         optimizer_step = step * config.num_iterations + iteration
         set_lr(optimizer, lr_at(optimizer_step, config.steps * config.num_iterations, config.lr, config.warmup,
                                 config.min_lr_ratio, config.lr_schedule))
-        sums = backward_batch(network, groups, config, pad_id, device, scale=1.0 - sft_w, dist=dist)
+        sums = (backward_batch(network, groups, config, pad_id, device, scale=1.0 - sft_w, dist=dist) if groups
+                else {"chunks_total": 0.0})
         if experts:  # CHORD: sft_w * token-mean SFT loss over the expert responses of this batch's prompts
             sums["sft_loss"] = 0.0
             for index, start in enumerate(range(0, len(experts), 8)):
@@ -332,24 +389,25 @@ def _optimise(network: Any, reference: Any, optimizer: torch.optim.Optimizer, gr
         optimizer.zero_grad(set_to_none=True)
         for key, value in sums.items():
             totals[key] = totals.get(key, 0.0) + value
-    iters, tokens = config.num_iterations, max(1.0, totals["tokens"])
-    stats = {"loss": totals["loss"] / iters, "grad_norm": totals["grad_norm"] / iters,
-             "learning_rate": optimizer.param_groups[0]["lr"], "entropy": totals["entropy"] / tokens,
-             "clip_ratio/low_mean": totals["clip_low"] / tokens, "clip_ratio/high_mean": totals["clip_high"] / tokens,
-             "clip_ratio/region_mean": totals["clip_region"] / tokens,
-             "chunks/trained": totals["chunks_trained"] / iters, "chunks/total": totals["chunks_total"] / iters}
+    iters, tokens = config.num_iterations, max(1.0, totals.get("tokens", 0.0))
+    total = {key: totals.get(key, 0.0) for key in ("loss", "entropy", "clip_low", "clip_high", "clip_region",
+                                                    "chunks_trained", "chunks_total", "kl")}  # none without groups
+    stats = {"loss": total["loss"] / iters, "grad_norm": totals["grad_norm"] / iters,
+             "learning_rate": optimizer.param_groups[0]["lr"], "entropy": total["entropy"] / tokens,
+             "clip_ratio/low_mean": total["clip_low"] / tokens, "clip_ratio/high_mean": total["clip_high"] / tokens,
+             "clip_ratio/region_mean": total["clip_region"] / tokens,
+             "chunks/trained": total["chunks_trained"] / iters, "chunks/total": total["chunks_total"] / iters}
     if config.beta:
-        stats["kl"] = totals["kl"] / tokens
+        stats["kl"] = total["kl"] / tokens
     if experts:
         stats["sft_loss"] = totals["sft_loss"] / iters
     return stats
 
 
-def _expert_items(groups: list[Group], tokenizer: Any, config: GRPOConfig) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, response ids) of the batch prompts that carry an expert response, each prompt once."""
+def _expert_items(rows: list[dict], tokenizer: Any, config: GRPOConfig) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) of the rows that carry an expert response, each prompt once."""
     seen, items = set(), []
-    for group in groups:
-        row = group[0].row
+    for row in rows:
         if row.get("response") and row["id"] not in seen:
             seen.add(row["id"])
             limit = (config.max_prompt_length or 0) + config.max_completion_length

@@ -41,10 +41,17 @@ class GRPOConfig:
     num_iterations: int = 1  # mu: optimizer steps per batch of rollouts
     mask_truncated_completions: bool = True
     dynamic_sampling: bool = False  # drop zero-variance groups and refill
+    filter_on: str = "auto"  # outcome | reward: what dynamic sampling tests (auto: outcome when a verifiable reward is given)
+    outcome_reward: str | None = "auto"  # the reward deciding success (auto: the first of math/exact/code among several)
+    success_threshold: float = 0.5  # a rollout succeeds when its outcome reward is >= this (ledger counts, curricula)
+    decay: float = 1.0  # MoPPS's posterior decay λ in the ledger (1: plain counts)
     max_refills: int = 3  # extra sampling rounds per step at most
     sft_weight: float = 0.0  # CHORD mu at step 0 (0 disables the SFT term)
     sft_weight_end: float | None = None  # mu at the last step (None: constant)
-    sft_schedule: str = "constant"  # constant | linear | cosine
+    sft_schedule: str = "constant"  # constant | linear | cosine | chord (warm-up, then cosine decay, as CHORD)
+    sft_warmup: int = 0  # chord schedule: steps of linear warm-up from 0 to sft_weight (CHORD's mu_warmup_steps)
+    sft_decay_steps: int | None = None  # chord schedule: steps of cosine decay to sft_weight_end (None: the rest)
+    sft_batch: int | None = None  # expert examples per step from the --sft-data set (None: prompts_per_step)
     sft_loss: str = "nll"  # nll | phi (CHORD-phi token weights)
     reward_weights: tuple[float, ...] | None = None
     template: str = "auto"
@@ -82,10 +89,17 @@ class GRPOConfig:
             raise BadUsage(f"temperature must be > 0 for sampling, got {self.temperature}")
         if not 0 <= self.sft_weight <= 1 or not 0 <= (self.sft_weight_end or 0) <= 1:
             raise BadUsage("sft_weight and sft_weight_end must be in [0, 1]")
-        if self.sft_schedule not in ("constant", "linear", "cosine") or self.sft_loss not in ("nll", "phi"):
-            raise BadUsage("sft_schedule must be constant|linear|cosine and sft_loss nll|phi")
+        if self.sft_schedule not in ("constant", "linear", "cosine", "chord") or self.sft_loss not in ("nll", "phi"):
+            raise BadUsage("sft_schedule must be constant|linear|cosine|chord and sft_loss nll|phi")
+        if self.sft_warmup < 0 or (self.sft_decay_steps is not None and self.sft_decay_steps < 0) or \
+                (self.sft_batch is not None and self.sft_batch < 1):
+            raise BadUsage("sft_warmup and sft_decay_steps must be >= 0, sft_batch >= 1")
         if self.template not in TEMPLATES:
             raise BadUsage(f"unknown template {self.template!r}", hint="templates: " + ", ".join(TEMPLATES))
+        if self.filter_on not in ("auto", "outcome", "reward"):
+            raise BadUsage(f"unknown filter_on {self.filter_on!r}", hint="--filter-on outcome|reward")
+        if not 0 < self.decay <= 1:
+            raise BadUsage(f"decay must be in (0, 1], got {self.decay}", hint="--param decay=0.9 (1 keeps plain counts)")
         if self.max_refills < 0 or self.save_every < 0:
             raise BadUsage("max_refills and save_every must be >= 0")
         check_lr_settings(self.lr, self.warmup, self.min_lr_ratio, self.lr_schedule)

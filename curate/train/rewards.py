@@ -142,6 +142,24 @@ def reward_spec_name(spec: str | RewardFunc) -> str:
     return getattr(spec, "name", None) or f"{type(spec).__module__}:{type(spec).__qualname__}"
 
 
+VERIFIABLE = ("math", "exact", "code")  # rewards that check an outcome (the rest shape it)
+
+
+def outcome_index(specs: Sequence[str | RewardFunc], outcome: str | None = "auto") -> int | None:
+    """Which of several rewards decides success (MoPPS counts accuracy, DAPO filters on it): `outcome`
+    by name, or ("auto") the first verifiable one; None with one reward (it is the outcome) or when
+    no verifiable reward is among them (the weighted sum is used)."""
+    names = [reward_spec_name(s) for s in specs]
+    if outcome not in (None, "auto"):
+        if outcome not in names:
+            raise BadUsage(f"outcome reward {outcome!r} is not among the rewards ({', '.join(names)})",
+                           hint="name one of the --reward values")
+        return names.index(outcome) if len(names) > 1 else None
+    if outcome is None or len(names) < 2:
+        return None
+    return next((i for i, name in enumerate(names) if name in VERIFIABLE), None)
+
+
 def reward_name(func: RewardFunc) -> str:
     return getattr(func, "__name__", None) or getattr(func, "name", None) or type(func).__name__
 

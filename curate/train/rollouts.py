@@ -36,6 +36,7 @@ class Episode:
     truncated: bool
     rewards: list[float | None] = field(default_factory=list)  # one per reward function
     reward: float = math.nan  # weighted sum; NaN when no function could score it
+    outcome: float = math.nan  # the outcome reward (e.g. `math`) that decides success; the sum when none is named
     advantage: float = 0.0
     old_logps: torch.Tensor | None = None  # per completion token, under the policy that sampled it (mu > 1)
     ref_logps: torch.Tensor | None = None  # per completion token, under the frozen reference (beta > 0)
@@ -75,8 +76,10 @@ def generate_groups(backend: GenerationBackend, rows: Sequence[dict], n: int, sa
     return groups
 
 
-def score_groups(groups: Sequence[Group], rewards: Sequence[CheckedReward], weights: Sequence[float]) -> None:
-    """Call every reward function once over all episodes and fill in `rewards` and `reward`."""
+def score_groups(groups: Sequence[Group], rewards: Sequence[CheckedReward], weights: Sequence[float],
+                 outcome: int | None = None) -> None:
+    """Call every reward function once over all episodes and fill in `rewards`, `reward` and `outcome`
+    (the value of reward number `outcome`, or the weighted sum when it is None)."""
     episodes = [e for group in groups for e in group]
     if not episodes:
         return
@@ -93,6 +96,8 @@ def score_groups(groups: Sequence[Group], rewards: Sequence[CheckedReward], weig
     for i, episode in enumerate(episodes):
         episode.rewards = [values[i] for values in per_func]
         episode.reward = float(combined[i])
+        value = episode.rewards[outcome] if outcome is not None else episode.reward
+        episode.outcome = math.nan if value is None else float(value)
 
 
 def reward_matrix(groups: Sequence[Group]) -> np.ndarray:
@@ -100,12 +105,27 @@ def reward_matrix(groups: Sequence[Group]) -> np.ndarray:
     return np.array([[e.reward for e in group] for group in groups], dtype=np.float64).reshape(len(groups), -1)
 
 
+def outcome_matrix(groups: Sequence[Group]) -> np.ndarray:
+    """[groups, G] outcome rewards (NaN where unscored)."""
+    return np.array([[e.outcome for e in group] for group in groups], dtype=np.float64).reshape(len(groups), -1)
+
+
+def success_matrix(groups: Sequence[Group], threshold: float) -> np.ndarray:
+    """[groups, G]: 1.0 where the outcome passed `threshold`, 0.0 where not, NaN where unscored."""
+    outcomes = outcome_matrix(groups)
+    return np.where(np.isnan(outcomes), np.nan, (outcomes >= threshold).astype(np.float64))
+
+
 def ledger_rollouts(groups: Sequence[Group], model_key: str, run: str, step: int, n: int,
-                    dataset: str | None, grader: str | None = None) -> list[Rollout]:
-    """The ledger's view of the episodes; ids are (run, step, prompt, draw * n + sample), so reruns dedupe."""
+                    dataset: str | None, threshold: float | None = None, grader: str | None = None) -> list[Rollout]:
+    """The ledger's view of the episodes; ids are (run, step, prompt, draw * n + sample), so reruns dedupe.
+    With `threshold`, each carries its success flag (outcome >= threshold) for the ledger's counts."""
+    def success(e: Episode) -> bool | None:
+        return None if threshold is None or math.isnan(e.outcome) else bool(e.outcome >= threshold)
+
     return [Rollout(prompt_id=str(e.row["id"]), model_key=model_key, completion=e.text,
                     reward=None if math.isnan(e.reward) else e.reward,
                     length=len(e.completion_ids) if e.completion_ids or not e.text else None,  # None: not known
                     truncated=e.truncated, run=run, step=step, sample_idx=e.draw * n + e.sample_idx, dataset=dataset,
-                    grader=grader)
+                    success=success(e), grader=grader)
             for group in groups for e in group]

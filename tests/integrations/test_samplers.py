@@ -20,7 +20,7 @@ from curate.selectors.pipeline import run_select
 from tests.rl_helpers import prompt_set
 
 CASES = [({"mode": "band", "lo": 0.2, "hi": 0.8}, None), ({"mode": "band"}, 6), ({"mode": "thompson", "target": 0.3}, 8),
-         ({"mode": "greso"}, 5), ({"mode": "adarft", "adarft_target": 0.6}, 7)]
+         ({"mode": "greso"}, 5), ({"mode": "adarft", "adarft_target": 0.6, "reference": "m"}, 7)]
 
 
 @pytest.fixture

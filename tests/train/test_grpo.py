@@ -236,7 +236,7 @@ def test_math_plus_format_and_math_alone_keep_separate_ledger_statistics(tiny_mo
                        reward=["math", "format"], ws=ws)
     policy = alone["model_key"].split("#")[0]
     assert alone["model_key"] == f"{policy}#math"
-    assert mixed["model_key"] == f"{policy}#0.2*format+math"
+    assert mixed["model_key"] == f"{policy}#0.2*format+math;outcome=math"  # math decides success (issue 11)
     stats = read_stats(ws)
     totals = dict(stats.group_by("model_key").agg(pl.col("attempts").sum()).iter_rows())
     assert totals == {alone["model_key"]: 8, mixed["model_key"]: 8}

@@ -4,9 +4,9 @@ Methods:
 - static: the user's weights (`weights="math=0.6,code=0.4"`);
 - doremi: DoReMi's averaged exponentiated-gradient weights from the per-domain excess loss
   of a proxy against a reference (`curate.train.doremi`, Xie et al. 2023);
-- progress: weights from measured learning progress in the ledger: per domain, the slope
-  of reward against rollout order (reward gained per rollout), softmax-tempered and
-  smoothed (`rules.progress_weights`);
+- progress: weights from measured learning progress in the ledger: per domain, the mean
+  reward of its last `window` rollouts minus that of the `window` before (`rules.window_progress`),
+  softmax-tempered (temperature in reward units) and smoothed (`rules.progress_weights`);
 - natural: the dataset's own proportions (the baseline).
 
 Domains come from the `domain` column, or from k-means clusters of embeddings named by
@@ -66,7 +66,8 @@ class MixingSelector(SetSelector):
     uses_model: ClassVar[bool] = True
 
     def __init__(self, method: str = "natural", weights: str | None = None, clusters: int = 0,
-                 model_key: str | None = None, temperature: float = 0.05, smoothing: float = 0.1,
+                 model_key: str | None = None, temperature: float = rules.PROGRESS_TEMPERATURE, smoothing: float = 0.1,
+                 window: int = rules.PROGRESS_WINDOW, absolute: bool = False,
                  doremi_steps: int = 200, eta: float = 1.0, redistribute: bool = False):
         self.method = method
         self.weights = weights
@@ -74,6 +75,8 @@ class MixingSelector(SetSelector):
         self.model_key = model_key
         self.temperature = temperature
         self.smoothing = smoothing
+        self.window = window
+        self.absolute = absolute
         self.doremi_steps = doremi_steps
         self.eta = eta
         self.redistribute = redistribute
@@ -123,13 +126,12 @@ class MixingSelector(SetSelector):
                                      "WHERE model_key = ? AND reward IS NOT NULL "
                                      "ORDER BY created_at, run, step, sample_idx", [key])
             con.unregister("_ids")
-        gains = np.zeros(len(self.domains_))
-        for code in range(len(self.domains_)):
-            rewards = frame.filter(pl.col("_code") == code)["reward"].to_numpy()
-            if len(rewards) >= 2:
-                gains[code] = np.polyfit(np.arange(len(rewards), dtype=float), rewards, 1)[0]
+        if self.window < 1:
+            raise BadUsage(f"window must be >= 1 rollouts, got {self.window}", hint="--param window=64")
+        gains = np.array([rules.window_progress(frame.filter(pl.col("_code") == code)["reward"].to_numpy(),
+                                                self.window) for code in range(len(self.domains_))])
         self.gains_ = gains
-        return rules.progress_weights(gains, self.temperature, self.smoothing)
+        return rules.progress_weights(gains, self.temperature, self.smoothing, self.absolute)
 
     def _doremi_weights(self, pool) -> np.ndarray:
         from curate.train.doremi import DoReMiConfig, doremi_weights
@@ -194,7 +196,7 @@ class MixingSelector(SetSelector):
                        "taken": {d: int(n) for d, n in zip(self.domains_, take)},
                        "shares": {d: round(int(n) / max(1, int(take.sum())), 6) for d, n in zip(self.domains_, take)}}
         if hasattr(self, "gains_"):
-            self.stats_["reward_gain_per_rollout"] = {d: float(g) for d, g in zip(self.domains_, self.gains_)}
+            self.stats_["progress_per_window"] = {d: float(g) for d, g in zip(self.domains_, self.gains_)}
         if hasattr(self, "doremi_stats_"):
             self.stats_["doremi"] = self.doremi_stats_
         return self._finish(order, self.weights_[self.codes_[order]], drops, stats=self.stats_)

@@ -1,9 +1,14 @@
 """Domain-weight rules: learning-progress and static weights, and exact mix sizes.
 
-Learning progress (for the closed loop): a domain's weight grows with its measured gain in
-mean reward per rollout, softmax-tempered and smoothed toward uniform (as DoReMi smooths, Xie
-et al., NeurIPS 2023, arXiv 2305.10429), so domains where the policy is still improving get
-more of the next batch. DoReMi's own update runs inside proxy training: `curate.train.doremi`.
+Learning progress (for the closed loop): a domain's progress is the mean reward of its last W
+rollouts minus the mean of the W before them (`window_progress`; with fewer than 2W rollouts,
+the later half against the earlier half), in reward units, so it does not shrink as the
+ledger grows (a slope per rollout does: ~1e-4 at real sizes). Weights are
+softmax(progress / temperature), temperature in reward units (0.1: a domain 0.2 ahead gets
+e^2 = 7.4 times the weight), clipped at 0 (domains getting worse get the floor) or, with
+`absolute`, of |progress| (absolute learning progress, Portelas et al. 2019, arXiv
+1910.07224: forgetting is a signal too), smoothed toward uniform (as DoReMi smooths, Xie et
+al., NeurIPS 2023, arXiv 2305.10429). DoReMi's own update runs inside proxy training: `curate.train.doremi`.
 
 Sizes: a mix of N rows is split by Hamilton's largest-remainder method, in exact fractions
 (`largest_remainder`), so the counts are the weights' exact shares of N up to one row.
@@ -20,9 +25,26 @@ import numpy as np
 from curate.errors import BadUsage
 
 
-def progress_weights(gain_per_rollout: np.ndarray, temperature: float = 1.0, smoothing: float = 0.1) -> np.ndarray:
-    """Weights from per-domain learning progress: softmax(max(gain, 0) / temperature), smoothed toward uniform."""
-    gains = np.maximum(np.nan_to_num(np.asarray(gain_per_rollout, dtype=float)), 0.0) / max(temperature, 1e-12)
+PROGRESS_WINDOW = 64  # rollouts per window
+PROGRESS_TEMPERATURE = 0.1  # reward units
+
+
+def window_progress(rewards: np.ndarray, window: int = PROGRESS_WINDOW) -> float:
+    """Mean of the last `window` rewards minus the mean of the `window` before them (in order of
+    sampling); with fewer than 2 x window, the later half minus the earlier half; 0 below 2 rewards."""
+    rewards = np.asarray(rewards, dtype=float)
+    w = min(window, len(rewards) // 2)
+    if w < 1:
+        return 0.0
+    return float(rewards[-w:].mean() - rewards[-2 * w:-w].mean())
+
+
+def progress_weights(progress: np.ndarray, temperature: float = PROGRESS_TEMPERATURE, smoothing: float = 0.1,
+                     absolute: bool = False) -> np.ndarray:
+    """Weights from per-domain learning progress: softmax(max(progress, 0) / temperature) (or of |progress|
+    with `absolute`), smoothed toward uniform."""
+    values = np.nan_to_num(np.asarray(progress, dtype=float))
+    gains = (np.abs(values) if absolute else np.maximum(values, 0.0)) / max(temperature, 1e-12)
     soft = np.exp(gains - gains.max())
     soft /= soft.sum()
     return (1 - smoothing) * soft + smoothing / len(soft)

@@ -1,25 +1,32 @@
-"""A pass-rate simulator: compare prompt curricula without a model.
+"""A pass-rate simulator: a tool to see how curricula behave under stated assumptions.
 
-Model and assumptions (stated here because the results depend on them):
+It is not evidence that a curriculum helps: its learner is an assumption, and the winner
+depends on it (benchmarks/bench_curriculum.py prints how the ranking moves with the gain
+rule and the difficulty spread; benchmarks/bench_loop.py measures real rollouts).
+
+Model and assumptions:
 - Prompt i has a latent difficulty d_i ~ Normal(difficulty_mean, difficulty_std); the
   learner has a scalar skill s (starting at `skill0`); the pass probability is
-  p_i = sigmoid(s - d_i).
-- A rollout is a Bernoulli(p_i) reward; a group is k rollouts of one prompt.
-- ASSUMPTION (the growth rule): one training step on a batch of groups raises the skill by
-  eta * sum over the batch's groups whose rewards are not all equal of p_i (1 - p_i),
-  divided by the nominal batch size B. p(1 - p) is the expected reward variance of the
-  prompt, i.e. its learning signal; a group whose rewards are all equal has zero
-  group-normalised advantage in GRPO and teaches nothing.
-- Strategies see only what a real run sees: rewards of the rollouts they paid for, kept
-  in the same per-prompt statistics as the catalog's ledger (attempts, successes, Beta
-  posterior with MoPPS decay, zero-variance streak, latest group mean). They call the
-  same rules as the `difficulty` selector (`curate.selectors.rl.difficulty_rules`).
+  p_i = sigmoid(s - d_i). A rollout is a Bernoulli(p_i) success; a group is k rollouts.
+- ASSUMPTION (the gain rule): one training step raises the skill by eta / B times a sum
+  over the step's groups whose rewards are not all equal (all-equal groups have zero
+  GRPO advantage) of: `variance`: p(1 - p), the prompt's reward variance (a policy that
+  targets p = 0.5 is optimal by construction); `sqrt`: 0.5·sqrt(p(1 - p)) (a gradient
+  norm that grows like the reward's standard deviation); `constant`: 0.25 (every mixed
+  group teaches the same). The three peak at 0.25 per group.
+- Strategies see only what a real run sees: their own rollouts, kept in the ledger's
+  statistics (attempts, successes, Beta posterior with decay λ, same-kind zero-variance
+  streak, latest group success rate), and they run the loop's code: the curriculum's
+  `StepCurriculum` and `choose` (curate.selectors.rl.schedule), per step or per round
+  (`pick_every`), with the loop's defaults (decay 1, MoPPS candidates 16 x B, GRESO's
+  reference constants, AdaRFT's static difficulty from a reference run of k rollouts per
+  prompt at the starting skill, not counted as spent).
 
-Strategies: uniform; dynamic (DAPO dynamic sampling: drop zero-variance groups and
-refill up to a cap); greso (dynamic sampling plus GRESO's pre-rollout skipping); band
-(pass rate in [lo, hi], unseen prompts allowed); thompson (MoPPS); adarft.
-`run_simulation` returns the rollouts spent until the skill reached `target_skill`
-and the share of rollouts that fell in zero-variance groups.
+Strategies: uniform; dynamic (uniform picks plus DAPO dynamic sampling: drop zero-variance
+groups and pick again, up to `max_refills` extra rounds); greso (GRESO's pre-rollout skips
+plus dynamic sampling); band; thompson (MoPPS); adarft. `run_simulation` returns the
+rollouts spent until the skill reached `target_skill` and the share of rollouts in
+zero-variance groups.
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import polars as pl
 
-from curate.selectors.rl import difficulty_rules as rules
+from curate.selectors.rl.difficulty import CurriculumParams, LedgerView
+from curate.selectors.rl.schedule import StepCurriculum, choose, round_pool_size
 
 STRATEGIES = ("uniform", "dynamic", "greso", "band", "thompson", "adarft")
+GAIN_RULES = ("variance", "sqrt", "constant")
 
 
 @dataclass(frozen=True)
@@ -43,17 +53,15 @@ class SimConfig:
     target_skill: float = 3.0
     difficulty_mean: float = 1.5
     difficulty_std: float = 3.0
+    gain: str = "variance"          # variance | sqrt | constant (see the module docstring)
     max_steps: int = 3000
-    refill_cap: int = 8             # dynamic sampling: at most this many sampling rounds per step
+    max_refills: int = 7            # dynamic sampling: at most this many extra sampling rounds per step
+    pick_every: str = "step"        # step | round (as curate loop --pick-every)
+    steps_per_round: int = 4        # with pick_every="round"
     band: tuple[float, float] = (0.1, 0.9)
     target_pass: float = 0.5        # MoPPS target pass rate
-    decay: float = 0.9              # MoPPS posterior decay
-    greso_floor: float = 0.05
-    greso_target_easy: float = 0.1  # GRESO: target shares of all-right / all-wrong groups among sampled ones
-    greso_target_hard: float = 0.1
-    adarft_eta: float = 0.5
-    adarft_alpha: float = 2.0
-    adarft_beta: float = 0.5
+    candidate_ratio: float = CurriculumParams.candidate_ratio
+    decay: float = CurriculumParams.decay  # MoPPS posterior decay (the loop's default)
     seed: int = 0
 
 
@@ -73,9 +81,10 @@ class SimResult:
 
 
 class _Ledger:
-    """The per-prompt statistics a real run keeps (see curate.catalog.ledger)."""
+    """The per-prompt statistics a real run keeps (see curate.catalog.ledger), for binary rewards."""
 
     def __init__(self, n: int, decay: float):
+        self.ids = pl.Series("id", np.arange(n).astype(str))
         self.attempts = np.zeros(n)
         self.successes = np.zeros(n)
         self.alpha = np.ones(n)
@@ -90,17 +99,19 @@ class _Ledger:
         self.alpha[idx] = self.decay * self.alpha[idx] + (1 - self.decay) + wins
         self.beta[idx] = self.decay * self.beta[idx] + (1 - self.decay) + (k - wins)
         flat = (wins == 0) | (wins == k)
-        self.streak[idx] = np.where(flat, self.streak[idx] + 1, 0)
+        same_kind = (self.streak[idx] > 0) & ((np.nan_to_num(self.last_mean[idx]) >= 0.5) == (wins == k))
+        self.streak[idx] = np.where(flat, np.where(same_kind, self.streak[idx] + 1, 1), 0)
         self.last_mean[idx] = wins / k
 
-    @property
-    def pass_rate(self) -> np.ndarray:
-        return np.divide(self.successes, self.attempts, out=np.full_like(self.successes, np.nan),
-                         where=self.attempts > 0)
+    def view(self, static_difficulty: np.ndarray | None) -> LedgerView:
+        return LedgerView(self.ids, self.attempts, self.successes, self.alpha, self.beta, self.streak,
+                          self.last_mean, static_difficulty)
 
 
 class _World:
     def __init__(self, config: SimConfig):
+        if config.gain not in GAIN_RULES:
+            raise ValueError(f"unknown gain rule {config.gain!r}; choose from {', '.join(GAIN_RULES)}")
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self.difficulty = self.rng.normal(config.difficulty_mean, config.difficulty_std, config.prompts)
@@ -123,39 +134,9 @@ class _World:
 
     def train(self, idx: np.ndarray, wins: np.ndarray) -> None:
         k = self.config.k
-        informative = (wins > 0) & (wins < k)
-        p = self.pass_prob(idx[informative])
-        self.skill += self.config.eta * float(np.sum(p * (1 - p))) / self.config.batch
-
-    def sample(self, n: int, pool: np.ndarray | None = None) -> np.ndarray:
-        pool = np.arange(self.config.prompts) if pool is None else pool
-        return self.rng.choice(pool, size=min(n, len(pool)), replace=False)
-
-
-def _dynamic_step(world: _World, skip=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sample, roll out and keep informative groups until B are collected or the cap is hit.
-
-    Returns the kept prompts, their successes, and the successes of every group sampled.
-    """
-    config = world.config
-    kept_idx, kept_wins, sampled_wins = [], [], []
-    for _ in range(config.refill_cap):
-        candidates = world.sample(config.batch)
-        if skip is not None:
-            candidates = candidates[~skip(candidates)]
-        if len(candidates) == 0:
-            continue
-        wins = world.roll_out(candidates)
-        sampled_wins.append(wins)
-        informative = (wins > 0) & (wins < config.k)
-        kept_idx.append(candidates[informative])
-        kept_wins.append(wins[informative])
-        if sum(len(i) for i in kept_idx) >= config.batch:
-            break
-    empty = np.array([], dtype=int)
-    idx = np.concatenate(kept_idx)[: config.batch] if kept_idx else empty
-    wins = np.concatenate(kept_wins)[: config.batch] if kept_wins else empty
-    return idx, wins, np.concatenate(sampled_wins) if sampled_wins else empty
+        p = self.pass_prob(idx[(wins > 0) & (wins < k)])
+        signal = {"variance": p * (1 - p), "sqrt": 0.5 * np.sqrt(p * (1 - p)), "constant": np.full(len(p), 0.25)}
+        self.skill += self.config.eta * float(np.sum(signal[self.config.gain])) / self.config.batch
 
 
 def run_simulation(strategy: str, config: SimConfig | None = None) -> SimResult:
@@ -164,41 +145,39 @@ def run_simulation(strategy: str, config: SimConfig | None = None) -> SimResult:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     config = config or SimConfig()
     world = _World(config)
-    ledger = world.ledger
-    greso = rules.GresoState()
-    target_difficulty = 0.5
-    step = 0
-
-    def greso_skip(candidates: np.ndarray) -> np.ndarray:
-        return rules.greso_skip(ledger.streak[candidates], ledger.last_mean[candidates], greso,
-                                config.greso_floor, world.rng)
-
+    params = CurriculumParams(lo=config.band[0], hi=config.band[1], target=config.target_pass,
+                              candidate_ratio=config.candidate_ratio, decay=config.decay)
+    curriculum = StepCurriculum("uniform" if strategy == "dynamic" else strategy, params, every=config.pick_every)
+    dynamic = strategy in ("dynamic", "greso")
+    static = None
+    if strategy == "adarft":  # a reference run at the starting skill: k rollouts a prompt, not counted
+        everyone = np.arange(config.prompts)
+        static = 1.0 - world.rng.binomial(config.k, world.pass_prob(everyone)) / config.k
+    pool, cursor, step = None, 0, 0
+    k = config.k
     while world.skill < config.target_skill and step < config.max_steps:
+        if config.pick_every == "round" and step % config.steps_per_round == 0:
+            size = round_pool_size(config.batch, dynamic, config.max_refills)
+            pool, cursor = choose(curriculum, world.ledger.view(static), size, world.rng), 0
+        kept_idx, kept_wins, sampled = [], [], []
+        for refill in range(1 + (config.max_refills if dynamic else 0)):
+            if config.pick_every == "step":
+                earlier = np.concatenate(sampled[0::2]) if sampled else None
+                idx = choose(curriculum, world.ledger.view(static), config.batch, world.rng, earlier)
+            else:
+                idx = pool[(cursor + np.arange(config.batch)) % len(pool)]
+                cursor += config.batch
+            wins = world.roll_out(idx)
+            sampled += [idx, wins]
+            informative = (wins > 0) & (wins < k) if dynamic else np.ones(len(idx), dtype=bool)
+            kept_idx.append(idx[informative])
+            kept_wins.append(wins[informative])
+            if sum(len(i) for i in kept_idx) >= config.batch:
+                break
         step += 1
-        if strategy == "uniform":
-            idx = world.sample(config.batch)
-            wins = world.roll_out(idx)
-        elif strategy == "dynamic":
-            idx, wins, _ = _dynamic_step(world)
-        elif strategy == "greso":
-            idx, wins, sampled = _dynamic_step(world, greso_skip)
-            if len(sampled):
-                greso = rules.greso_update(greso, float(np.mean(sampled == config.k)), float(np.mean(sampled == 0)),
-                                           config.greso_target_easy, config.greso_target_hard)
-        elif strategy == "band":
-            mask = rules.band_mask(np.nan_to_num(ledger.pass_rate), ledger.attempts, *config.band)
-            pool = np.flatnonzero(mask)
-            idx = world.sample(config.batch, pool if len(pool) >= config.batch else None)
-            wins = world.roll_out(idx)
-        elif strategy == "thompson":
-            idx = rules.thompson_pick(ledger.alpha, ledger.beta, config.batch, config.target_pass, world.rng)
-            wins = world.roll_out(idx)
-        else:  # adarft
-            difficulty = 1.0 - ledger.alpha / (ledger.alpha + ledger.beta)
-            idx = rules.adarft_pick(difficulty, target_difficulty, config.batch)
-            wins = world.roll_out(idx)
-            target_difficulty = rules.adarft_update(target_difficulty, float(np.mean(wins / config.k)),
-                                                    config.adarft_eta, config.adarft_alpha, config.adarft_beta)
-        world.train(idx, wins)
+        all_wins = np.concatenate(sampled[1::2])
+        successes = (np.arange(k)[None, :] < all_wins[:, None]).astype(np.float64)  # [groups, k]
+        curriculum.observe(successes, end_of_round=config.pick_every == "step" or step % config.steps_per_round == 0)
+        world.train(np.concatenate(kept_idx)[: config.batch], np.concatenate(kept_wins)[: config.batch])
     return SimResult(strategy, world.skill >= config.target_skill, step, world.rollouts, world.zero_var_rollouts,
                      world.skill, asdict(config))

@@ -71,10 +71,33 @@ def test_progress_weights_favour_the_domain_whose_reward_rises(ws, tmp_path):
             reward = min(1.0, step / 5) if domain == "even" else 0.5  # even improves, odd is flat
             rollouts.append(Rollout(pid, "m", "c", reward, 2, run="r", step=step))
     record_rollouts(ws, rollouts)
-    report = run_select(ws, version.ref, "mixing", budget=4, params={"method": "progress", "temperature": "0.01"})
+    report = run_select(ws, version.ref, "mixing", budget=4, params={"method": "progress"})  # the defaults
     weights = report.steps[0].stats["weights"]
-    assert weights["even"] > 0.9 > weights["odd"]
-    assert report.steps[0].stats["reward_gain_per_rollout"]["even"] > 0
+    # 24 rollouts a domain, under 2 windows of 64: later 12 minus earlier 12. even: steps 3-5 give
+    # 0.6, 0.8, 1.0 (mean 0.8), steps 0-2 give 0, 0.2, 0.4 (mean 0.2): progress 0.6; odd: 0.
+    assert report.steps[0].stats["progress_per_window"] == pytest.approx({"even": 0.6, "odd": 0.0})
+    soft_even = np.exp(6.0) / (np.exp(6.0) + 1.0)
+    assert weights["even"] == pytest.approx(0.9 * soft_even + 0.05, abs=1e-6)
+    assert weights["odd"] == pytest.approx(0.9 * (1 - soft_even) + 0.05, abs=1e-6)
+
+
+def test_progress_weights_are_not_uniform_at_real_ledger_sizes(ws, tmp_path):
+    """2,000 rollouts a domain: a slope per rollout is ~1e-4 and came out uniform; progress per window
+    of 64 is in reward units. even: reward 1 when step % 10 < 3 (0.3), then in its last 32 steps
+    (64 rollouts) when the step is even (0.5); odd: 0.5 throughout. Hand-computed at the defaults."""
+    version = prompt_set(ws, tmp_path, n=4, name="big")
+    frame = version.scan().select("id", "domain").collect()
+    rollouts = [Rollout(pid, "big", "c", float(step % 2 == 0 if step >= 968 else step % 10 < 3) if domain == "even"
+                        else 0.5, 2, run="r", step=step)
+                for step in range(1000) for pid, domain in frame.iter_rows()]
+    record_rollouts(ws, rollouts)
+    report = run_select(ws, version.ref, "mixing", budget=4, params={"method": "progress", "model_key": "big"})
+    # previous window, steps 936-967: 9 of 32 steps have step % 10 < 3, so 0.28125; last window 0.5
+    assert report.steps[0].stats["progress_per_window"] == pytest.approx({"even": 0.5 - 9 / 32, "odd": 0.0})
+    soft_even = np.exp((0.5 - 9 / 32) / 0.1) / (np.exp((0.5 - 9 / 32) / 0.1) + 1.0)
+    weights = report.steps[0].stats["weights"]
+    assert weights["even"] == pytest.approx(0.9 * soft_even + 0.05, abs=1e-6)  # 0.85, not 0.5
+    assert weights["odd"] == pytest.approx(0.9 * (1 - soft_even) + 0.05, abs=1e-6)
 
 
 def test_errors_name_the_fix(ws, tmp_path):

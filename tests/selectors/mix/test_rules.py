@@ -15,6 +15,21 @@ def test_progress_weights_favour_domains_still_improving():
     assert w.sum() == pytest.approx(1.0)
 
 
+def test_window_progress_is_the_last_window_minus_the_one_before():
+    rewards = np.array([0, 0, 1, 0, 1, 1, 1, 0], dtype=float)
+    assert rules.window_progress(rewards, window=2) == pytest.approx(0.5 - 1.0)  # [1, 0] after [1, 1]
+    assert rules.window_progress(np.array([0, 0, 0, 1, 1, 1.0]), window=2) == pytest.approx(1.0 - 0.5)
+    assert rules.window_progress(np.array([0, 0, 1, 1.0]), window=64) == pytest.approx(1.0)  # halves: [1, 1] - [0, 0]
+    assert rules.window_progress(np.array([1.0]), window=64) == 0.0
+
+
+def test_absolute_progress_counts_forgetting():
+    w = rules.progress_weights(np.array([-0.3, 0.0]), temperature=0.1, smoothing=0.0, absolute=True)
+    assert w[0] == pytest.approx(np.exp(3) / (np.exp(3) + 1))
+    plain = rules.progress_weights(np.array([-0.3, 0.0]), temperature=0.1, smoothing=0.0)
+    assert plain.tolist() == pytest.approx([0.5, 0.5])
+
+
 def test_static_weights_normalise_and_reject_all_zero_negative_and_nan():
     assert rules.static_weights({"a": 2, "b": 1}, ["a", "b", "c"]) == pytest.approx([2 / 3, 1 / 3, 0])
     with pytest.raises(BadUsage, match="every weight is 0"):
