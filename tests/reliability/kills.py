@@ -107,7 +107,8 @@ class Scenario:
 
     def command(self, run: Run, model: Path) -> list[str]:
         args = [a.replace(MODEL, str(model)).replace("{out}", str(run.out)) for a in self.argv]
-        return [*args, "--workspace", str(run.ws), "--seed", "0", "--quiet"]
+        seed = [] if args[0] == "ingest" else ["--seed", "0"]  # ingest draws nothing at random: no --seed
+        return [*args, "--workspace", str(run.ws), *seed, "--quiet"]
 
 
 @dataclass
