@@ -11,6 +11,7 @@ rows share a batch, which moves results by float rounding at most.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ OnBatch = Callable[[int], None] | None
 
 
 @dataclass(frozen=True)
-class RowJob:
+class RowJob(abc.ABC):
     """Base: `models` to load, `run(lms, prompts, responses)` -> (one result per row, whether each
     row was cut to the model's context)."""
 
@@ -40,8 +41,9 @@ class RowJob:
     def check(self, lms: Sequence[LM]) -> None:
         """Validate the loaded models before any row runs (raises a CurateError)."""
 
+    @abc.abstractmethod
     def run(self, lms: Sequence[LM], prompts: list, responses: list, on_batch: OnBatch = None) -> tuple[list, list[bool]]:
-        raise NotImplementedError
+        """One result per row, and whether each row was cut to the model's context."""
 
 
 def _start_token(tokenizer) -> int:
