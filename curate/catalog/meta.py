@@ -97,6 +97,32 @@ def verbatim_meta(out: pl.DataFrame, raw: Callable[[np.ndarray], pl.Series], use
         rebuilt = query_frame(con, f"SELECT CAST({expr} AS VARCHAR) AS meta FROM texts")["meta"]
     except duckdb.Error:
         return out  # text DuckDB cannot parse (e.g. a lone surrogate escape): keep the columnar meta
+    except UnicodeDecodeError:  # DuckDB's JSON functions returned broken UTF-8 (found by fuzzing): patch here
+        rebuilt = pl.Series("meta", [_rebuild(text, used, partial, meta_dtype is not None) for text in texts["raw"]],
+                            dtype=pl.String)
     finally:
         con.close()
     return out.with_columns(out["meta"].scatter(suspect, rebuilt))
+
+
+def _merge_patch(target: object, patch: object) -> object:
+    """RFC 7386 JSON merge patch, as DuckDB's json_merge_patch applies it."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
+
+
+def _rebuild(text: str, used: set[str], partial: dict[str, set[str]], from_meta: bool) -> str:
+    """One row's meta rebuilt from its source text in Python: the fallback of the DuckDB expression."""
+    row = json.loads(text)
+    leftovers = _merge_patch(row, json.loads(_patch(used, partial)))
+    if from_meta:
+        base = row.get("meta") if isinstance(row, dict) and isinstance(row.get("meta"), dict) else {}
+        leftovers = _merge_patch(base, leftovers)
+    return json.dumps(leftovers, ensure_ascii=False, separators=(",", ":"))

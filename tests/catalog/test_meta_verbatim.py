@@ -69,3 +69,30 @@ def test_meta_survives_a_jsonl_export_and_a_second_ingest(ws, tmp_path):
     exported = export_version(first, tmp_path / "export.jsonl").path
     again = ingest_file(ws, exported, name="again").version
     assert metas_of(again) == metas_of(first)
+
+
+def test_meta_is_rebuilt_in_python_when_duckdb_returns_broken_utf8(ws, tmp_path, monkeypatch):
+    """Fuzzing found DuckDB's JSON functions handing back invalid UTF-8 for some text: the Python
+    merge patch then rebuilds the same meta (here forced, on the IFEval rows)."""
+    from curate.catalog import meta
+
+    def broken(*args, **kwargs):
+        raise UnicodeDecodeError("utf-8", b"\xc2(", 0, 1, "invalid continuation byte")
+
+    monkeypatch.setattr(meta, "query_frame", broken)
+    metas = metas_of(ingest_rows(ws, tmp_path, IFEVAL_ROWS, name="ifeval").version)
+    assert metas == [_leftovers(r) for r in IFEVAL_ROWS]
+    assert metas[1]["kwargs"][0]["language"] is None
+
+
+def test_python_merge_patch_follows_rfc_7386():
+    from curate.catalog.meta import _merge_patch
+
+    # RFC 7386, appendix A (a selection)
+    assert _merge_patch({"a": "b"}, {"a": "c"}) == {"a": "c"}
+    assert _merge_patch({"a": "b"}, {"a": None}) == {}
+    assert _merge_patch({"a": [{"b": "c"}]}, {"a": [1]}) == {"a": [1]}
+    assert _merge_patch({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}) == {"a": {"b": "d"}}
+    assert _merge_patch(["a", "b"], ["c", "d"]) == ["c", "d"]
+    assert _merge_patch({"e": None}, {"a": 1}) == {"e": None, "a": 1}
+    assert _merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
