@@ -76,6 +76,7 @@ class FakeOpenAI:
     max_in_flight: int = 0
     dead: bool = False  # killed: in-flight requests are dropped unanswered, new connections refused
     answered: int = 0  # requests answered with choices
+    die_after: int | None = None  # set by kill_when_busy: later requests are held unanswered until the kill
 
     def __post_init__(self) -> None:
         self.lock = threading.Condition()
@@ -107,7 +108,12 @@ class FakeOpenAI:
         self.httpd.server_close()
 
     def kill_when_busy(self, answered: int = 1, in_flight: int = 1) -> threading.Thread:
-        """A thread that kills this server once it has answered `answered` requests and holds `in_flight`."""
+        """A thread that kills this server once it has answered `answered` requests and holds `in_flight`.
+
+        Requests after the `answered`-th are held unanswered, so exactly `answered` are answered and the
+        ones in flight at the kill are lost, however the threads are scheduled."""
+        self.die_after = answered
+
         def watch() -> None:
             while not (self.answered >= answered and self.in_flight >= in_flight):
                 time.sleep(0.005)
@@ -119,7 +125,9 @@ class FakeOpenAI:
 
     def kill(self) -> None:
         """Die as a killed process does: stop listening, and drop every request in flight without an answer."""
-        self.dead = True
+        with self.lock:
+            self.dead = True
+            self.lock.notify_all()
         self.stop()
 
     def _send(self, handler: BaseHTTPRequestHandler, status: int, payload: bytes,
@@ -182,7 +190,15 @@ class FakeOpenAI:
                        "model": body.get("model"), "choices": choices,
                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
             with self.lock:  # counted before sending: the client may act on the answer at once
-                self.answered += 1
+                hold = self.die_after is not None and self.answered >= self.die_after
+                if hold:  # about to be killed: this request stays in flight until the kill drops it
+                    self.lock.wait_for(lambda: self.dead, timeout=30)
+                else:
+                    self.answered += 1
+            if hold:
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
             self._send(handler, 200, json.dumps(payload).encode())
         finally:
             with self.lock:
