@@ -98,8 +98,11 @@ def verbatim_meta(out: pl.DataFrame, raw: Callable[[np.ndarray], pl.Series], use
     except duckdb.Error:
         return out  # text DuckDB cannot parse (e.g. a lone surrogate escape): keep the columnar meta
     except UnicodeDecodeError:  # DuckDB's JSON functions returned broken UTF-8 (found by fuzzing): patch here
-        rebuilt = pl.Series("meta", [_rebuild(text, used, partial, meta_dtype is not None) for text in texts["raw"]],
-                            dtype=pl.String)
+        try:
+            rebuilt = pl.Series("meta", [_rebuild(text, used, partial, meta_dtype is not None)
+                                         for text in texts["raw"]], dtype=pl.String)
+        except ValueError:
+            return out  # text Python's json cannot parse either: keep the columnar meta
     finally:
         con.close()
     return out.with_columns(out["meta"].scatter(suspect, rebuilt))
@@ -120,7 +123,7 @@ def _merge_patch(target: object, patch: object) -> object:
 
 def _rebuild(text: str, used: set[str], partial: dict[str, set[str]], from_meta: bool) -> str:
     """One row's meta rebuilt from its source text in Python: the fallback of the DuckDB expression."""
-    row = json.loads(text)
+    row = json.loads(text.lstrip("\ufeff"))  # a file's first line may start with a BOM
     leftovers = _merge_patch(row, json.loads(_patch(used, partial)))
     if from_meta:
         base = row.get("meta") if isinstance(row, dict) and isinstance(row.get("meta"), dict) else {}

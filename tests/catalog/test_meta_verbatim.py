@@ -96,3 +96,10 @@ def test_python_merge_patch_follows_rfc_7386():
     assert _merge_patch(["a", "b"], ["c", "d"]) == ["c", "d"]
     assert _merge_patch({"e": None}, {"a": 1}) == {"e": None, "a": 1}
     assert _merge_patch({}, {"a": {"bb": {"ccc": None}}}) == {"a": {"bb": {}}}
+
+
+def test_python_rebuild_reads_a_first_line_with_a_byte_order_mark():
+    from curate.catalog.meta import _rebuild
+
+    assert _rebuild('\ufeff{"prompt": "p", "a": 1, "b": {"c": 2, "d": 3}}', {"prompt"}, {"b": {"c"}}, False) == \
+        '{"a":1,"b":{"d":3}}'
