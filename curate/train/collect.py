@@ -30,7 +30,7 @@ from curate.lm.generation import GenerationBackend, HFBackend, SamplingParams
 from curate.lm.loading import load
 from curate.train.data import load_prompts
 from curate.train.group_filters import nonzero_variance_groups
-from curate.train.rewards import CheckedReward, get_reward, outcome_index, reward_spec_name
+from curate.train.rewards import CheckedReward, get_reward, graders_of, outcome_index, reward_spec_name
 from curate.train.rollouts import generate_groups, ledger_rollouts, reward_matrix, score_groups
 
 RUN = "collect"
@@ -117,7 +117,7 @@ def collect_rollouts(
                            f"({lm.max_length})", hint="lower --max-completion-length")
         limit = min(config.max_prompt_length or room, room)
     rows, counts = load_prompts(data, tokenizer, config.template, limit)
-    grader = "+".join(s.grader for s in scorers if s.grader) or None
+    grader = graders_of(scorers)
     done, last_round = sampled_prompts(ws, model_key)
     round_ = last_round + 1 if config.refresh else max(last_round, 0)
     todo = rows if config.refresh else [r for r in rows if str(r["id"]) not in done]

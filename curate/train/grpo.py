@@ -75,7 +75,8 @@ from curate.train.losses import group_advantages, sft_token_loss
 from curate.train.metrics import MetricsLogger
 from curate.train.optim import add_lora, adamw, lr_at, set_lr
 from curate.train.provenance import write_training_record
-from curate.train.rewards import VERIFIABLE, CheckedReward, RewardFunc, get_reward, outcome_index, reward_spec_name
+from curate.train.rewards import (VERIFIABLE, CheckedReward, RewardFunc, get_reward, graders_of, outcome_index,
+                                  reward_spec_name)
 from curate.train.rollouts import (Group, generate_groups, ledger_rollouts, outcome_matrix, reward_matrix, score_groups,
                                    success_matrix)
 
@@ -244,7 +245,7 @@ def train_grpo(
             if ws is not None and dist.main:
                 record_rollouts(ws, ledger_rollouts(groups, model_key, run_name, step, n, dataset_ref,
                                                     config.success_threshold,
-                                                    "+".join(r.grader for r in rewards if r.grader) or None),
+                                                    graders_of(rewards)),
                                 config.success_threshold, config.decay)
             sampled.extend(groups)
             if group_filter is None:

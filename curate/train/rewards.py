@@ -218,3 +218,8 @@ class CheckedReward:
         self.values += len(checked)
         self.nones += sum(v is None for v in checked)
         return checked
+
+
+def graders_of(rewards: Sequence[CheckedReward]) -> str | None:
+    """The graders behind a run's rewards, as the ledger records them (`math-verify+string-match`)."""
+    return "+".join(r.grader for r in rewards if r.grader) or None
