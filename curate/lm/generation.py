@@ -1,14 +1,20 @@
 """Generation backends behind one protocol: `generate(prompts, n, sampling) -> completions`.
 
-`hf` runs transformers' `generate` in left-padded batches with the KV cache. Other
-backends (vLLM, OpenAI-compatible servers) implement the same protocol elsewhere.
+`hf` runs transformers' `generate` in left-padded batches with the KV cache. For n > 1
+samples per prompt, `generate(num_return_sequences=n)` would copy each prompt n times before
+the prefill and run it n times; here the prompts (but their last token) are run once, their
+cache is repeated n times, and `generate` continues from it: for prompts of P tokens and
+completions of C, the prefill costs P instead of n*P per prompt (GRPO's G samples of one
+prompt are the common case). Other backends (vLLM, OpenAI-compatible servers) implement the
+same protocol elsewhere.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -55,14 +61,36 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return text[: min(positions)], True
 
 
+def _cache_keyword(module: Any) -> str:
+    """transformers 5 names the cache argument `cache`; earlier versions `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+
+
+def shared_prompt_cache(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, n: int) -> Any:
+    """The KV cache of every left-padded prompt but its last token, run once and repeated n times
+    (row i*n + j holds prompt i), with the positions and mask `generate` itself would use."""
+    from transformers import DynamicCache
+
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    decoder = decoder if decoder is not None else model  # the decoder skips the LM head over the prompt
+    head, head_mask = input_ids[:, :-1], mask[:, :-1]
+    positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
+    cache = DynamicCache(config=model.config)
+    decoder(input_ids=head, attention_mask=head_mask, position_ids=positions, use_cache=True,
+            **{_cache_keyword(decoder): cache})
+    cache.batch_repeat_interleave(n)
+    return cache
+
+
 class HFBackend:
     """Batched sampling with transformers' `generate`."""
 
     name = "hf"
 
     def __init__(self, lm: LM, batch_size: int = 16, template: str = "auto", stop_early: bool = False,
-                 stop_token_ids: Sequence[int] = ()):
+                 stop_token_ids: Sequence[int] = (), share_prompt: bool = True):
         self.lm = lm
+        self.share_prompt = share_prompt  # run each prompt once for its n samples (False: as `generate` does)
         self.batch_size = batch_size
         self.template = template
         self.stop_early = stop_early  # end each sequence at its first stop string instead of at max_new_tokens
@@ -107,8 +135,12 @@ class HFBackend:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=tokenizer)
         if self.stop_token_ids:
             kwargs.update(eos_token_id=[tokenizer.eos_token_id, *self.stop_token_ids])
-        output = model.generate(input_ids=input_ids.to(self.lm.device), attention_mask=mask.to(self.lm.device),
-                                **kwargs)
+        input_ids, mask = input_ids.to(self.lm.device), mask.to(self.lm.device)
+        if self.share_prompt and n > 1 and min(len(ids) for ids in batch) > 1 and not model.config.is_encoder_decoder:
+            kwargs[_cache_keyword(model)] = shared_prompt_cache(model, input_ids, mask, n)
+            input_ids, mask = input_ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+            kwargs["num_return_sequences"] = 1
+        output = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         new_tokens = output[:, width:].tolist()
         out: list[list[Completion]] = []
         for row, ids in enumerate(batch):

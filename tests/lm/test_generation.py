@@ -221,3 +221,36 @@ def test_sampled_pad_tokens_are_kept(tiny_lm):
     (completion,) = backend.generate(["x"], 1, SamplingParams(temperature=0, max_new_tokens=5))[0]
     assert completion.finish_reason == "length"
     assert completion.token_ids == [PAD] * 5
+
+
+def _embedded_shapes(lm: LM) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
+    lm.model.get_input_embeddings().register_forward_hook(lambda _m, args, _out: shapes.append(tuple(args[0].shape)))
+    return shapes
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_shared_prompt_prefill_gives_the_completions_of_n_copies(tiny_lm, n):
+    """Each prompt is run once for its n samples, and the samples are those of `generate(num_return_sequences=n)`
+    (same seed: same tokens), with left padding of prompts of different lengths in one batch."""
+    import copy
+
+    prompts = [p for p in PROMPTS if p != "?"]  # every prompt longer than one token
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=7, seed=11)
+    shared_lm = replace(tiny_lm, model=copy.deepcopy(tiny_lm.model))
+    shapes = _embedded_shapes(shared_lm)
+    shared = HFBackend(shared_lm, batch_size=64).generate(prompts, n, sampling)
+    copies = HFBackend(tiny_lm, batch_size=64, share_prompt=False).generate(prompts, n, sampling)
+    assert texts(shared) == texts(copies)
+    width = max(len(HFBackend(tiny_lm).encode(p)) for p in prompts)
+    assert shapes[0] == (len(prompts), width - 1)  # the prefill: one row per prompt, not per sample
+    assert all(shape[0] == len(prompts) * n and shape[1] == 1 for shape in shapes[1:])  # then one token a step
+
+
+def test_one_token_prompt_falls_back_to_copies(tiny_lm):
+    """A prompt of one token has nothing to cache before its last token: the batch is generated as before."""
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=4, seed=2)
+    one = HFBackend(tiny_lm, template="raw")
+    assert len(one.encode("")) == 1  # the BOS alone
+    assert texts(one.generate(["", "hi"], 3, sampling)) == texts(
+        HFBackend(tiny_lm, template="raw", share_prompt=False).generate(["", "hi"], 3, sampling))
