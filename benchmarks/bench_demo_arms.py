@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=base_defaults.steps)
     parser.add_argument("--held-out", type=int, default=defaults.held_out)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heldout-offset", type=int, default=defaults.heldout_offset,
+                        help="seed offset of the held-out problems; another value makes a dev set for choosing a recipe")
+    parser.add_argument("--base-lr", type=float, default=base_defaults.lr)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--workspace", default=None, help="keep the workspace here (a rerun reuses finished cells)")
     parser.add_argument("--scorers", nargs="+", choices=("proxy", "base"), default=["proxy", "base"],
@@ -80,9 +83,9 @@ def main() -> None:
         for scorer_name, scorer, arms, all_params, out in runs:
             params = {k: v for k, v in all_params.items() if any(k.split(".")[0] in arm.split(",") for arm in arms)}
             config = AblationConfig(budget=args.budget, seeds=args.seeds, sft_steps=args.sft_steps,
-                                    held_out=args.held_out, lr=args.lr, batch_tokens=args.batch_tokens,
+                                    held_out=args.held_out, heldout_offset=args.heldout_offset, lr=args.lr, batch_tokens=args.batch_tokens,
                                     strategies=arms, params=params, seed=args.seed, out=out,
-                                    base_config=BaseConfig(steps=args.base_steps, seed=args.seed))
+                                    base_config=BaseConfig(steps=args.base_steps, lr=args.base_lr, seed=args.seed))
             result = run_ablation(ws, report.version, scorer, config,
                                   say=lambda text: print(text, file=sys.stderr, flush=True))
             report_lines(result, scorer_name, params, args, time.perf_counter() - start)
@@ -102,7 +105,8 @@ def report_lines(result, scorer: str, params: dict, args, seconds: float) -> Non
                           "faulty_share": {k: round(v, 4) for k, v in result.faulty_by_kind.get(arm.strategy,
                                                                                                 {}).items()},
                           "budget": compare.budget, "sft_steps": args.sft_steps, "lr": args.lr,
-                          "batch_tokens": args.batch_tokens, "params": params}), flush=True)
+                          "batch_tokens": args.batch_tokens, "base_steps": args.base_steps, "base_lr": args.base_lr,
+                          "heldout_offset": args.heldout_offset, "params": params}), flush=True)
     base = compare.base
     print(json.dumps({"arm": "(base)", "scorer": scorer, "accuracy": base.metrics.get("accuracy") if base else None,
                       "base": result.base, "warmup": result.base_stats,

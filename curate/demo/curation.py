@@ -49,11 +49,12 @@ HELDOUT_SEED, WARMUP_SEED = 1000, 3000  # offsets from the demo's seed; the loop
 class AblationConfig:
     budget: int = 400  # rows every arm keeps
     seeds: int = 3
-    sft_steps: int = 300  # about 12 epochs of the budget at 512 tokens (~16 problems) a step
+    sft_steps: int = 600  # about 24 epochs of the budget at 512 tokens (~16 problems) a step; chosen on a dev set
     lr: float = 1e-3
     batch_tokens: int = 512
     warmup: int = 5
     held_out: int = 200  # fresh problems in EVAL
+    heldout_offset: int = HELDOUT_SEED  # EVAL's seed offset; benchmarks choose recipes on another (a dev set)
     max_new_tokens: int = 32
     strategies: list[str] = field(default_factory=lambda: [CURATED])
     params: dict[str, str] = field(default_factory=lambda: dict(CURATED_PARAMS))
@@ -106,10 +107,11 @@ def near_duplicates_found(ws: Workspace, pool: DatasetVersion, selection: Datase
     return len(copies), len(found)
 
 
-def heldout_problems(count: int, seed: int, exclude: set[str], difficulties: tuple[int, ...] = (1,)) -> list[dict]:
+def heldout_problems(count: int, seed: int, exclude: set[str], difficulties: tuple[int, ...] = (1,),
+                     offset: int = HELDOUT_SEED) -> list[dict]:
     """Fresh problems (another seed), none of whose questions is in `exclude`, with their answers."""
     return [{"question": r["question"], "answer": r["answer"], "difficulty": r["difficulty"]}
-            for r in fresh_problems(count, seed + HELDOUT_SEED, exclude, draw=count * 4, difficulties=difficulties)]
+            for r in fresh_problems(count, seed + offset, exclude, draw=count * 4, difficulties=difficulties)]
 
 
 def warmup_problems(count: int, seed: int, exclude: set[str], difficulties: tuple[int, ...] = (1,)) -> list[dict]:
@@ -130,7 +132,8 @@ def prepare(ws: Workspace, pool: DatasetVersion, config: AblationConfig,
             progress: Callable[[str, int, int | None], None] | None = None) -> tuple[DatasetVersion, str, dict | None]:
     """EVAL and the base: (held-out version, base model folder, warm-up stats or None)."""
     questions = set(pool.scan().select("prompt").collect()["prompt"].to_list())
-    heldout = _ingest_rows(ws, heldout_problems(config.held_out, config.seed, questions, config.difficulties),
+    heldout = _ingest_rows(ws, heldout_problems(config.held_out, config.seed, questions, config.difficulties,
+                                                config.heldout_offset),
                            "demo-heldout")
     if config.base is not None:
         return heldout, config.base, None
