@@ -8,9 +8,12 @@ Both sides run in this process on the same examples with the same float32 model:
   LM head only on response positions).
 
 Prints one JSON line per result: throughput (tokens/s for both and the ratio curate/baseline),
-agreement of the two sets of log-probs (max abs diff), peak RSS, and the attention floor:
-PyTorch's fused causal attention alone on curate's batch shapes, every layer, which no
-batching can remove; baseline time / that floor bounds the ratio any batching can reach here.
+agreement of the two sets of log-probs (max abs diff), peak RSS, and two bounds on the ratio
+any batching can reach here: the attention floor (PyTorch's fused causal attention alone on
+curate's batch shapes, every layer, which no batching can remove) and the GEMM bound (the
+FLOPs of the model's linear layers that curate must still run, at the rate of one large
+float32 GEMM of the model's own shapes measured in this process: when the one-at-a-time loop
+already runs its matrix products near that rate, batching has little left to win).
 
     python benchmarks/bench_scoring.py --limit 2000     # stories260K (8-dim heads: attention-bound, see the floor)
     python benchmarks/bench_scoring.py --limit 64 \
@@ -106,6 +109,36 @@ def attention_floor(lm, lengths: list[int], token_budget: int, repeat: int) -> f
     return best
 
 
+def linear_flops(model) -> tuple[int, int]:
+    """FLOPs per token of the decoder's linear layers and of the LM head: 2 x their weights."""
+    import torch
+
+    head = model.get_output_embeddings()
+    body = sum(2 * m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    return body, 2 * head.weight.numel()
+
+
+def gemm_rate(lm, rows: int, repeat: int) -> float:
+    """FLOP/s of float32 products [rows, hidden] x [hidden, intermediate]: the model's largest linear shape."""
+    import torch
+
+    config = lm.model.config
+    k = config.hidden_size
+    n = getattr(config, "intermediate_size", None) or 4 * k
+    a, b = torch.randn(rows, k, device=lm.device), torch.randn(k, n, device=lm.device)
+    best = float("inf")
+    with torch.inference_mode():
+        a @ b
+        for _ in range(max(3, repeat)):
+            start = time.perf_counter()
+            for _ in range(5):
+                a @ b
+            if lm.device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, (time.perf_counter() - start) / 5)
+    return 2 * rows * k * n / best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K-style JSONL (question, answer)")
@@ -175,6 +208,15 @@ def main(argv: list[str] | None = None) -> int:
          ratio_bound=round(theirs_s / floor_s, 2),
          note="causal SDPA alone on curate's batch shapes (includes random q/k/v creation); "
               "no batching can beat baseline_s / attention_s", **setup)
+    body, head = linear_flops(lm.model)
+    response_tokens = int(sum(a.size for a in ours))
+    needed = body * ours_tokens + head * response_tokens  # what curate cannot skip: the head only on responses
+    rate = gemm_rate(lm, args.token_budget, args.repeat)
+    emit(result="gemm_bound", unit="GFLOP/s", gemm=round(rate / 1e9, 1),
+         baseline_linear=round((body + head) * theirs_tokens / theirs_s / 1e9, 1),
+         curate_linear=round(needed / ours_s / 1e9, 1), ratio_bound=round(theirs_s / (needed / rate), 2),
+         note="linear-layer FLOPs per second of each side against one large float32 GEMM of the model's shapes; "
+              "no batching can beat baseline_s / (curate's linear FLOPs at the GEMM rate)", **setup)
     emit(result="peak_rss", unit="MB", after_curate=round(rss_after_curate, 1),
          after_baseline=round(rss_after_baseline, 1), note="ru_maxrss of the process after each side (curate runs first)", **setup)
     return 0
