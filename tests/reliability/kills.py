@@ -227,23 +227,23 @@ def scenarios(scale: float = 1.0) -> list[Scenario]:
     sft_steps = str(max(8, int(24 * scale)))
     grpo_steps = str(max(4, int(8 * scale)))
     out = [
-        Scenario("ingest", ["ingest", f"{{inputs}}/big-{big}.jsonl", "--name", "big"], versions_of("big")),
+        Scenario("ingest", ["ingest", f"{{inputs}}/big-{big}.jsonl", "--out", "big"], versions_of("big")),
         Scenario("score", ["score", "pool", "--scorer", "perplexity", "--model", MODEL], scores_of,
                  before_rerun=scores_kept),
         Scenario("select fisher", ["select", "pool", "--strategy", "fisher", "--budget", "40", "--model", MODEL,
                                    "--out", "sel"], versions_of("sel")),
-        Scenario("select token-clean", ["select", "pool", "--strategy", "token-clean", "--ratio", "0.6",
-                                        "--model", MODEL, "--ref-model", MODEL, "--out", "sel"], versions_of("sel")),
+        Scenario("select token-clean", ["select", "pool", "--strategy", "token-clean", "--param", "token-clean.ratio=0.6",
+                                        "--model", MODEL, "--param", f"token-clean.ref_model={MODEL}", "--out", "sel"], versions_of("sel")),
         Scenario("rollouts", ["rollouts", "pool", "--model", MODEL, "--reward", "tests.rl_rewards:coin",
                               "--max-completion-length", "6", "--prompts-per-batch", "4", "--model-key", "tiny"],
                  rollouts_per_prompt),
         Scenario("loop", ["loop", "pool", "--model", MODEL, "--rounds", "2", "--strategy", "band", "--out", "{out}",
                           "--reward", "tests.rl_rewards:coin", "--prompts-per-round", "3", "--steps-per-round", "2",
-                          "-g", "3", "--max-completion-length", "6", "--eval-size", "3"], loop_outcome,
+                          "-G", "3", "--max-completion-length", "6", "--eval-size", "3"], loop_outcome,
                  resume=resume_if("loop.json")),
-        Scenario("synth", ["synth", "--recipe", "self-instruct", "--seeds", "{inputs}/seeds.jsonl", "--backend",
+        Scenario("synth", ["synth", "self-instruct", "{inputs}/seeds.jsonl", "--backend",
                            "openai", "--base-url", "{server}", "--endpoint", "completions", "--model", "served",
-                           "-n", str(max(12, int(40 * scale))), "--concurrency", "2", "--name", "syn"],
+                           "-n", str(max(12, int(40 * scale))), "--concurrency", "2", "--out", "syn"],
                  prompts_of("syn")),
         Scenario("train sft", ["train", "sft", "pool", *tiny_train, "--steps", sft_steps, "--save-every", "2",
                                "--warmup", "0", "--log-every", "1"], losses, resume=resume_if("checkpoint*")),
@@ -279,7 +279,7 @@ class Campaign:
                 big_pool(inputs / Path(scenario.argv[1]).name, int(Path(scenario.argv[1]).stem.split("-")[1]))
         self.zygote = self.zygote or Zygote()
         base = Run(self.root / "base")
-        status, _ = self.zygote.run(["ingest", str(inputs / "pool.jsonl"), "--name", "pool", "--workspace",
+        status, _ = self.zygote.run(["ingest", str(inputs / "pool.jsonl"), "--out", "pool", "--workspace",
                                      str(base.ws), "--quiet"], self.root / "prepare.log")
         assert status == 0, (self.root / "prepare.log").read_text()
 

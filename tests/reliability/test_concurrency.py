@@ -30,12 +30,12 @@ def _pool(path: Path, n: int = 30, offset: int = 0) -> Path:
 
 def test_wait_0_fails_fast_naming_the_holders_pid_and_command(tmp_path):
     ws = tmp_path / "ws"
-    run("ingest", str(_pool(tmp_path / "pool.jsonl")), "--name", "pool", ws=ws)
+    run("ingest", str(_pool(tmp_path / "pool.jsonl")), "--out", "pool", ws=ws)
     before = run("ls", "--quiet", ws=ws).stdout
     holder = hold_lock(ws)
     try:
         started = time.monotonic()
-        result = run("ingest", str(_pool(tmp_path / "more.jsonl", offset=100)), "--name", "pool", "--wait", "0",
+        result = run("ingest", str(_pool(tmp_path / "more.jsonl", offset=100)), "--out", "pool", "--wait", "0",
                      ws=ws, check=1)
         assert time.monotonic() - started < 30  # the import, not a wait
         assert f"busy (pid {holder.pid}, command " in result.stderr
@@ -49,7 +49,7 @@ def test_wait_0_fails_fast_naming_the_holders_pid_and_command(tmp_path):
 
 def test_a_waiting_command_says_so_and_then_runs(tmp_path):
     ws = tmp_path / "ws"
-    run("ingest", str(_pool(tmp_path / "pool.jsonl")), "--name", "pool", ws=ws)
+    run("ingest", str(_pool(tmp_path / "pool.jsonl")), "--out", "pool", ws=ws)
     holder = hold_lock(ws)  # held until released below, however slow the machine is
     waiter = start("ls", "--quiet", "--wait", "120", ws=ws)
     try:
@@ -66,7 +66,7 @@ def test_a_waiting_command_says_so_and_then_runs(tmp_path):
 
 def test_a_killed_holders_lock_is_detected_and_cleared(tmp_path):
     ws = tmp_path / "ws"
-    run("ingest", str(_pool(tmp_path / "pool.jsonl")), "--name", "pool", ws=ws)
+    run("ingest", str(_pool(tmp_path / "pool.jsonl")), "--out", "pool", ws=ws)
     holder = hold_lock(ws)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
@@ -113,10 +113,10 @@ def _reader(ws: Workspace, stop: threading.Event, seen: dict, problems: list, ou
 @pytest.mark.slow
 def test_eight_parallel_writers_and_readers(tmp_path, tiny_model_dir):
     ws_path = tmp_path / "ws"
-    run("ingest", str(_pool(tmp_path / "pool.jsonl", n=12)), "--name", "pool", ws=ws_path)
+    run("ingest", str(_pool(tmp_path / "pool.jsonl", n=12)), "--out", "pool", ws=ws_path)
     ws = Workspace.open(ws_path)
     writers = [
-        *[("ingest", str(_pool(tmp_path / f"part{i}.jsonl", offset=1000 * (i + 1))), "--name", "parts")
+        *[("ingest", str(_pool(tmp_path / f"part{i}.jsonl", offset=1000 * (i + 1))), "--out", "parts")
           for i in range(3)],
         *[("select", "pool", "--strategy", "random", "--budget", "5", "--seed", str(i), "--out", "picked")
           for i in range(3)],

@@ -60,11 +60,11 @@ def _state(ws_path):
 
 def test_ingest_and_select_on_a_full_disk(small_disk, tmp_path):
     ws = small_disk / "ws"
-    run("ingest", str(_rows(tmp_path / "small.jsonl", 400)), "--name", "pool", ws=ws)
+    run("ingest", str(_rows(tmp_path / "small.jsonl", 400)), "--out", "pool", ws=ws)
     big = _rows(tmp_path / "big.jsonl", 60_000, offset=1000)  # ~15 MB: its shards cannot fit in what is left
     before = _state(ws)
     _fill(small_disk, leave_bytes=2_000_000)
-    failed = run("ingest", str(big), "--name", "big", ws=ws, check=1)
+    failed = run("ingest", str(big), "--out", "big", ws=ws, check=1)
     assert "no space left on the device of workspace" in failed.stderr and "free some space" in failed.stderr
     assert "internal error" not in failed.stderr and "Traceback" not in failed.stderr
     assert _state(ws) == before
@@ -73,7 +73,7 @@ def test_ingest_and_select_on_a_full_disk(small_disk, tmp_path):
     assert failed.returncode == 1 and "no space left on the device" in failed.stderr, failed.stderr
     assert _state(ws) == before
     (small_disk / "ballast").unlink()
-    run("ingest", str(big), "--name", "big", ws=ws)
+    run("ingest", str(big), "--out", "big", ws=ws)
     run("select", "pool", "--strategy", "random", "--budget", "300", "--out", "sel", ws=ws)
     assert _state(ws) == sorted(before + ["big@v1", "sel@v1"])
 

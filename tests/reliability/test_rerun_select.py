@@ -12,7 +12,7 @@ def test_rerunning_a_finished_selection_makes_no_second_version(tmp_path):
     ws = tmp_path / "ws"
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"prompt": f"q{i} " * (i % 5 + 1), "response": f"a{i}"}
                                                   for i in range(30)])
-    run("ingest", str(pool), "--name", "pool", ws=ws)
+    run("ingest", str(pool), "--out", "pool", ws=ws)
     select = ("select", "pool", "--strategy", "random", "--budget", "10", "--out", "sel", "--quiet")
     assert run(*select, ws=ws).stdout.split() == run(*select, ws=ws).stdout.split() == ["sel@v1"]
     run("select", "pool", "--strategy", "random", "--budget", "12", "--out", "sel", ws=ws)  # another selection
@@ -29,8 +29,8 @@ def test_rerunning_a_finished_synth_makes_no_second_version(tmp_path):
     seeds = write_seed_tasks(tmp_path / "seeds.jsonl")
     server = FakeOpenAI().start()
     try:
-        synth = ("synth", "--recipe", "self-instruct", "--seeds", str(seeds), "--backend", "openai", "--base-url",
-                 server.url, "--endpoint", "completions", "--model", "served", "-n", "8", "--name", "syn", "--quiet")
+        synth = ("synth", "self-instruct", str(seeds), "--backend", "openai", "--base-url",
+                 server.url, "--endpoint", "completions", "--model", "served", "-n", "8", "--out", "syn", "--quiet")
         first = run(*synth, ws=tmp_path / "ws").stdout.split()
         sent = len(server.records)
         assert run(*synth, ws=tmp_path / "ws").stdout.split() == first == ["syn@v1"]

@@ -23,8 +23,8 @@ def test_the_key_is_nowhere_in_the_workspace_or_the_output(tmp_path, how):
     seeds = write_seed_tasks(tmp_path / "seeds.jsonl")
     server = FakeOpenAI().start()
     ws = tmp_path / "ws"
-    args = ["synth", "--recipe", "self-instruct", "--seeds", str(seeds), "--backend", "openai", "--base-url",
-            server.url, "--endpoint", "completions", "--model", "served", "-n", "6", "--name", "si", "--debug"]
+    args = ["synth", "self-instruct", str(seeds), "--backend", "openai", "--base-url",
+            server.url, "--endpoint", "completions", "--model", "served", "-n", "6", "--out", "si", "--debug"]
     try:
         if how == "env":
             result = run(*args, ws=ws, OPENAI_API_KEY=SECRET)
@@ -34,7 +34,7 @@ def test_the_key_is_nowhere_in_the_workspace_or_the_output(tmp_path, how):
         assert "synthesized si@v1" in result.stdout
         assert not _leaks(ws, result.stdout, result.stderr)
         server.fail = [401] * 10
-        refused = run(*args, "--name", "si2", "-n", "12", "--api-key", SECRET, "--max-retries", "0",
+        refused = run(*args, "--out", "si2", "-n", "12", "--api-key", SECRET, "--max-retries", "0",
                       ws=ws, check=None)
         assert refused.returncode != 0 and "401" in refused.stdout + refused.stderr
         assert not _leaks(ws, refused.stdout, refused.stderr)
