@@ -22,8 +22,8 @@ One JSON line per seed and per method, then a summary line.
 
 With a real LM: `--model` may be a GGUF file (dequantised once into WORKDIR/models), and
 `--warm-steps 0` uses it as the base as it is (an instruct model needs no warm-up to know the
-format). Sized for CPU with SmolLM2-135M-Instruct (docs/selectors.md says why it has not been
-run to the end on the shared 2-core machine; `--seeds 0` stops after the AUROC):
+format). Sized for CPU with SmolLM2-135M-Instruct (about 20 minutes of one core; the numbers are
+in docs/selectors.md; `--seeds 0` stops after the AUROC):
 
     python benchmarks/bench_token_clean.py --model ../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf \
         --warm-steps 0 --ref-rows 240 --ref-steps 30 --pool-rows 150 --held-out 40 --steps 8 \
