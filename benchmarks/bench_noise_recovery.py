@@ -23,11 +23,9 @@ One JSON line per strategy (and per random seed), then a summary line.
 
     python benchmarks/bench_noise_recovery.py [--model PATH.gguf] [--rows N] [--workdir DIR]
 
-What docs/selectors.md reports (the first 150 rows: 2 CPU cores shared with other jobs; the
-strategies split over two processes, which plant the same faults):
-
-    python benchmarks/bench_noise_recovery.py --rows 150 --strategies length,perplexity,fisher
-    python benchmarks/bench_noise_recovery.py --rows 150 --strategies ifd --random-seeds 0
+What docs/selectors.md reports: the whole pool, `python benchmarks/bench_noise_recovery.py` (about
+24 minutes of one CPU core). Strategies may be split over processes (`--strategies`); they plant
+the same faults.
 """
 
 from __future__ import annotations
