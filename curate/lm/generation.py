@@ -62,8 +62,10 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
 
 def _cache_keyword(module: Any) -> str:
-    """transformers 5 names the cache argument `cache`; earlier versions `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+    """transformers 5 names the cache argument `cache`; earlier versions `past_key_values` (a peft
+    wrapper's forward takes **kwargs: its base model's signature says which)."""
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def shared_prompt_cache(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, n: int) -> Any:

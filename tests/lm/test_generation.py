@@ -254,3 +254,17 @@ def test_one_token_prompt_falls_back_to_copies(tiny_lm):
     assert len(one.encode("")) == 1  # the BOS alone
     assert texts(one.generate(["", "hi"], 3, sampling)) == texts(
         HFBackend(tiny_lm, template="raw", share_prompt=False).generate(["", "hi"], 3, sampling))
+
+
+def test_shared_prompt_prefill_through_a_lora_wrapper(tiny_lm):
+    """GRPO with --lora generates through a peft wrapper: the shared prefill gives the same samples there."""
+    import copy
+
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    wrapped = replace(tiny_lm, model=peft.get_peft_model(copy.deepcopy(tiny_lm.model), config))
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=6, seed=5)
+    prompts = ["first prompt", "a second, longer prompt"]
+    shared = HFBackend(wrapped).generate(prompts, 3, sampling)
+    assert texts(shared) == texts(HFBackend(wrapped, share_prompt=False).generate(prompts, 3, sampling))
+    assert texts(shared) != texts(HFBackend(tiny_lm).generate(prompts, 3, sampling))  # the adapters are in use
