@@ -76,10 +76,11 @@ def shared_prompt_cache(model: Any, input_ids: torch.Tensor, mask: torch.Tensor,
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
     decoder = decoder if decoder is not None else model  # the decoder skips the LM head over the prompt
     head, head_mask = input_ids[:, :-1], mask[:, :-1]
-    positions = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
+    extra: dict[str, Any] = {}
+    if "position_ids" in inspect.signature(decoder.forward).parameters:  # not ALiBi models (Bloom): as `generate`
+        extra["position_ids"] = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
     cache = DynamicCache(config=model.config)
-    decoder(input_ids=head, attention_mask=head_mask, position_ids=positions, use_cache=True,
-            **{_cache_keyword(decoder): cache})
+    decoder(input_ids=head, attention_mask=head_mask, use_cache=True, **{_cache_keyword(decoder): cache}, **extra)
     cache.batch_repeat_interleave(n)
     return cache
 

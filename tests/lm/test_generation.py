@@ -268,3 +268,17 @@ def test_shared_prompt_prefill_through_a_lora_wrapper(tiny_lm):
     shared = HFBackend(wrapped).generate(prompts, 3, sampling)
     assert texts(shared) == texts(HFBackend(wrapped, share_prompt=False).generate(prompts, 3, sampling))
     assert texts(shared) != texts(HFBackend(tiny_lm).generate(prompts, 3, sampling))  # the adapters are in use
+
+
+def test_shared_prompt_prefill_on_a_model_without_position_ids(tiny_lm):
+    """ALiBi models (Bloom) take no position ids; their shared prefill gives the samples of n copies too."""
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(0)
+    bloom = BloomForCausalLM(BloomConfig(n_layer=2, hidden_size=32, n_head=4, vocab_size=len(tiny_lm.tokenizer),
+                                         bos_token_id=byte_tokenizer.BOS, eos_token_id=EOS, pad_token_id=PAD)).eval()
+    lm = LM(bloom, tiny_lm.tokenizer, "tiny-bloom", "tiny-bloom", tiny_lm.device)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=6, seed=4)
+    prompts = ["short", "a much longer prompt, padded on the left of the short one"]
+    shared = HFBackend(lm).generate(prompts, 3, sampling)
+    assert texts(shared) == texts(HFBackend(lm, share_prompt=False).generate(prompts, 3, sampling))
