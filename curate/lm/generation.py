@@ -11,7 +11,6 @@ same protocol elsewhere.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from curate.lm.loading import LM
+from curate.lm.parts import cache_keyword, decoder_of, takes
 from curate.lm.templates import Prompt, prompt_token_ids
 
 
@@ -61,26 +61,18 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return text[: min(positions)], True
 
 
-def _cache_keyword(module: Any) -> str:
-    """transformers 5 names the cache argument `cache`; earlier versions `past_key_values` (a peft
-    wrapper's forward takes **kwargs: its base model's signature says which)."""
-    base = module.get_base_model() if hasattr(module, "get_base_model") else module
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
 def shared_prompt_cache(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, n: int) -> Any:
     """The KV cache of every left-padded prompt but its last token, run once and repeated n times
     (row i*n + j holds prompt i), with the positions and mask `generate` itself would use."""
     from transformers import DynamicCache
 
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    decoder = decoder if decoder is not None else model  # the decoder skips the LM head over the prompt
+    decoder = decoder_of(model)  # the decoder skips the LM head over the prompt
     head, head_mask = input_ids[:, :-1], mask[:, :-1]
     extra: dict[str, Any] = {}
-    if "position_ids" in inspect.signature(decoder.forward).parameters:  # not ALiBi models (Bloom): as `generate`
+    if takes(decoder, "position_ids"):  # not ALiBi models (Bloom): as `generate` does
         extra["position_ids"] = (head_mask.cumsum(-1) - 1).masked_fill(head_mask == 0, 0)
     cache = DynamicCache(config=model.config)
-    decoder(input_ids=head, attention_mask=head_mask, use_cache=True, **{_cache_keyword(decoder): cache}, **extra)
+    decoder(input_ids=head, attention_mask=head_mask, use_cache=True, **{cache_keyword(decoder): cache}, **extra)
     cache.batch_repeat_interleave(n)
     return cache
 
@@ -140,7 +132,7 @@ class HFBackend:
             kwargs.update(eos_token_id=[tokenizer.eos_token_id, *self.stop_token_ids])
         input_ids, mask = input_ids.to(self.lm.device), mask.to(self.lm.device)
         if self.share_prompt and n > 1 and min(len(ids) for ids in batch) > 1 and not model.config.is_encoder_decoder:
-            kwargs[_cache_keyword(model)] = shared_prompt_cache(model, input_ids, mask, n)
+            kwargs[cache_keyword(model)] = shared_prompt_cache(model, input_ids, mask, n)
             input_ids, mask = input_ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
             kwargs["num_return_sequences"] = 1
         output = model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from curate.train.logprobs import LOGIT_ELEMENTS, head_logprobs, unwrap
+from curate.lm.parts import unwrap
+from curate.train.logprobs import LOGIT_ELEMENTS, head_logprobs
 from curate.train.losses import sft_token_loss, sft_token_weight
 
 SCALED_HEAD_FIELDS = ("logit_scale", "final_logit_softcapping", "logits_scaling", "lm_head_multiplier",

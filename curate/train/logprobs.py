@@ -15,29 +15,14 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from curate.lm.parts import cache_keyword, decoder_of, unwrap
+
 LOGIT_ELEMENTS = 1 << 25  # 32M float32 logits (128 MB) per LM-head slice
-
-
-def unwrap(model: Any) -> Any:
-    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def decoder_of(model: Any) -> Any:
-    base = unwrap(model)
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
-    return decoder if decoder is not None else base.base_model
-
-
-def _cache_keyword(decoder: Any) -> str:
-    params = inspect.signature(decoder.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def _head(model: Any, hidden: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -117,7 +102,7 @@ def group_logprobs(model: Any, prompt_ids: list[int], completions: list[list[int
     kwargs: dict[str, Any] = {"use_cache": True}
     if len(prompt_ids) > 1:  # the prompt but its last token, once; its cache is shared by the g completions
         cache = DynamicCache(config=config)
-        keyword = _cache_keyword(decoder)
+        keyword = cache_keyword(decoder)
         decoder(input_ids=torch.tensor([prompt_ids[:-1]], device=device), **{keyword: cache}, use_cache=True)
         cache.batch_repeat_interleave(g)
         kwargs[keyword] = cache

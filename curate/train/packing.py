@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from curate.train.logprobs import decoder_of, head_logprobs, unwrap
+from curate.lm.parts import decoder_of, unwrap
+from curate.train.logprobs import head_logprobs
 
 PACKED_ATTENTION = "curate_packed_sdpa"
 BOUNDS_KEYWORD = "segment_bounds"  # row offsets where each packed example starts, then the row length

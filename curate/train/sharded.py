@@ -27,7 +27,7 @@ import torch
 
 from curate.train.checkpoints import Checkpoint, write_state_and_swap_in
 from curate.train.distributed import Dist, barrier
-from curate.train.logprobs import decoder_of, unwrap
+from curate.lm.parts import decoder_of, unwrap
 
 T = TypeVar("T")
 DCP_FOLDER = "dcp"
